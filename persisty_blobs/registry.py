@@ -1,0 +1,43 @@
+"""``open_store(url)``: a store from a URL. Stores are imported only when their scheme is used,
+so ``import persisty_blobs`` never imports an optional dependency."""
+
+from __future__ import annotations
+
+import importlib
+import urllib.parse
+from types import ModuleType
+from typing import Any
+
+from .errors import Unsupported
+from .store import DataStore
+
+__all__ = ["open_store", "require"]
+
+# scheme -> "module:class"; the class has ``from_url(url, **options)``.
+_SCHEMES: dict[str, str] = {
+    "file": "persisty_blobs.stores.directory:DirectoryStore",
+    "memory": "persisty_blobs.stores.memory:MemoryStore",
+}
+
+
+def open_store(url: str, **options: Any) -> DataStore:
+    """Open the store a URL names, e.g. ``memory://`` or ``file:///srv/blobs``."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    target = _SCHEMES.get(scheme)
+    if target is None:
+        known = ", ".join(f"{name}://" for name in sorted(_SCHEMES))
+        raise Unsupported(f"no store for the URL scheme {scheme!r} (known: {known})")
+    module_name, class_name = target.split(":")
+    store_class = getattr(importlib.import_module(module_name), class_name)
+    store: DataStore = store_class.from_url(url, **options)
+    return store
+
+
+def require(module: str, *, extra: str) -> ModuleType:
+    """Import a store's optional dependency, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise Unsupported(
+            f"this store needs {module!r}: pip install 'persisty-blobs[{extra}]'"
+        ) from exc

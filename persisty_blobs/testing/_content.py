@@ -1,0 +1,180 @@
+"""Conformance: content round trips, item fields, missing keys, ranges and the reader API."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from ..errors import NotFound, RangeNotSatisfiable
+from ..store import DataStore
+from ._support import payload, pieces, sha256
+
+SIZES: dict[str, Callable[[int], int]] = {
+    "empty": lambda chunk: 0,
+    "one": lambda chunk: 1,
+    "chunk-1": lambda chunk: chunk - 1,
+    "chunk": lambda chunk: chunk,
+    "chunk+1": lambda chunk: chunk + 1,
+    "3chunks+7": lambda chunk: 3 * chunk + 7,
+}
+
+
+def _generator(data: bytes) -> Iterator[bytes]:
+    yield from pieces(data, 7919)
+
+
+SOURCES: dict[str, Callable[[bytes], Any]] = {
+    "bytes": bytes,
+    "bytearray": bytearray,
+    "memoryview": memoryview,
+    "binary-file": io.BytesIO,
+    "generator": _generator,
+}
+
+
+class ContentTests:
+    @pytest.mark.parametrize("size_name", list(SIZES))
+    @pytest.mark.parametrize("source", list(SOURCES))
+    def test_round_trip(self, store: DataStore, size_name: str, source: str) -> None:
+        data = payload(SIZES[size_name](store.chunk_size), seed=len(size_name))
+        item = store.put("round/trip.bin", SOURCES[source](data))
+        assert item.size == len(data)
+        assert item.checksum == sha256(data)
+        assert store.read_bytes("round/trip.bin") == data
+        stored = store.get("round/trip.bin")
+        assert stored is not None
+        assert (stored.size, stored.etag, stored.checksum) == (item.size, item.etag, item.checksum)
+
+    def test_str_data_is_a_type_error_and_writes_nothing(self, store: DataStore) -> None:
+        with pytest.raises(TypeError):
+            store.put("text", "not bytes")
+        with pytest.raises(TypeError):
+            store.put("text", iter([b"bytes", "then a str"]))
+        with pytest.raises(TypeError):
+            store.put("text", 42)
+        assert store.get("text") is None
+
+    def test_item_fields(self, store: DataStore) -> None:
+        data = payload(5000)
+        item = store.put("fields/doc.bin", data, metadata={"Owner": "ada", "x-tag": "ü"})
+        assert item.key == "fields/doc.bin"
+        assert item.namespace == ""
+        assert item.size == 5000
+        assert isinstance(item.etag, str)
+        assert item.etag
+        assert item.checksum == sha256(data)
+        assert dict(item.metadata) == {"owner": "ada", "x-tag": "ü"}
+        assert item.flags == frozenset()
+        assert item.updated_at.tzinfo is not None
+        assert item.updated_at.utcoffset() == timedelta(0)
+        stored = store.get("fields/doc.bin")
+        assert stored is not None
+        for field in ("key", "namespace", "size", "etag", "checksum", "content_type", "flags"):
+            assert getattr(stored, field) == getattr(item, field), field
+        assert dict(stored.metadata) == dict(item.metadata)
+        assert abs(stored.updated_at - item.updated_at) < timedelta(seconds=2)
+
+    def test_etag_changes_with_content(self, store: DataStore) -> None:
+        first = store.put("etag", b"one")
+        second = store.put("etag", b"two")
+        assert first.etag != second.etag
+        stored = store.get("etag")
+        assert stored is not None
+        assert stored.etag == second.etag
+
+    def test_content_type_given_guessed_and_default(self, store: DataStore) -> None:
+        given = store.put("given.bin", b"{}", content_type="application/json; charset=utf-8")
+        assert given.content_type == "application/json; charset=utf-8"
+        assert store.put("guessed/photo.png", b"png").content_type == "image/png"
+        assert store.put("guessed/page.html", b"<p>").content_type == "text/html"
+        assert store.put("no-extension", b"?").content_type == "application/octet-stream"
+        for key, expected in (
+            ("given.bin", "application/json; charset=utf-8"),
+            ("guessed/photo.png", "image/png"),
+            ("no-extension", "application/octet-stream"),
+        ):
+            stored = store.get(key)
+            assert stored is not None
+            assert stored.content_type == expected
+
+    def test_updated_at_is_utc_and_never_goes_back(self, store: DataStore) -> None:
+        before = store.put("clock", b"1")
+        time.sleep(0.01)
+        after = store.put("clock", b"2")
+        assert after.updated_at >= before.updated_at
+        assert after.updated_at.tzinfo is not None
+        assert abs(after.updated_at - datetime.now(UTC)) < timedelta(minutes=5)
+
+    def test_missing_key(self, store: DataStore) -> None:
+        assert store.get("missing") is None
+        assert store.exists("missing") is False
+        assert store.delete("missing") is False
+        calls: list[Callable[[], object]] = [
+            lambda: store.open("missing"),
+            lambda: store.read_bytes("missing"),
+            lambda: store.copy("missing", "elsewhere"),
+            lambda: store.set_flags("missing", ["pending"]),
+            lambda: store.get_flags("missing"),
+        ]
+        for call in calls:
+            with pytest.raises(NotFound, match="missing") as caught:
+                call()
+            assert isinstance(caught.value, KeyError)
+        assert store.get("elsewhere") is None
+
+    def test_ranges(self, store: DataStore) -> None:
+        data = payload(100)
+        store.put("ranged", data)
+        cases = [(10, None), (10, 15), (0, 0), (0, 100), (99, None), (100, None), (50, 1000)]
+        for start, end in cases:
+            assert store.read_bytes("ranged", start, end) == data[start:end], (start, end)
+        with pytest.raises(RangeNotSatisfiable):
+            store.read_bytes("ranged", 101)
+        store.put("empty", b"")
+        assert store.read_bytes("empty", 0) == b""
+        with pytest.raises(RangeNotSatisfiable):
+            store.read_bytes("empty", 1)
+
+    def test_bad_ranges_raise_before_any_io(self, store: DataStore) -> None:
+        for start, end in [(-1, None), (0, -1), (10, 5), (-5, -1)]:
+            with pytest.raises(ValueError, match=r"start|end"):
+                store.open("not-there-either", start, end)
+
+    def test_ranges_across_chunks(self, store: DataStore) -> None:
+        chunk = store.chunk_size
+        data = payload(3 * chunk + 7, seed=3)
+        store.put("spanning", data)
+        for start, end in [(chunk - 3, chunk + 3), (1, 3 * chunk + 6), (2 * chunk, None)]:
+            assert store.read_bytes("spanning", start, end) == data[start:end]
+
+    def test_reader_api(self, store: DataStore) -> None:
+        data = b"first line\nsecond line\n" + payload(300, seed=4)
+        item = store.put("lines.txt", data)
+        with store.open("lines.txt") as reader:
+            assert reader.item.etag == item.etag
+            assert reader.read(5) == data[:5]
+            buffer = bytearray(6)
+            assert reader.readinto(buffer) == 6
+            assert bytes(buffer) == data[5:11]
+            assert reader.read() == data[11:]
+            assert reader.read() == b""
+        assert reader.closed
+        with store.open("lines.txt") as reader:
+            assert b"".join(reader) == data
+        with store.open("lines.txt") as reader:
+            assert next(iter(reader)) == b"first line\n"
+
+    def test_reading_seven_bytes_at_a_time(self, store: DataStore) -> None:
+        data = payload(3 * store.chunk_size + 7, seed=5)
+        store.put("sevens", data)
+        parts = []
+        with store.open("sevens") as reader:
+            while part := reader.read(7):
+                assert len(part) <= 7
+                parts.append(part)
+        assert b"".join(parts) == data
