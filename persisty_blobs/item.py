@@ -20,7 +20,7 @@ class Flag(enum.StrEnum):
     FAILED = "failed"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class DataItem:
     """Metadata of one stored item.
 

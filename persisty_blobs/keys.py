@@ -37,8 +37,26 @@ _NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # an HTTP token
 _QUOTED = r'"(?:[^"\\\x00-\x1f\x7f]|\\[\t\x20-\x7e])*"'
 _CONTENT_TYPE = re.compile(rf"{_NAME}/{_NAME}(?:[ \t]*;[ \t]*{_NAME}=(?:{_NAME}|{_QUOTED}))*")
 # Built-in tables only: the system's mime.types differ between machines, and a guessed
-# content type must not depend on where the code runs.
+# content type must not depend on where the code runs; the types below are missing from
+# older Pythons' tables, so they are added to give every supported version the same answer.
 _MIME_TYPES = mimetypes.MimeTypes()
+for _extension, _type in {
+    ".7z": "application/x-7z-compressed",
+    ".epub": "application/epub+zip",
+    ".flac": "audio/flac",
+    ".gz": "application/gzip",
+    ".ics": "text/calendar",
+    ".jsonl": "application/jsonl",
+    ".m4a": "audio/mp4",
+    ".md": "text/markdown",
+    ".mkv": "video/x-matroska",
+    ".toml": "application/toml",
+    ".woff2": "font/woff2",
+    ".yaml": "application/yaml",
+    ".yml": "application/yaml",
+    ".zst": "application/zstd",
+}.items():
+    _MIME_TYPES.add_type(_type, _extension)
 
 
 def validate_key(key: object) -> str:
