@@ -26,7 +26,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.dev-installed
-	$(BIN)/python -m bench all
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) demo-data .mypy_cache .pytest_cache .ruff_cache bench/results

@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 _LIST_PAGE_SIZE = 1000
+_READ_BUFFER_SIZE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,8 @@ class DataStore:
         if end is not None and (not isinstance(end, int) or end < start):
             raise ValueError(f"end must be None or an int >= start ({start}), not {end!r}")
         item, raw = self._driver.open_range(self._namespace, key, start, end)
-        return ItemReader(raw, item, self.chunk_size)
+        # Reads of at least the buffer's size go straight into the caller's memory.
+        return ItemReader(raw, item, min(self.chunk_size, _READ_BUFFER_SIZE))
 
     def read_bytes(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         with self.open(key, start, end) as reader:

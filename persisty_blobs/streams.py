@@ -8,12 +8,13 @@ GIL, so a put runs at the speed of the slower of the two rather than of their su
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +101,7 @@ class ItemWriter(io.BufferedIOBase):
         self._filled = 0
         self._size = 0
         self._sha256 = hashlib.sha256()
+        self._hashing: Future[None] | None = None
         self._finished = False
 
     def writable(self) -> bool:
@@ -138,18 +140,38 @@ class ItemWriter(io.BufferedIOBase):
             self._forward(whole[: self._filled])
         self._filled = 0
 
-    def _forward(self, chunk: memoryview) -> None:
+    def write_rotating(self, chunk: memoryview) -> None:
+        """Like ``write``, but return while ``chunk`` is still being hashed: the caller rotates
+        two buffers and refills this one only after the next call returns."""
+        if self._finished:
+            raise ValueError("write to a closed ItemWriter")
+        if self._filled or len(chunk) != len(self._chunk):
+            self.write(chunk)
+            return
+        try:
+            self._forward(chunk, wait=False)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _forward(self, chunk: memoryview, *, wait: bool = True) -> None:
         self._size += len(chunk)
+        self._await_hash()  # updates run in order, and the previous buffer becomes free
         if len(chunk) < _OVERLAP_MIN_BYTES:
             self._sha256.update(chunk)
             self._sink.write(chunk)
             return
-        hashed = _hash_executor().submit(self._sha256.update, chunk)
+        self._hashing = _hash_executor().submit(self._sha256.update, chunk)
         try:
             self._sink.write(chunk)
         finally:
-            # The chunk's buffer is reused for the next one: never run ahead of the hash.
-            hashed.result()
+            if wait:
+                self._await_hash()
+
+    def _await_hash(self) -> None:
+        if self._hashing is not None:
+            hashing, self._hashing = self._hashing, None
+            hashing.result()
 
     def close(self) -> None:
         """Commit the item (once); on any failure nothing is left and the error is raised."""
@@ -158,6 +180,7 @@ class ItemWriter(io.BufferedIOBase):
         try:
             if self._filled:
                 self._forward_filled()
+            self._await_hash()
             self.item = self._commit(self._sink, self._size, self._sha256.hexdigest())
         except BaseException:
             self.abort()
@@ -169,6 +192,8 @@ class ItemWriter(io.BufferedIOBase):
         """Discard what was written; the key keeps whatever it held before."""
         if not self._finished:
             self._finished = True
+            with contextlib.suppress(BaseException):
+                self._await_hash()
             self._sink.abort()
         super().close()
 
@@ -203,10 +228,13 @@ def feed(writer: ItemWriter, data: Any, chunk_size: int) -> None:
             writer.write(view)
         return
     if hasattr(data, "readinto"):
-        buffer = bytearray(chunk_size)
-        with memoryview(buffer) as whole:
-            while count := data.readinto(buffer):
-                writer.write(whole[:count])
+        # Two buffers: the next chunk is read while the last one is still being hashed.
+        buffers = (bytearray(chunk_size), bytearray(chunk_size))
+        turn = 0
+        while count := data.readinto(buffers[turn]):
+            with memoryview(buffers[turn]) as whole:
+                writer.write_rotating(whole[:count])
+            turn ^= 1
     elif hasattr(data, "read"):
         while block := data.read(chunk_size):
             writer.write(block)

@@ -204,3 +204,19 @@ def test_open_store_file_url(root: Path) -> None:
     assert (root / "via-url").read_bytes() == b"x"
     with pytest.raises(ValueError, match="absolute"):
         open_store("file://relative/path")
+
+
+def test_overwriting_a_large_item_releases_the_old_file(root: Path) -> None:
+    store = DirectoryStore(root)
+    old, new = b"o" * (9 * 2**20), b"n" * (9 * 2**20)
+    store.put("large.bin", old)
+    with store.open("large.bin") as reader:
+        store.put("large.bin", new)
+        assert reader.read() == old  # a reader keeps the version it opened
+    assert store.read_bytes("large.bin") == new
+    state = root / ".persisty-blobs" / "tmp"
+    deadline = time.monotonic() + 10
+    while list(state.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list(state.iterdir()) == []
+    assert store.count() == 1

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -64,6 +65,17 @@ def file_lock(path: str, *, exclusive: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def unlink_in_background(path: str) -> None:
+    """Unlink on a helper thread: freeing a large file's blocks takes a while, and the caller
+    need not wait for it. If the process dies first, the store's next opening removes it."""
+    threading.Thread(target=_unlink_quietly, args=(path,), daemon=True).start()
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def fsync_directory(path: str) -> None:

@@ -48,6 +48,7 @@ from ._files import (
     process_alive,
     sha256_of_fd,
     temp_name,
+    unlink_in_background,
     write_all,
 )
 
@@ -55,6 +56,10 @@ __all__ = ["DirectoryStore"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CREATE_ATTEMPTS = 5
+_WRITEBACK_STEP = 8 * 1024 * 1024
+_RELEASE_LATER_BYTES = 8 * 1024 * 1024
+_START_WRITEBACK = getattr(os, "sync_file_range", None)  # Linux only
+_WRITE = getattr(os, "SYNC_FILE_RANGE_WRITE", 0)
 
 
 class DirectoryStore(DataStore):
@@ -253,6 +258,7 @@ class _DirectoryDriver(Driver):
                 sorted(spec.flags),
             )
             self.sidecars.write(written.st_ino, sidecar, durable=True)
+            replaced = None if current is None else self._keep_for_later_release(path, current)
             try:
                 os.replace(temp, path)
             except IsADirectoryError:
@@ -261,7 +267,21 @@ class _DirectoryDriver(Driver):
             fsync_directory(os.path.dirname(path))
             if current is not None:
                 self.forget(current)
+        if replaced is not None:
+            unlink_in_background(replaced)
         return self.item(namespace, key, written, sidecar)
+
+    def _keep_for_later_release(self, path: str, current: _Current) -> str | None:
+        """Give a large file that is about to be replaced a second name in the state folder,
+        so that ``os.replace`` does not free its blocks while the writer waits."""
+        if current.link.st_nlink != 1 or current.stat.st_size < _RELEASE_LATER_BYTES:
+            return None
+        keeper = os.path.join(self.sidecars.temp_dir, f"{os.getpid()}.{token_hex(8)}.old")
+        try:
+            os.link(path, keeper, follow_symlinks=False)
+        except OSError:  # another file system (a mount inside the root), or no hard links
+            return None
+        return keeper
 
     def _item_of(self, namespace: str, key: str, current: _Current) -> DataItem:
         return self.item(namespace, key, current.stat, current.sidecar)
@@ -417,6 +437,7 @@ class _DirectoryWriter(DriverWriter):
         with open(self._record, "w", encoding="utf-8") as file:
             file.write(os.path.relpath(self._temp, driver.real_root))
         self._fd = -1
+        self._written = self._flushed = 0
         try:
             self._fd = self._create_temp()
             check_inside(self._fd, driver.real_root, path, driver.name)
@@ -439,6 +460,12 @@ class _DirectoryWriter(DriverWriter):
     def write(self, chunk: memoryview) -> None:
         with self._driver.os_errors(self._key):
             write_all(self._fd, chunk)
+            self._written += len(chunk)
+            if _START_WRITEBACK is not None and self._written - self._flushed >= _WRITEBACK_STEP:
+                # Start writing back what is written so far: the final fsync then has little
+                # left to do, and dirty pages never pile up enough to stall the writes.
+                _START_WRITEBACK(self._fd, self._flushed, self._written - self._flushed, _WRITE)
+                self._flushed = self._written
 
     def commit(self, spec: WriteSpec) -> DataItem:
         with self._driver.os_errors(self._key):

@@ -1,0 +1,27 @@
+"""``python -m bench [directory] [--size-mib N] [--repeats N]``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from . import directory
+from ._harness import Row, report
+
+SUITES: dict[str, Callable[[int, int], list[Row]]] = {"directory": directory.run}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("suites", nargs="*", default=["all"], choices=[*SUITES, "all"])
+    parser.add_argument("--size-mib", type=int, default=1024, help="item size (default 1 GiB)")
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each side (median)")
+    options = parser.parse_args()
+    names = list(SUITES) if "all" in options.suites else options.suites
+    for name in names:
+        print(f"\n## {name}: {options.size_mib} MiB, median of {options.repeats} runs each\n")
+        report(name, SUITES[name](options.size_mib * 2**20, options.repeats))
+
+
+if __name__ == "__main__":
+    main()
