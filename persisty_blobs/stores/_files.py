@@ -182,11 +182,17 @@ class FileRangeRaw(io.RawIOBase):
         return True
 
     def readinto(self, buffer: WriteableBuffer) -> int:
-        with memoryview(buffer) as view, view.cast("B") as target:
-            wanted = min(len(target), self._stop - self._offset)
-            if wanted <= 0:
-                return 0
-            count = os.preadv(self._fd, [target[:wanted]], self._offset)
+        # Called once per buffer-full: the common case (a whole byte buffer that the range
+        # can fill) goes straight to preadv without building views.
+        remaining = self._stop - self._offset
+        if remaining <= 0:
+            return 0
+        with memoryview(buffer) as view:
+            if view.nbytes <= remaining and view.format in ("B", "b", "c"):
+                count = os.preadv(self._fd, [view], self._offset)
+            else:
+                with view.cast("B") as target:
+                    count = os.preadv(self._fd, [target[:remaining]], self._offset)
         self._offset += count
         return count
 
