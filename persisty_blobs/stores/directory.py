@@ -166,16 +166,11 @@ class _DirectoryDriver(Driver):
         """The current version and an open descriptor on it, or None if there is none."""
         # Shared lock: a commit cannot swap the file and drop its sidecar in between.
         with file_lock(self.lock_path, exclusive=False):
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-            except (FileNotFoundError, NotADirectoryError):
+            opened = self._open_file(path)
+            if opened is None:
                 return None
+            fd, file_stat = opened
             try:
-                file_stat = os.fstat(fd)
-                if not stat.S_ISREG(file_stat.st_mode):
-                    os.close(fd)
-                    return None
-                check_inside(fd, self.real_root, path, self.name)
                 sidecar = self.sidecars.read(file_stat)
             except BaseException:
                 os.close(fd)
@@ -183,6 +178,23 @@ class _DirectoryDriver(Driver):
         if sidecar is None:
             sidecar = self._adopt(fd, file_stat, path)
         return self.item(namespace, key, file_stat, sidecar), fd
+
+    def _open_file(self, path: str) -> tuple[int, os.stat_result] | None:
+        """An open descriptor on the regular file at ``path`` inside the root, or None."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            file_stat = os.fstat(fd)
+            if not stat.S_ISREG(file_stat.st_mode):
+                os.close(fd)
+                return None
+            check_inside(fd, self.real_root, path, self.name)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, file_stat
 
     def _adopt(self, fd: int, file_stat: os.stat_result, path: str) -> Sidecar:
         """A file another program wrote: hash it once and cache that by (inode, size, mtime)."""
@@ -218,14 +230,13 @@ class _DirectoryDriver(Driver):
         """The file at ``path`` under the exclusive lock (adopted without caching)."""
         try:
             link = os.lstat(path)
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        opened = self._open_file(path)
+        if opened is None:
+            return None
+        fd, file_stat = opened
         try:
-            file_stat = os.fstat(fd)
-            if not stat.S_ISREG(file_stat.st_mode):
-                return None
-            check_inside(fd, self.real_root, path, self.name)
             sidecar = self.sidecars.read(file_stat) or Sidecar(
                 file_stat.st_size, file_stat.st_mtime_ns, sha256_of_fd(fd)
             )
