@@ -272,9 +272,13 @@ class _DirectoryDriver(Driver):
             replaced = None if current is None else self._keep_for_later_release(path, current)
             try:
                 os.replace(temp, path)
-            except IsADirectoryError:
+            except OSError as exc:
                 self.sidecars.remove(written.st_ino)
-                raise self.conflict(key) from None
+                if replaced is not None:
+                    unlink_in_background(replaced)
+                if isinstance(exc, IsADirectoryError):
+                    raise self.conflict(key) from None
+                raise
             fsync_directory(os.path.dirname(path))
             if current is not None:
                 self.forget(current)
