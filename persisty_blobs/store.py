@@ -239,7 +239,7 @@ class DataStore:
             if_match=if_match,
             if_none_match=if_none_match,
         ) as writer:
-            feed(writer, data, self.chunk_size)
+            feed(writer, data)
         assert writer.item is not None
         return writer.item
 
@@ -310,7 +310,7 @@ class DataStore:
             with self._writer(
                 dst_key, source.content_type, source.metadata, source.flags, None, None
             ) as writer:
-                feed(writer, reader, self.chunk_size)
+                feed(writer, reader)
         assert writer.item is not None
         return writer.item
 
