@@ -16,7 +16,13 @@ __all__ = ["open_store", "require"]
 # scheme -> "module:class"; the class has ``from_url(url, **options)``.
 _SCHEMES: dict[str, str] = {
     "file": "persisty_blobs.stores.directory:DirectoryStore",
+    "mariadb+pymysql": "persisty_blobs.stores.sql:SqlStore",
     "memory": "persisty_blobs.stores.memory:MemoryStore",
+    "mysql+pymysql": "persisty_blobs.stores.sql:SqlStore",
+    "postgresql": "persisty_blobs.stores.sql:SqlStore",
+    "postgresql+psycopg": "persisty_blobs.stores.sql:SqlStore",
+    "sqlcipher": "persisty_blobs.stores.sqlcipher:SqlCipherStore",
+    "sqlite": "persisty_blobs.stores.sql:SqlStore",
 }
 
 

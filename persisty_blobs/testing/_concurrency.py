@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import pytest
 
-from ..errors import AlreadyExists
+from ..errors import AlreadyExists, PreconditionFailed
 from ..store import DataStore
 from ._support import keys, payload, pieces
 
@@ -122,6 +122,21 @@ class ConcurrencyTests:
         _run_threads(8, create)
         assert sorted(outcomes) == ["lost"] * 7 + ["won"]
         assert store.read_bytes("race").startswith(b"writer ")
+
+    def test_if_match_race_has_one_winner(self, store: DataStore) -> None:
+        etag = store.put("guarded", b"original").etag
+        outcomes: list[str] = []
+
+        def replace(index: int) -> None:
+            try:
+                store.put("guarded", f"writer {index}".encode(), if_match=etag)
+                outcomes.append("won")
+            except PreconditionFailed:
+                outcomes.append("lost")
+
+        _run_threads(8, replace)
+        assert sorted(outcomes) == ["lost"] * 7 + ["won"]
+        assert store.read_bytes("guarded").startswith(b"writer ")
 
     @pytest.mark.slow
     @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for RSS")

@@ -38,6 +38,14 @@ class ListingTests:
             store.put(name, b"x")
         assert keys(store.list()) == by_utf8(names)
 
+    def test_keys_differing_in_case_or_trailing_space_are_distinct(self, store: DataStore) -> None:
+        # Case-insensitive or PAD SPACE collations (MySQL's) would merge these.
+        names = ["a", "a ", "A", "a  ", "ä", "a\u0308"]
+        for index, name in enumerate(names):
+            store.put(name, bytes([index]))
+        assert keys(store.list()) == by_utf8(names)
+        assert [store.read_bytes(name) for name in names] == [bytes([i]) for i in range(6)]
+
     def test_prefix_is_a_string_prefix_not_a_folder_match(self, store: DataStore) -> None:
         for name in ["a/x", "a/y/z", "ab", "a-b", "b/a/x"]:
             store.put(name, b"x")

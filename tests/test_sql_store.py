@@ -1,0 +1,257 @@
+"""SqlStore on SQLite, PostgreSQL and MariaDB over real connections: the conformance suite, and
+what is peculiar to chunked SQL storage."""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from persisty_blobs import (
+    AlreadyExists,
+    DecryptionError,
+    PreconditionFailed,
+    TransientError,
+    Unsupported,
+    open_store,
+)
+from persisty_blobs.stores import SqlStore
+from persisty_blobs.testing import StoreConformance
+
+from .conftest import drop_tables, server_url
+
+BACKENDS = ["sqlite", "postgresql", "mariadb"]
+
+
+def make_url(backend: str, tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'blobs.db'}" if backend == "sqlite" else server_url(backend)
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path, table_prefix: str) -> Iterator[str]:
+    url = make_url(request.param, tmp_path)
+    yield url
+    if request.param != "sqlite":
+        drop_tables(url, table_prefix)
+
+
+class TestSqlStoreConformance(StoreConformance):
+    @pytest.fixture
+    def store(self, database: str, table_prefix: str) -> Iterator[SqlStore]:
+        with SqlStore(database, chunk_size=64 * 1024, table_prefix=table_prefix) as store:
+            yield store
+
+
+def rows(store: SqlStore, table: str) -> int:
+    prefix = store._driver.tables.items.name.removesuffix("_items")  # type: ignore[attr-defined]
+    with store.engine.connect() as connection:
+        return int(
+            connection.exec_driver_sql(f"SELECT count(*) FROM {prefix}_{table}").scalar_one()
+        )
+
+
+def test_ranged_read_fetches_only_the_chunks_that_cover_it(
+    database: str, table_prefix: str
+) -> None:
+    content = bytes(range(256)) * 40  # 10,240 bytes: chunks 0..10 of 1,000
+    with SqlStore(database, chunk_size=1000, table_prefix=table_prefix) as store:
+        store.put("ranged", content)
+        fetched: list[Any] = []
+
+        def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            if f"{table_prefix}_chunks" in statement and statement.lstrip().startswith("SELECT"):
+                fetched.append(parameters)
+
+        sa.event.listen(store.engine, "before_cursor_execute", record)
+        assert store.read_bytes("ranged", 2500, 4200) == content[2500:4200]
+        assert len(fetched) == 3  # chunks 2, 3 and 4, one row each
+        fetched.clear()
+        assert store.read_bytes("ranged", 9999, None) == content[9999:]
+        assert len(fetched) == 2  # chunks 9 and 10
+        fetched.clear()
+        assert store.read_bytes("ranged", 100, 100) == b""
+        assert fetched == []
+
+
+def test_overwrite_and_delete_remove_old_chunks(database: str, table_prefix: str) -> None:
+    with SqlStore(database, chunk_size=1000, table_prefix=table_prefix) as store:
+        store.put("item", b"x" * 5500)
+        assert rows(store, "chunks") == 6
+        store.put("item", b"y" * 1500)
+        assert rows(store, "chunks") == 2
+        assert rows(store, "versions") == 1
+        store.delete("item")
+        assert (rows(store, "chunks"), rows(store, "versions")) == (0, 0)
+
+
+def test_failed_write_leaves_no_chunks(database: str, table_prefix: str) -> None:
+    def broken() -> Iterator[bytes]:
+        yield b"z" * 5000
+        raise RuntimeError("source failed")
+
+    with SqlStore(database, chunk_size=1000, table_prefix=table_prefix) as store:
+        with pytest.raises(RuntimeError, match="source failed"):
+            store.put("broken", broken())
+        assert store.get("broken") is None
+        assert (rows(store, "chunks"), rows(store, "versions")) == (0, 0)
+
+
+def test_reader_keeps_its_version_while_the_key_is_overwritten(
+    database: str, table_prefix: str
+) -> None:
+    old = bytes(range(256)) * 100
+    with SqlStore(database, chunk_size=1000, table_prefix=table_prefix) as store:
+        store.put("moving", old)
+        with store.open("moving") as reader:
+            head = reader.read(1500)
+            store.put("moving", b"new content")
+            store.delete("moving")
+            assert head + reader.read() == old
+        assert store.vacuum() == 0
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from persisty_blobs.stores import SqlStore
+store = SqlStore(sys.argv[1], chunk_size=1000, table_prefix=sys.argv[2])
+def blocks():
+    for _ in range(6):  # past the first 4 MiB batch of chunks
+        yield b"k" * 1024 * 1024
+    os.kill(os.getpid(), signal.SIGKILL)
+store.put("killed", blocks())
+"""
+
+
+def test_killed_writer_leaves_orphans_that_the_next_open_removes(
+    database: str, table_prefix: str
+) -> None:
+    with SqlStore(database, chunk_size=1000, table_prefix=table_prefix) as store:
+        store.put("killed", b"before")
+        child = subprocess.run(
+            [sys.executable, "-c", KILLED_WRITER, database, table_prefix], check=False
+        )
+        assert child.returncode == -signal.SIGKILL
+        assert store.read_bytes("killed") == b"before"
+        assert [item.key for item in store.list()] == ["killed"]
+        assert rows(store, "chunks") > 1  # the dead writer's chunks, invisible
+    with SqlStore(database, chunk_size=1000, table_prefix=table_prefix) as reopened:
+        assert rows(reopened, "chunks") == 1
+        assert reopened.read_bytes("killed") == b"before"
+
+
+def _contend(url: str, prefix: str, mode: str, etag: str, index: int) -> str:
+    with SqlStore(url, table_prefix=prefix) as store:
+        try:
+            if mode == "create":
+                store.put("race", f"process {index}".encode(), if_none_match="*")
+            else:
+                store.put("race", f"process {index}".encode(), if_match=etag)
+        except (AlreadyExists, PreconditionFailed):
+            return "lost"
+        return "won"
+
+
+@pytest.mark.parametrize("mode", ["create", "replace"])
+def test_four_processes_race_and_one_wins(
+    server_database: str, table_prefix: str, mode: str
+) -> None:
+    with SqlStore(server_database, table_prefix=table_prefix) as store:
+        etag = "" if mode == "create" else store.put("race", b"original").etag
+        with multiprocessing.get_context("spawn").Pool(4) as pool:
+            arguments = [(server_database, table_prefix, mode, etag, index) for index in range(4)]
+            outcomes = pool.starmap(_contend, arguments)
+        assert sorted(outcomes) == ["lost"] * 3 + ["won"]
+        assert store.read_bytes("race").startswith(b"process ")
+
+
+def _open_schema(url: str, prefix: str) -> int:
+    with SqlStore(url, table_prefix=prefix) as store:
+        store.put(f"from-{multiprocessing.current_process().name}", b"x")
+        return store.count()
+
+
+def test_schema_is_created_once_when_processes_start_together(
+    database: str, table_prefix: str
+) -> None:
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        counts = pool.starmap(_open_schema, [(database, table_prefix)] * 4)
+    assert max(counts) == 4
+    with SqlStore(database, table_prefix=table_prefix) as store:
+        assert store.count() == 4
+
+
+def test_a_newer_schema_is_refused(database: str, table_prefix: str) -> None:
+    SqlStore(database, table_prefix=table_prefix).close()
+    engine = sa.create_engine(database)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"UPDATE {table_prefix}_schema SET version = 99")
+    engine.dispose()
+    with pytest.raises(Unsupported, match="schema version 99"):
+        SqlStore(database, table_prefix=table_prefix)
+
+
+def test_sqlite_uses_wal_and_maps_a_held_lock_to_transient_error(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    with SqlStore(f"sqlite:///{path}", busy_timeout=0.2) as store:
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        import sqlite3
+
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(TransientError, match="locked"):
+                store.put("blocked", b"x")
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert store.get("blocked") is None
+        store.put("blocked", b"now it works")
+
+
+def test_sqlite_large_put_lets_other_writers_in_between_batches(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    with SqlStore(url, busy_timeout=2) as writer, SqlStore(url, busy_timeout=2) as other:
+        committed_meanwhile: list[bool] = []
+
+        def slow_source() -> Iterator[bytes]:
+            for index in range(24):
+                yield b"s" * (1024 * 1024)
+                if index == 12:
+                    # Runs on another thread: the put's own thread is parked in this generator.
+                    thread = threading.Thread(target=lambda: other.put("meanwhile", b"m"))
+                    thread.start()
+                    thread.join()
+                    committed_meanwhile.append(other.exists("meanwhile"))
+
+        writer.put("large", slow_source())
+        assert committed_meanwhile == [True]
+        assert writer.read_bytes("meanwhile") == b"m"
+
+
+def test_a_file_that_is_not_a_database_raises_decryption_error(tmp_path: Path) -> None:
+    path = tmp_path / "not-a-database.db"
+    path.write_bytes(b"this is a text file, not SQLite " * 64)
+    with pytest.raises(DecryptionError, match="not a database"):
+        SqlStore(f"sqlite:///{path}")
+
+
+def test_open_store_and_chunk_size_checks(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'opened.db'}", chunk_size=4096)
+    assert isinstance(store, SqlStore)
+    assert store.chunk_size == 4096
+    store.close()
+    with pytest.raises(ValueError, match="chunk_size"):
+        SqlStore(f"sqlite:///{tmp_path / 'x.db'}", chunk_size=0)
+    with pytest.raises(ValueError, match="SQLite file"):
+        SqlStore("sqlite://")
+    with pytest.raises(ValueError, match="table_prefix"):
+        SqlStore(f"sqlite:///{tmp_path / 'x.db'}", table_prefix="bad; drop")
