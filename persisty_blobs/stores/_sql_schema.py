@@ -145,14 +145,16 @@ def create_schema(engine: sa.Engine, tables: Tables, store: str) -> None:
     DDL is not transactional, so each race settles one table at a time)."""
     for attempt in range(_CREATE_ATTEMPTS):
         try:
-            with engine.begin() as connection:
+            with _writing(engine) as connection:
                 tables.metadata.create_all(connection, checkfirst=True)
             break
-        except sa.exc.DBAPIError:
-            if attempt == _CREATE_ATTEMPTS - 1:
+        except sa.exc.DBAPIError as error:
+            # PostgreSQL reports a lost race as a unique violation, MySQL and SQLite by name.
+            lost_race = isinstance(error, sa.exc.IntegrityError) or "already exists" in str(error)
+            if not lost_race or attempt == _CREATE_ATTEMPTS - 1:
                 raise
             time.sleep(0.05 * (attempt + 1))
-    with contextlib.suppress(sa.exc.IntegrityError), engine.begin() as connection:
+    with contextlib.suppress(sa.exc.IntegrityError), _writing(engine) as connection:
         if connection.scalar(sa.select(tables.schema.c.version)) is None:
             connection.execute(tables.schema.insert().values(id=1, version=SCHEMA_VERSION))
     with engine.connect() as connection:
@@ -162,6 +164,16 @@ def create_schema(engine: sa.Engine, tables: Tables, store: str) -> None:
             f"the database holds schema version {found}; this release reads {SCHEMA_VERSION}",
             store=store,
         )
+
+
+@contextlib.contextmanager
+def _writing(engine: sa.Engine) -> Iterator[sa.Connection]:
+    # On SQLite, BEGIN IMMEDIATE (see sql.prepare_sqlite): a deferred transaction that reads
+    # and then writes fails at once, without waiting, if another writer went first.
+    with engine.connect() as connection:
+        connection.execution_options(persisty_write=True)
+        with connection.begin():
+            yield connection
 
 
 @contextlib.contextmanager

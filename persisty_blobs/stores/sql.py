@@ -73,14 +73,27 @@ class SqlStore(DataStore):
         table_prefix: str = "blobs",
         busy_timeout: float = 10.0,
     ) -> None:
-        if not isinstance(chunk_size, int) or not 1 <= chunk_size <= _MAX_CHUNK_SIZE:
-            raise ValueError(f"chunk_size must be 1 to {_MAX_CHUNK_SIZE} bytes, not {chunk_size}")
         if isinstance(url_or_engine, str):
-            engine, owns_engine = sa.create_engine(url_or_engine), True
+            self._start(
+                sa.create_engine(url_or_engine), True, chunk_size, table_prefix, busy_timeout
+            )
         else:
-            engine, owns_engine = url_or_engine, False
+            self._start(url_or_engine, False, chunk_size, table_prefix, busy_timeout)
+
+    def _start(
+        self,
+        engine: sa.Engine,
+        owns_engine: bool,
+        chunk_size: int,
+        table_prefix: str,
+        busy_timeout: float,
+    ) -> None:
         name = f"{type(self).__name__}({engine.url.render_as_string(hide_password=True)!r})"
         try:
+            if not isinstance(chunk_size, int) or not 1 <= chunk_size <= _MAX_CHUNK_SIZE:
+                raise ValueError(
+                    f"chunk_size must be 1 to {_MAX_CHUNK_SIZE} bytes, not {chunk_size}"
+                )
             if engine.dialect.name == "sqlite":
                 prepare_sqlite(engine, busy_timeout)
             tables = Tables.define(table_prefix)
