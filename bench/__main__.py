@@ -1,14 +1,14 @@
-"""``python -m bench [directory] [--size-mib N] [--repeats N]``."""
+"""``python -m bench [directory] [sql] [--size-mib N] [--repeats N]``."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
 
-from . import directory
+from . import directory, sql
 from ._harness import Row, report
 
-SUITES: dict[str, Callable[[int, int], list[Row]]] = {"directory": directory.run}
+SUITES: dict[str, Callable[[int, int], list[Row]]] = {"directory": directory.run, "sql": sql.run}
 
 
 def main() -> None:

@@ -43,6 +43,10 @@ class SqlCipherStore(SqlStore):
     A wrong key, or a file that is not such a database, raises ``DecryptionError``.
     """
 
+    # SQLCipher's pages are its cipher pages: keep its default (4 KiB), which any SQLCipher
+    # 4 database made elsewhere also has.
+    _new_file_page_size = None
+
     def __init__(
         self,
         path: str | os.PathLike[str],
