@@ -65,6 +65,9 @@ def sql_get(url: str, prefix: str = "blobs", key: str = "") -> None:
         shutil.copyfileobj(reader, sink)
 
 
+_RAW_BLOB_ROW = 256 * 1024 * 1024
+
+
 def _raw_sqlite(database: str) -> sqlite3.Connection:
     """The same settings the SQL store uses: 64 KiB pages, WAL and durable commits."""
     connection = sqlite3.connect(database, isolation_level=None)
@@ -75,34 +78,36 @@ def _raw_sqlite(database: str) -> sqlite3.Connection:
 
 
 def raw_blob_put(source: str, database: str) -> None:
-    """The baseline: one row, zeroblob then sqlite3's incremental blob I/O, one transaction."""
+    """The baseline: zeroblob rows filled with sqlite3's incremental blob I/O, in one
+    transaction. Rows of 256 MiB, because SQLite caps a blob at 1e9 bytes."""
     connection = _raw_sqlite(database)
     connection.execute("CREATE TABLE IF NOT EXISTS blobs (id INTEGER PRIMARY KEY, data BLOB)")
     connection.execute("BEGIN IMMEDIATE")
     connection.execute("DELETE FROM blobs")
-    size = os.path.getsize(source)
-    row = connection.execute("INSERT INTO blobs (data) VALUES (zeroblob(?))", (size,)).lastrowid
-    assert row is not None
+    remaining = os.path.getsize(source)
     buffer = bytearray(1024 * 1024)
-    with (
-        open(source, "rb", buffering=0) as reader,
-        connection.blobopen("blobs", "data", row) as blob,
-    ):
-        while count := reader.readinto(buffer):
-            blob.write(memoryview(buffer)[:count])
+    with open(source, "rb", buffering=0) as reader:
+        while remaining:
+            length = min(remaining, _RAW_BLOB_ROW)
+            insert = connection.execute("INSERT INTO blobs (data) VALUES (zeroblob(?))", (length,))
+            assert insert.lastrowid is not None
+            with connection.blobopen("blobs", "data", insert.lastrowid) as blob:
+                while blob.tell() < length:
+                    count = reader.readinto(memoryview(buffer)[: length - blob.tell()])
+                    blob.write(memoryview(buffer)[:count])
+            remaining -= length
     connection.execute("COMMIT")
     connection.close()
 
 
 def raw_blob_get(database: str) -> None:
     connection = _raw_sqlite(database)
-    row = connection.execute("SELECT max(id) FROM blobs").fetchone()[0]
-    with (
-        connection.blobopen("blobs", "data", row, readonly=True) as blob,
-        open(os.devnull, "wb") as sink,
-    ):
-        while block := blob.read(1024 * 1024):
-            sink.write(block)
+    row_ids = [row_id for (row_id,) in connection.execute("SELECT id FROM blobs ORDER BY id")]
+    with open(os.devnull, "wb") as sink:
+        for row_id in row_ids:
+            with connection.blobopen("blobs", "data", row_id, readonly=True) as blob:
+                while block := blob.read(1024 * 1024):
+                    sink.write(block)
     connection.close()
 
 
