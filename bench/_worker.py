@@ -66,6 +66,7 @@ def sql_get(url: str, prefix: str = "blobs", key: str = "") -> None:
 
 
 _RAW_BLOB_ROW = 256 * 1024 * 1024
+_BLOCK = 64 * 1024  # what shutil.copyfileobj reads at a time on Linux, as the store side does
 
 
 def _raw_sqlite(database: str) -> sqlite3.Connection:
@@ -106,7 +107,7 @@ def raw_blob_get(database: str) -> None:
     with open(os.devnull, "wb") as sink:
         for row_id in row_ids:
             with connection.blobopen("blobs", "data", row_id, readonly=True) as blob:
-                while block := blob.read(1024 * 1024):
+                while block := blob.read(_BLOCK):
                     sink.write(block)
     connection.close()
 

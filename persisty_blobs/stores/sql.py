@@ -197,6 +197,12 @@ class _Queries:
         self.chunk = _Compiled(sa.select(chunks.c.data).where(this_chunk), dialect)
         part = sa.func.substr(chunks.c.data, sa.bindparam("first"), sa.bindparam("length"))
         self.chunk_part = _Compiled(sa.select(part.label("data")).where(this_chunk), dialect)
+        rowid: sa.Label[int] = sa.literal_column("rowid").label("rowid")
+        self.chunk_rowid = (
+            _Compiled(sa.select(rowid).select_from(chunks).where(this_chunk), dialect)
+            if dialect.name == "sqlite"
+            else None
+        )
         self.fast_row = _Compiled(self.row, dialect)
         self.fast_row_and_only_chunk = _Compiled(self.row_and_only_chunk, dialect)
 
@@ -330,18 +336,25 @@ class _SqlDriver(Driver):
     def fetch_one(self, connection: Any, query: _Compiled, values: dict[str, Any]) -> Any:
         """One row of ``query`` run on a DBAPI ``connection``, its errors wrapped as
         SQLAlchemy's would be (for ``database_errors``)."""
-        dbapi_error = self.engine.dialect.loaded_dbapi.Error
         cursor = connection.cursor()
         try:
-            cursor.execute(query.sql, query.parameters(values))
-            found = cursor.fetchone()
-        except dbapi_error as error:
-            raise sa.exc.DBAPIError.instance(
-                query.sql, values, error, dbapi_error, dialect=self.engine.dialect
-            ) from error
+            with self.dbapi_errors(query.sql, values):
+                cursor.execute(query.sql, query.parameters(values))
+                found = cursor.fetchone()
         finally:
             cursor.close()
         return None if found is None else query.row_type(*found)
+
+    @contextlib.contextmanager
+    def dbapi_errors(self, statement: str, values: dict[str, Any]) -> Iterator[None]:
+        """Wrap the driver's own errors as SQLAlchemy does, so ``database_errors`` maps them."""
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
+        try:
+            yield
+        except dbapi_error as error:
+            raise sa.exc.DBAPIError.instance(
+                statement, values, error, dbapi_error, dialect=self.engine.dialect
+            ) from error
 
     def open_range(
         self, namespace: str, key: str, start: int, end: int | None
@@ -661,8 +674,13 @@ class _SqlWriter(DriverWriter):
 
 
 class _ChunkRangeRaw(io.RawIOBase):
-    """Bytes ``[start, stop)`` of one version, fetched a chunk per query inside the snapshot
-    transaction that ``open_range`` began; closing ends it and returns the connection."""
+    """Bytes ``[start, stop)`` of one version, inside the snapshot transaction that
+    ``open_range`` began; closing ends it and returns the connection.
+
+    On SQLite a chunk is read with incremental blob I/O, as much as the caller asks for at a
+    time, straight from the database pages; elsewhere (and on SQLCipher, whose driver has no
+    blob I/O) the rest of a chunk is fetched with one query.
+    """
 
     def __init__(
         self,
@@ -676,6 +694,12 @@ class _ChunkRangeRaw(io.RawIOBase):
         super().__init__()
         self._driver = driver
         self._connection = connection
+        self._dbapi_connection: Any = connection.connection.driver_connection
+        self._blob_io = driver.queries.chunk_rowid is not None and hasattr(
+            self._dbapi_connection, "blobopen"
+        )
+        self._blob: Any = None
+        self._blob_seq = -1
         self._version_id = row.version_id
         self._chunk_size = row.chunk_size
         self._key = key
@@ -689,9 +713,9 @@ class _ChunkRangeRaw(io.RawIOBase):
     def readinto(self, buffer: WriteableBuffer) -> int:
         if self._position >= self._stop:
             return 0
-        if not self._data:
-            self._data = memoryview(self._fetch())
         with memoryview(buffer) as view, view.cast("B") as target:
+            if not self._data:
+                self._data = memoryview(self._fetch(len(target)))
             count = min(len(target), len(self._data))
             target[:count] = self._data[:count]
         self._data = self._data[count:]
@@ -704,34 +728,80 @@ class _ChunkRangeRaw(io.RawIOBase):
         self._position += len(self._data)
         self._data = memoryview(b"")
         while self._position < self._stop:
-            parts.append(self._fetch())
+            parts.append(self._fetch(self._chunk_size))
             self._position += len(parts[-1])
         return b"".join(parts)
 
-    def _fetch(self) -> bytes:
-        queries = self._driver.queries
+    def _fetch(self, wanted: int) -> bytes:
+        """Up to ``wanted`` bytes from the current position, within one chunk."""
         seq, offset = divmod(self._position, self._chunk_size)
         length = min(self._chunk_size - offset, self._stop - self._position)
+        if self._blob_seq == seq:
+            # The common case, once per read call: no context managers on this path.
+            try:
+                data: bytes = self._blob.read(min(wanted, length))
+            except Exception as error:
+                with (
+                    database_errors(self._driver.name, self._key),
+                    self._driver.dbapi_errors("blob read", {"seq": seq}),
+                ):
+                    raise error from None
+            return data
+        with database_errors(self._driver.name, self._key):
+            if self._blob_io:
+                return self._read_blob(seq, offset, min(wanted, length))
+            data = self._select(seq, offset, length)
+        if data is None or len(data) != length:
+            raise self._damaged(seq)
+        return data if isinstance(data, bytes) else bytes(data)
+
+    def _select(self, seq: int, offset: int, length: int) -> Any:
+        queries = self._driver.queries
         values = {"version_id": self._version_id, "seq": seq}
         if offset == 0 and length == self._chunk_size:
             query = queries.chunk
         else:
             query, values = queries.chunk_part, {**values, "first": offset + 1, "length": length}
-        with database_errors(self._driver.name, self._key):
-            # On the snapshot transaction's own DBAPI connection.
-            found = self._driver.fetch_one(self._connection.connection, query, values)
-        data = None if found is None else found[0]
-        if data is None or len(data) != length:
-            raise IntegrityError(
-                f"chunk {seq} of the item is missing or short",
-                key=self._key,
-                store=self._driver.name,
-            )
-        return data if isinstance(data, bytes) else bytes(data)
+        found = self._driver.fetch_one(self._connection.connection, query, values)
+        return None if found is None else found[0]
+
+    def _read_blob(self, seq: int, offset: int, count: int) -> bytes:
+        driver = self._driver
+        if self._blob_seq != seq:
+            self._close_blob()
+            rowid_query = driver.queries.chunk_rowid
+            assert rowid_query is not None
+            values = {"version_id": self._version_id, "seq": seq}
+            found = driver.fetch_one(self._connection.connection, rowid_query, values)
+            if found is None:
+                raise self._damaged(seq)
+            with driver.dbapi_errors("blobopen", values):
+                self._blob = self._dbapi_connection.blobopen(
+                    driver.tables.chunks.name, "data", found[0], readonly=True
+                )
+            self._blob_seq = seq
+            if len(self._blob) < offset + count:
+                raise self._damaged(seq)
+            self._blob.seek(offset)
+        with driver.dbapi_errors("blob read", {"seq": seq}):
+            data: bytes = self._blob.read(count)
+        return data
+
+    def _damaged(self, seq: int) -> IntegrityError:
+        return IntegrityError(
+            f"chunk {seq} of the item is missing or short", key=self._key, store=self._driver.name
+        )
+
+    def _close_blob(self) -> None:
+        if self._blob is not None:
+            blob, self._blob, self._blob_seq = self._blob, None, -1
+            with contextlib.suppress(Exception):
+                blob.close()
 
     def close(self) -> None:
         if not self.closed:
             self._data = memoryview(b"")
+            self._close_blob()
             with contextlib.suppress(Exception):
                 self._connection.close()  # rolls the snapshot transaction back
         super().close()
