@@ -50,7 +50,7 @@ def run(size: int, repeats: int) -> list[Row]:
             compare(
                 f"SqlCipherStore {verb} vs SqlStore",
                 size,
-                (f"sql_{verb}", [*arguments, cipher_db, "blobs", CIPHER_KEY]),
+                (f"sqlcipher_{verb}", [*arguments, cipher_db, CIPHER_KEY]),
                 (f"sql_{verb}", [*arguments, store_url]),
                 repeats,
             )

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["BytesRangeRaw", "ItemReader", "ItemWriter", "feed"]
 
 _OFF_THREAD_MIN_BYTES = 256 * 1024  # below this the hand-off costs more than it saves
-_RING_BYTES = 16 * 1024 * 1024  # written but not yet hashed: the slack between disk and hash
+_RING_BYTES = 8 * 1024 * 1024  # written but not yet hashed: the slack between disk and hash
 _RING_MAX_SLOTS = 16
 _READ_BLOCK_BYTES = 1024 * 1024  # for sources with read() but no readinto()
 _hash_pool: ThreadPoolExecutor | None = None
