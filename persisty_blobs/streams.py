@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .item import DataItem
     from .store import DriverWriter
 
-__all__ = ["BytesRangeRaw", "ItemReader", "ItemWriter", "feed"]
+__all__ = ["BytesRangeRaw", "HandsOutBytes", "ItemReader", "ItemWriter", "feed"]
 
 _OFF_THREAD_MIN_BYTES = 256 * 1024  # below this the hand-off costs more than it saves
 _RING_BYTES = 8 * 1024 * 1024  # written but not yet hashed: the slack between disk and hash
@@ -60,6 +60,33 @@ class ItemReader(io.BufferedReader):
     def __init__(self, raw: io.RawIOBase, item: DataItem, buffer_size: int) -> None:
         super().__init__(raw, buffer_size)
         self.item = item
+        self._buffer_size = buffer_size
+        self._hands_out_bytes = isinstance(raw, HandsOutBytes)
+
+    def read(self, size: int | None = -1) -> bytes:
+        # A raw reader that produces fresh bytes anyway (a database driver's) can give them
+        # straight to a large read, instead of BufferedReader copying them into new ones.
+        # Only with nothing buffered: then tell() equals the raw reader's position.
+        if (
+            self._hands_out_bytes
+            and size is not None
+            and size >= self._buffer_size
+            and self.tell() == self.raw.tell()
+        ):
+            first: bytes = self.raw.read(size)
+            if len(first) == size or not first:
+                return first
+            parts, count = [first], len(first)
+            while count < size and (more := self.raw.read(size - count)):
+                parts.append(more)
+                count += len(more)
+            return b"".join(parts)
+        return super().read(size)
+
+
+class HandsOutBytes(io.RawIOBase):
+    """A raw reader whose ``read(n)`` returns bytes it made anyway, without a copy, and whose
+    ``tell()`` is the number of bytes it has returned."""
 
 
 class BytesRangeRaw(io.RawIOBase):

@@ -38,7 +38,7 @@ from ..store import (
     clip_range,
     etag_for,
 )
-from ..streams import BytesRangeRaw
+from ..streams import BytesRangeRaw, HandsOutBytes
 from ._sql_schema import Tables, create_schema, database_errors, local_owner, owner_is_gone
 
 if TYPE_CHECKING:
@@ -673,7 +673,7 @@ class _SqlWriter(DriverWriter):
             self._driver.discard(version_id)
 
 
-class _ChunkRangeRaw(io.RawIOBase):
+class _ChunkRangeRaw(HandsOutBytes):
     """Bytes ``[start, stop)`` of one version, inside the snapshot transaction that
     ``open_range`` began; closing ends it and returns the connection.
 
@@ -703,7 +703,7 @@ class _ChunkRangeRaw(io.RawIOBase):
         self._version_id = row.version_id
         self._chunk_size = row.chunk_size
         self._key = key
-        self._position = start
+        self._start = self._position = start
         self._stop = stop
         self._data = memoryview(b"")
 
@@ -721,6 +721,25 @@ class _ChunkRangeRaw(io.RawIOBase):
         self._data = self._data[count:]
         self._position += count
         return count
+
+    def tell(self) -> int:
+        return self._position - self._start
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        if self._position >= self._stop or size == 0:
+            return b""
+        if self._data:
+            data = bytes(self._data[:size])
+            self._data = self._data[len(data) :]
+        else:
+            data = self._fetch(size)
+            if len(data) > size:  # a whole chunk came back from a SELECT: keep the rest
+                self._data = memoryview(data)[size:]
+                data = data[:size]
+        self._position += len(data)
+        return data
 
     def readall(self) -> bytes:
         # RawIOBase's would read 8 KiB at a time; read_bytes() lands here.

@@ -178,3 +178,19 @@ class ContentTests:
                 assert len(part) <= 7
                 parts.append(part)
         assert b"".join(parts) == data
+
+    def test_small_and_large_reads_mixed_stay_in_order(self, store: DataStore) -> None:
+        chunk = store.chunk_size
+        data = payload(3 * chunk + 7, seed=6)
+        store.put("mixed", data)
+        sizes = [7, chunk, 1, chunk // 2 + 3, 2 * chunk, 5]
+        with store.open("mixed") as reader:
+            parts = [reader.read(size) for size in sizes]
+            parts.append(reader.read())
+        position = 0
+        for size, part in zip(sizes, parts, strict=False):
+            assert part == data[position : position + size]  # full reads, in order
+            position += len(part)
+        assert parts[-1] == data[position:]
+        with store.open("mixed", 3, 2 * chunk + 1) as reader:
+            assert reader.read(chunk) + reader.read(5) + reader.read() == data[3 : 2 * chunk + 1]
