@@ -219,30 +219,32 @@ class ItemWriter(io.BufferedIOBase):
         if isinstance(data, str):
             raise TypeError("ItemWriter takes bytes-like data, not str")
         with memoryview(data) as given, given.cast("B") as view:
-            try:
-                position = 0
-                while position < len(view):
-                    buffer = self._free_buffer()
-                    count = min(self._chunk_size - self._filled, len(view) - position)
-                    buffer[self._filled : self._filled + count] = view[position : position + count]
-                    position += count
-                    self._filled += count
-                    if self._filled == self._chunk_size:
-                        self._forward()
-            except BaseException:
-                self.abort()
-                raise
+            position = 0
+
+            def copy(free: memoryview) -> int:
+                nonlocal position
+                count = min(len(free), len(view) - position)
+                free[:count] = view[position : position + count]
+                position += count
+                return count
+
+            self._fill(copy)
             return len(view)
 
     def write_from(self, source: Any) -> None:
         """Read a binary file (anything with ``readinto``) to its end straight into the
         writer's buffers, without an intermediate copy."""
         self._check_open()
+        self._fill(source.readinto)
+
+    def _fill(self, fill: Callable[[memoryview], int | None]) -> None:
+        """Call ``fill(free space of the current chunk)`` until it returns 0 (or None),
+        forwarding each chunk it completes. Any error aborts the whole write."""
         try:
             while True:
                 buffer = self._free_buffer()
                 with memoryview(buffer) as whole:
-                    count = source.readinto(whole[self._filled :])
+                    count = fill(whole[self._filled :])
                 if not count:
                     return
                 self._filled += count

@@ -143,6 +143,28 @@ def create_schema(engine: sa.Engine, tables: Tables, store: str) -> None:
     """Create the tables if missing and check the schema version. Safe when several processes
     start at once: the loser of a CREATE race looks again and skips what now exists (MySQL's
     DDL is not transactional, so each race settles one table at a time)."""
+    found = _schema_version(engine, tables)
+    if found is None:  # a new database: the slow path, run once
+        _create_tables(engine, tables)
+        found = _schema_version(engine, tables)
+    if found != SCHEMA_VERSION:
+        raise Unsupported(
+            f"the database holds schema version {found}; this release reads {SCHEMA_VERSION}",
+            store=store,
+        )
+
+
+def _schema_version(engine: sa.Engine, tables: Tables) -> int | None:
+    """The recorded schema version; None if there is none yet, or no table to read it from
+    (and if the error was anything else, creating the tables raises it again)."""
+    try:
+        with engine.connect() as connection:
+            return connection.scalar(sa.select(tables.schema.c.version))
+    except sa.exc.DBAPIError:
+        return None
+
+
+def _create_tables(engine: sa.Engine, tables: Tables) -> None:
     for attempt in range(_CREATE_ATTEMPTS):
         try:
             with _writing(engine) as connection:
@@ -157,13 +179,6 @@ def create_schema(engine: sa.Engine, tables: Tables, store: str) -> None:
     with contextlib.suppress(sa.exc.IntegrityError), _writing(engine) as connection:
         if connection.scalar(sa.select(tables.schema.c.version)) is None:
             connection.execute(tables.schema.insert().values(id=1, version=SCHEMA_VERSION))
-    with engine.connect() as connection:
-        found = connection.scalar(sa.select(tables.schema.c.version))
-    if found != SCHEMA_VERSION:
-        raise Unsupported(
-            f"the database holds schema version {found}; this release reads {SCHEMA_VERSION}",
-            store=store,
-        )
 
 
 @contextlib.contextmanager

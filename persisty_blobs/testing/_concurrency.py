@@ -67,6 +67,24 @@ def _put_and_read_big_item(store: DataStore, report: Connection) -> None:
         report.send(repr(exc))
 
 
+def _race_has_one_winner(
+    store: DataStore, key: str, loss: type[Exception], **precondition: str
+) -> None:
+    """8 threads put ``key`` under the same precondition: exactly one may succeed."""
+    outcomes: list[str] = []
+
+    def put(index: int) -> None:
+        try:
+            store.put(key, f"writer {index}".encode(), **precondition)  # type: ignore[arg-type]
+            outcomes.append("won")
+        except loss:
+            outcomes.append("lost")
+
+    _run_threads(8, put)
+    assert sorted(outcomes) == ["lost"] * 7 + ["won"]
+    assert store.read_bytes(key).startswith(b"writer ")
+
+
 class ConcurrencyTests:
     #: True for stores that hold content in this process (the memory store).
     content_in_process: ClassVar[bool] = False
@@ -110,33 +128,11 @@ class ConcurrencyTests:
         assert item.checksum == "sha256:" + hashlib.sha256(final).hexdigest()
 
     def test_create_only_race_has_one_winner(self, store: DataStore) -> None:
-        outcomes: list[str] = []
-
-        def create(index: int) -> None:
-            try:
-                store.put("race", f"writer {index}".encode(), if_none_match="*")
-                outcomes.append("won")
-            except AlreadyExists:
-                outcomes.append("lost")
-
-        _run_threads(8, create)
-        assert sorted(outcomes) == ["lost"] * 7 + ["won"]
-        assert store.read_bytes("race").startswith(b"writer ")
+        _race_has_one_winner(store, "race", AlreadyExists, if_none_match="*")
 
     def test_if_match_race_has_one_winner(self, store: DataStore) -> None:
         etag = store.put("guarded", b"original").etag
-        outcomes: list[str] = []
-
-        def replace(index: int) -> None:
-            try:
-                store.put("guarded", f"writer {index}".encode(), if_match=etag)
-                outcomes.append("won")
-            except PreconditionFailed:
-                outcomes.append("lost")
-
-        _run_threads(8, replace)
-        assert sorted(outcomes) == ["lost"] * 7 + ["won"]
-        assert store.read_bytes("guarded").startswith(b"writer ")
+        _race_has_one_winner(store, "guarded", PreconditionFailed, if_match=etag)
 
     @pytest.mark.slow
     @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for RSS")
