@@ -154,6 +154,10 @@ def prepare_sqlite(engine: sa.Engine, busy_timeout: float, page_size: int | None
     def begin(connection: sa.Connection) -> None:
         options = connection.get_execution_options()
         if options.get("persisty_write"):
+            # Chunks of a write in progress need no fsync of their own: the commit that makes
+            # them visible fsyncs the WAL, and with it every frame written before it.
+            staging = options.get("persisty_staging", False)
+            connection.exec_driver_sql(f"PRAGMA synchronous = {'NORMAL' if staging else 'FULL'}")
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         elif options.get("persisty_snapshot"):
             connection.exec_driver_sql("BEGIN")
@@ -251,13 +255,18 @@ class _SqlDriver(Driver):
         with database_errors(self.name, key), self.engine.connect() as connection:
             yield connection
 
-    def _race_free(self, key: str | None, attempt: Callable[[sa.Connection], T]) -> T:
-        """Run ``attempt`` in a write transaction, again if a concurrent writer raced it."""
+    def _race_free(
+        self, key: str | None, attempt: Callable[[sa.Connection], T], *, staging: bool = False
+    ) -> T:
+        """Run ``attempt`` in a write transaction, again if a concurrent writer raced it.
+        ``staging``: it writes nothing visible, so its commit need not be durable by itself."""
         with database_errors(self.name, key):
             for _ in range(_RACE_ATTEMPTS):
                 try:
                     with self.engine.connect() as connection:
-                        connection.execution_options(**self._write_options)
+                        connection.execution_options(
+                            **self._write_options, persisty_staging=staging
+                        )
                         with connection.begin():
                             return attempt(connection)
                 except _Raced:
@@ -463,7 +472,7 @@ class _SqlDriver(Driver):
                 raise self._reclaimed(key)
             connection.execute(sa.insert(self.tables.chunks), rows)
 
-        self._race_free(key, attempt)
+        self._race_free(key, attempt, staging=True)
 
     def _reclaimed(self, key: str) -> TransientError:
         return TransientError(
