@@ -183,8 +183,8 @@ def _create_tables(engine: sa.Engine, tables: Tables) -> None:
 
 @contextlib.contextmanager
 def _writing(engine: sa.Engine) -> Iterator[sa.Connection]:
-    # On SQLite, BEGIN IMMEDIATE (see sql.prepare_sqlite): a deferred transaction that reads
-    # and then writes fails at once, without waiting, if another writer went first.
+    # On SQLite, BEGIN IMMEDIATE (see _sql_connect.prepare_sqlite): a deferred transaction
+    # that reads and then writes fails at once, without waiting, if another writer went first.
     with engine.connect() as connection:
         connection.execution_options(persisty_write=True)
         with connection.begin():
