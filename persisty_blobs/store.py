@@ -205,7 +205,7 @@ class DataStore:
             raise ValueError(f"end must be None or an int >= start ({start}), not {end!r}")
         item, raw = self._driver.open_range(self._namespace, key, start, end)
         # Reads of at least the buffer's size go straight into the caller's memory.
-        return ItemReader(raw, item, min(self.chunk_size, _READ_BUFFER_SIZE))
+        return ItemReader.over(raw, item, min(self.chunk_size, _READ_BUFFER_SIZE))
 
     def read_bytes(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         with self.open(key, start, end) as reader:

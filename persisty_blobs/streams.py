@@ -60,19 +60,26 @@ class ItemReader(io.BufferedReader):
     def __init__(self, raw: io.RawIOBase, item: DataItem, buffer_size: int) -> None:
         super().__init__(raw, buffer_size)
         self.item = item
+
+    @staticmethod
+    def over(raw: io.RawIOBase, item: DataItem, buffer_size: int) -> ItemReader:
+        """The reader for ``raw``: one that passes a database driver's bytes through for
+        ``HandsOutBytes``, the plain buffered one (with C's ``read``) for any other."""
+        if isinstance(raw, HandsOutBytes):
+            return _PassingItemReader(raw, item, buffer_size)
+        return ItemReader(raw, item, buffer_size)
+
+
+class _PassingItemReader(ItemReader):
+    def __init__(self, raw: io.RawIOBase, item: DataItem, buffer_size: int) -> None:
+        super().__init__(raw, item, buffer_size)
         self._buffer_size = buffer_size
-        self._hands_out_bytes = isinstance(raw, HandsOutBytes)
 
     def read(self, size: int | None = -1) -> bytes:
-        # A raw reader that produces fresh bytes anyway (a database driver's) can give them
-        # straight to a large read, instead of BufferedReader copying them into new ones.
-        # Only with nothing buffered: then tell() equals the raw reader's position.
-        if (
-            self._hands_out_bytes
-            and size is not None
-            and size >= self._buffer_size
-            and self.tell() == self.raw.tell()
-        ):
+        # The raw reader produces fresh bytes anyway: a large read takes them as they are,
+        # instead of BufferedReader copying them into new ones. Only with nothing buffered:
+        # then tell() equals the raw reader's position.
+        if size is not None and size >= self._buffer_size and self.tell() == self.raw.tell():
             first: bytes = self.raw.read(size)
             if len(first) == size or not first:
                 return first

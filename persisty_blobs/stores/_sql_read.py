@@ -151,9 +151,11 @@ class ChunkRangeRaw(HandsOutBytes):
         """Up to ``wanted`` bytes from the current position, within one chunk."""
         seq, offset = divmod(self._position, self._chunk_size)
         length = min(self._chunk_size - offset, self._stop - self._position)
-        if self._blob_seq == seq:
-            # The common case, once per read call: no context managers on this path.
-            try:
+        if self._blob_io:
+            if self._blob_seq != seq:
+                with database_errors(self._driver.name, self._key):
+                    self._open_blob(seq, offset + length)
+            try:  # the common case, once per read call: no context managers on this path
                 data: bytes = self._blob.read(min(wanted, length))
             except Exception as error:
                 with (
@@ -163,12 +165,10 @@ class ChunkRangeRaw(HandsOutBytes):
                     raise error from None
             return data
         with database_errors(self._driver.name, self._key):
-            if self._blob_io:
-                return self._read_blob(seq, offset, min(wanted, length))
-            data = self._select(seq, offset, length)
-        if data is None or len(data) != length:
+            found = self._select(seq, offset, length)
+        if found is None or len(found) != length:
             raise self._damaged(seq)
-        return data if isinstance(data, bytes) else bytes(data)
+        return found if isinstance(found, bytes) else bytes(found)
 
     def _select(self, seq: int, offset: int, length: int) -> Any:
         queries = self._driver.queries
@@ -180,27 +180,24 @@ class ChunkRangeRaw(HandsOutBytes):
         found = self._driver.fetch_one(self._connection.connection, query, values)
         return None if found is None else found[0]
 
-    def _read_blob(self, seq: int, offset: int, count: int) -> bytes:
+    def _open_blob(self, seq: int, needed: int) -> None:
+        """Open chunk ``seq`` for blob I/O, positioned at this reader's offset in it."""
         driver = self._driver
-        if self._blob_seq != seq:
-            self._close_blob()
-            rowid_query = driver.queries.chunk_rowid
-            assert rowid_query is not None
-            values = {"version_id": self._version_id, "seq": seq}
-            found = driver.fetch_one(self._connection.connection, rowid_query, values)
-            if found is None:
-                raise self._damaged(seq)
-            with driver.dbapi_errors("blobopen", values):
-                self._blob = self._dbapi_connection.blobopen(
-                    driver.tables.chunks.name, "data", found[0], readonly=True
-                )
-            self._blob_seq = seq
-            if len(self._blob) < offset + count:
-                raise self._damaged(seq)
-            self._blob.seek(offset)
-        with driver.dbapi_errors("blob read", {"seq": seq}):
-            data: bytes = self._blob.read(count)
-        return data
+        self._close_blob()
+        rowid_query = driver.queries.chunk_rowid
+        assert rowid_query is not None
+        values = {"version_id": self._version_id, "seq": seq}
+        found = driver.fetch_one(self._connection.connection, rowid_query, values)
+        if found is None:
+            raise self._damaged(seq)
+        with driver.dbapi_errors("blobopen", values):
+            self._blob = self._dbapi_connection.blobopen(
+                driver.tables.chunks.name, "data", found[0], readonly=True
+            )
+        self._blob_seq = seq
+        if len(self._blob) < needed:
+            raise self._damaged(seq)
+        self._blob.seek(self._position % self._chunk_size)
 
     def _damaged(self, seq: int) -> IntegrityError:
         return IntegrityError(

@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -41,9 +41,6 @@ from ..streams import BytesRangeRaw
 from ._sql_connect import is_conflict, prepare_sqlite
 from ._sql_read import ChunkRangeRaw, Compiled, Queries
 from ._sql_schema import Tables, create_schema, database_errors, local_owner, owner_is_gone
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["SqlStore"]
 
@@ -408,17 +405,19 @@ class _SqlDriver(Driver):
             if claimed.rowcount != 1:
                 raise self._reclaimed(key)
             now = _now_us()
+            etag = etag_for(spec.checksum)
+            # Never earlier than the version it replaces, even if the clock steps back.
+            updated_us = now if row is None else max(now, row.updated_us)
             values = {
                 "version_id": version_id,
                 "size": spec.size,
                 "chunk_size": self.chunk_size,
-                "etag": etag_for(spec.checksum),
+                "etag": etag,
                 "checksum": spec.checksum,
                 "content_type": spec.content_type,
                 "metadata": json.dumps(dict(spec.metadata), sort_keys=True),
                 "flags": sum(_FLAG_BITS[flag] for flag in spec.flags),
-                # Never earlier than the version it replaces, even if the clock steps back.
-                "updated_us": now if row is None else max(now, row.updated_us),
+                "updated_us": updated_us,
             }
             if row is None:
                 names = {"namespace": namespace.encode(), "key": key.encode()}
@@ -428,10 +427,18 @@ class _SqlDriver(Driver):
                     connection, namespace, key, row, sa.update(items).values(values)
                 )
             self._write_flags(connection, namespace, key, spec.flags)
-            written = connection.execute(
-                sa.select(items).where(self._where_item(namespace, key))
-            ).one()
-            return self._item_of(written), None if row is None else row.version_id
+            item = DataItem(
+                key=key,
+                namespace=namespace,
+                size=spec.size,
+                etag=etag,
+                content_type=spec.content_type,
+                updated_at=_EPOCH + timedelta(microseconds=updated_us),
+                checksum=spec.checksum,
+                metadata=spec.metadata,
+                flags=spec.flags,
+            )
+            return item, None if row is None else row.version_id
 
         item, replaced = self._race_free(key, attempt)
         if replaced is not None:
