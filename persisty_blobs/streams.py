@@ -71,20 +71,21 @@ class ItemReader(io.BufferedReader):
 
 
 class _PassingItemReader(ItemReader):
-    def __init__(self, raw: io.RawIOBase, item: DataItem, buffer_size: int) -> None:
+    def __init__(self, raw: HandsOutBytes, item: DataItem, buffer_size: int) -> None:
         super().__init__(raw, item, buffer_size)
+        self._hands_out = raw
         self._buffer_size = buffer_size
 
     def read(self, size: int | None = -1) -> bytes:
         # The raw reader produces fresh bytes anyway: a large read takes them as they are,
-        # instead of BufferedReader copying them into new ones. Only with nothing buffered:
-        # then tell() equals the raw reader's position.
-        if size is not None and size >= self._buffer_size and self.tell() == self.raw.tell():
-            first: bytes = self.raw.read(size)
+        # instead of BufferedReader copying them into new ones. Only while the buffer has
+        # never been filled, since its bytes come before the raw reader's.
+        if size is not None and size >= self._buffer_size and not self._hands_out.filled_a_buffer:
+            first = self._hands_out.read(size) or b""
             if len(first) == size or not first:
                 return first
             parts, count = [first], len(first)
-            while count < size and (more := self.raw.read(size - count)):
+            while count < size and (more := self._hands_out.read(size - count)):
                 parts.append(more)
                 count += len(more)
             return b"".join(parts)
@@ -92,8 +93,13 @@ class _PassingItemReader(ItemReader):
 
 
 class HandsOutBytes(io.RawIOBase):
-    """A raw reader whose ``read(n)`` returns bytes it made anyway, without a copy, and whose
-    ``tell()`` is the number of bytes it has returned."""
+    """A raw reader whose ``read(n)`` returns bytes it made anyway, without a copy.
+
+    Its ``readinto`` must set ``filled_a_buffer``: once a buffered reader has filled its buffer
+    from it, that buffer's bytes come before the raw reader's next ones.
+    """
+
+    filled_a_buffer = False
 
 
 class BytesRangeRaw(io.RawIOBase):

@@ -65,16 +65,16 @@ def test_ranged_read_fetches_only_the_chunks_that_cover_it(
     with SqlStore(database, chunk_size=1000, table_prefix=table_prefix) as store:
         store.put("ranged", content)
         driver = store._driver
-        run_query = driver.fetch_one  # type: ignore[attr-defined]
+        run_query = driver.fetch_rows  # type: ignore[attr-defined]
         chunk_rows: list[int] = []
 
-        def counting(connection: Any, query: Any, values: dict[str, Any]) -> Any:
-            row = run_query(connection, query, values)
-            if "seq" in values and row is not None:  # a chunk row came back
-                chunk_rows.append(values["seq"])
-            return row
+        def counting(connection: Any, query: Any, values: dict[str, Any]) -> list[Any]:
+            found: list[Any] = run_query(connection, query, values)
+            # A chunk's row (its data, or its rowid for blob I/O) is the only kind with a seq.
+            chunk_rows.extend(row.seq for row in found if "seq" in row._fields)
+            return found
 
-        monkeypatch.setattr(driver, "fetch_one", counting)
+        monkeypatch.setattr(driver, "fetch_rows", counting)
         assert store.read_bytes("ranged", 2500, 4200) == content[2500:4200]
         assert chunk_rows == [2, 3, 4]
         chunk_rows.clear()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
-from typing import TYPE_CHECKING, Any
+import functools
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import sqlalchemy as sa
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..errors import IntegrityError
 from ..streams import HandsOutBytes
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from .sql import _SqlDriver
 
 __all__ = ["ChunkRangeRaw", "Compiled", "Queries"]
+
+_ROWIDS_PER_QUERY = 64
 
 
 class Queries:
@@ -42,12 +46,18 @@ class Queries:
         this_chunk = sa.and_(
             chunks.c.version_id == sa.bindparam("version_id"), chunks.c.seq == sa.bindparam("seq")
         )
-        self.chunk = Compiled(sa.select(chunks.c.data).where(this_chunk), dialect)
+        self.chunk = Compiled(sa.select(chunks.c.seq, chunks.c.data).where(this_chunk), dialect)
         part = sa.func.substr(chunks.c.data, sa.bindparam("first"), sa.bindparam("length"))
-        self.chunk_part = Compiled(sa.select(part.label("data")).where(this_chunk), dialect)
+        self.chunk_part = Compiled(
+            sa.select(chunks.c.seq, part.label("data")).where(this_chunk), dialect
+        )
         rowid: sa.Label[int] = sa.literal_column("rowid").label("rowid")
-        self.chunk_rowid = (
-            Compiled(sa.select(rowid).select_from(chunks).where(this_chunk), dialect)
+        these_chunks = sa.and_(
+            chunks.c.version_id == sa.bindparam("version_id"),
+            chunks.c.seq.between(sa.bindparam("first_seq"), sa.bindparam("last_seq")),
+        )
+        self.chunk_rowids = (
+            Compiled(sa.select(chunks.c.seq, rowid).where(these_chunks), dialect)
             if dialect.name == "sqlite"
             else None
         )
@@ -56,12 +66,20 @@ class Queries:
 
 
 class Compiled:
-    """A select compiled once for one dialect, to run on a DBAPI cursor."""
+    """A select compiled once for one dialect, on first use, to run on a DBAPI cursor."""
 
     def __init__(self, query: sa.Select[Any], dialect: sa.Dialect) -> None:
-        self._compiled = query.compile(dialect=dialect)
-        self.sql = self._compiled.string
+        self._query = query
+        self._dialect = dialect
         self.row_type = collections.namedtuple("_Row", list(query.selected_columns.keys()))  # type: ignore[misc]
+
+    @functools.cached_property
+    def _compiled(self) -> SQLCompiler:
+        return self._query.compile(dialect=self._dialect)
+
+    @functools.cached_property
+    def sql(self) -> str:
+        return self._compiled.string
 
     def parameters(self, values: dict[str, Any]) -> Any:
         named = self._compiled.construct_params(values)
@@ -91,11 +109,13 @@ class ChunkRangeRaw(HandsOutBytes):
         self._driver = driver
         self._connection = connection
         self._dbapi_connection: Any = connection.connection.driver_connection
-        self._blob_io = driver.queries.chunk_rowid is not None and hasattr(
+        self._blob_io = driver.queries.chunk_rowids is not None and hasattr(
             self._dbapi_connection, "blobopen"
         )
         self._blob: Any = None
         self._blob_seq = -1
+        self._blob_left = 0  # of this range, in the open blob after its position
+        self._rowids: dict[int, int] = {}
         self._version_id = row.version_id
         self._chunk_size = row.chunk_size
         self._key = key
@@ -107,6 +127,7 @@ class ChunkRangeRaw(HandsOutBytes):
         return True
 
     def readinto(self, buffer: WriteableBuffer) -> int:
+        self.filled_a_buffer = True
         if self._position >= self._stop:
             return 0
         with memoryview(buffer) as view, view.cast("B") as target:
@@ -122,6 +143,15 @@ class ChunkRangeRaw(HandsOutBytes):
         return self._position - self._start
 
     def read(self, size: int = -1) -> bytes:
+        # The path of nearly every read of a large item, kept to one call into the driver.
+        if 0 < size <= self._blob_left:
+            try:
+                data: bytes = self._blob.read(size)
+            except Exception as error:
+                self._raise_blob_error(error)
+            self._blob_left -= size
+            self._position += size
+            return data
         if size is None or size < 0:
             return self.readall()
         if self._position >= self._stop or size == 0:
@@ -155,14 +185,12 @@ class ChunkRangeRaw(HandsOutBytes):
             if self._blob_seq != seq:
                 with database_errors(self._driver.name, self._key):
                     self._open_blob(seq, offset + length)
-            try:  # the common case, once per read call: no context managers on this path
-                data: bytes = self._blob.read(min(wanted, length))
+            count = min(wanted, length)
+            try:
+                data: bytes = self._blob.read(count)
             except Exception as error:
-                with (
-                    database_errors(self._driver.name, self._key),
-                    self._driver.dbapi_errors("blob read", {"seq": seq}),
-                ):
-                    raise error from None
+                self._raise_blob_error(error)
+            self._blob_left = length - count
             return data
         with database_errors(self._driver.name, self._key):
             found = self._select(seq, offset, length)
@@ -177,27 +205,44 @@ class ChunkRangeRaw(HandsOutBytes):
             query = queries.chunk
         else:
             query, values = queries.chunk_part, {**values, "first": offset + 1, "length": length}
-        found = self._driver.fetch_one(self._connection.connection, query, values)
-        return None if found is None else found[0]
+        found = self._driver.fetch_rows(self._connection.connection, query, values)
+        return found[0].data if found else None
 
     def _open_blob(self, seq: int, needed: int) -> None:
         """Open chunk ``seq`` for blob I/O, positioned at this reader's offset in it."""
-        driver = self._driver
         self._close_blob()
-        rowid_query = driver.queries.chunk_rowid
-        assert rowid_query is not None
-        values = {"version_id": self._version_id, "seq": seq}
-        found = driver.fetch_one(self._connection.connection, rowid_query, values)
-        if found is None:
+        if seq not in self._rowids:
+            self._find_rowids(seq)
+        rowid = self._rowids.pop(seq, None)
+        if rowid is None:
             raise self._damaged(seq)
-        with driver.dbapi_errors("blobopen", values):
+        driver = self._driver
+        with driver.dbapi_errors("blobopen", {"version_id": self._version_id, "seq": seq}):
             self._blob = self._dbapi_connection.blobopen(
-                driver.tables.chunks.name, "data", found[0], readonly=True
+                driver.tables.chunks.name, "data", rowid, readonly=True
             )
         self._blob_seq = seq
         if len(self._blob) < needed:
             raise self._damaged(seq)
         self._blob.seek(self._position % self._chunk_size)
+
+    def _find_rowids(self, first_seq: int) -> None:
+        """The rowids of the next chunks of the range, a batch per query: one query per
+        chunk would cost a large read as much as its blob I/O."""
+        query = self._driver.queries.chunk_rowids
+        assert query is not None
+        last_seq = min(first_seq + _ROWIDS_PER_QUERY - 1, (self._stop - 1) // self._chunk_size)
+        values = {"version_id": self._version_id, "first_seq": first_seq, "last_seq": last_seq}
+        found = self._driver.fetch_rows(self._connection.connection, query, values)
+        self._rowids = {row.seq: row.rowid for row in found}
+
+    def _raise_blob_error(self, error: Exception) -> NoReturn:
+        """Raise a blob read's failure mapped onto the error tree, as any database error is."""
+        with (
+            database_errors(self._driver.name, self._key),
+            self._driver.dbapi_errors("blob read", {"seq": self._blob_seq}),
+        ):
+            raise error from None
 
     def _damaged(self, seq: int) -> IntegrityError:
         return IntegrityError(
@@ -206,7 +251,7 @@ class ChunkRangeRaw(HandsOutBytes):
 
     def _close_blob(self) -> None:
         if self._blob is not None:
-            blob, self._blob, self._blob_seq = self._blob, None, -1
+            blob, self._blob, self._blob_seq, self._blob_left = self._blob, None, -1, 0
             with contextlib.suppress(Exception):
                 blob.close()
 

@@ -247,21 +247,22 @@ class _SqlDriver(Driver):
         with database_errors(self.name, key):
             connection = self.engine.raw_connection()
             try:
-                return self.fetch_one(connection, query, values)
+                found = self.fetch_rows(connection, query, values)
             finally:
                 connection.close()
+        return found[0] if found else None
 
-    def fetch_one(self, connection: Any, query: Compiled, values: dict[str, Any]) -> Any:
-        """One row of ``query`` run on a DBAPI ``connection``, its errors wrapped as
+    def fetch_rows(self, connection: Any, query: Compiled, values: dict[str, Any]) -> list[Any]:
+        """The rows of ``query`` run on a DBAPI ``connection``, its errors wrapped as
         SQLAlchemy's would be (for ``database_errors``)."""
         cursor = connection.cursor()
         try:
             with self.dbapi_errors(query.sql, values):
                 cursor.execute(query.sql, query.parameters(values))
-                found = cursor.fetchone()
+                found = cursor.fetchall()
         finally:
             cursor.close()
-        return None if found is None else query.row_type(*found)
+        return [query.row_type(*row) for row in found]
 
     @contextlib.contextmanager
     def dbapi_errors(self, statement: str, values: dict[str, Any]) -> Iterator[None]:
