@@ -10,8 +10,12 @@ EXTRAS = {
 }
 EXTRAS["all"] = sorted({requirement for group in EXTRAS.values() for requirement in group})
 EXTRAS["dev"] = [
+    "boto3-stubs[s3]>=1.34",
+    "httpx>=0.27",
     "hypothesis>=6.100",
+    "moto[server]>=5.0",
     "mypy>=1.10",
+    "playwright>=1.40",
     "pytest>=8.0",
     "pytest-timeout>=2.3",
     "ruff>=0.5",

@@ -21,6 +21,7 @@ _SCHEMES: dict[str, str] = {
     "mysql+pymysql": "persisty_blobs.stores.sql:SqlStore",
     "postgresql": "persisty_blobs.stores.sql:SqlStore",
     "postgresql+psycopg": "persisty_blobs.stores.sql:SqlStore",
+    "s3": "persisty_blobs.stores.s3:S3Store",
     "sqlcipher": "persisty_blobs.stores.sqlcipher:SqlCipherStore",
     "sqlite": "persisty_blobs.stores.sql:SqlStore",
 }

@@ -34,6 +34,7 @@ __all__ = [
     "DataStore",
     "Driver",
     "DriverWriter",
+    "ItemHeader",
     "WriteSpec",
     "check_precondition",
     "clip_range",
@@ -42,6 +43,16 @@ __all__ = [
 
 _LIST_PAGE_SIZE = 1000
 _READ_BUFFER_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ItemHeader:
+    """What a new item carries besides its content, known before the content streams (a store
+    that must send it first, as S3 does when a multipart upload starts, takes it from here)."""
+
+    content_type: str
+    metadata: Mapping[str, str]
+    flags: frozenset[Flag]
 
 
 @dataclass(frozen=True)
@@ -133,8 +144,9 @@ class Driver(ABC):
         """
 
     @abstractmethod
-    def new_writer(self, namespace: str, key: str) -> DriverWriter:
-        """A writer for a new version of ``key``, invisible until committed."""
+    def new_writer(self, namespace: str, key: str, header: ItemHeader) -> DriverWriter:
+        """A writer for a new version of ``key``, invisible until committed. ``header`` comes
+        again in the ``WriteSpec`` of ``commit``."""
 
     @abstractmethod
     def delete(self, namespace: str, key: str, if_match: str | None) -> bool:
@@ -291,7 +303,8 @@ class DataStore:
             )
             return sink.commit(spec)
 
-        sink = self._driver.new_writer(self._namespace, key)
+        header = ItemHeader(content_type=resolved_type, metadata=checked_metadata, flags=flags)
+        sink = self._driver.new_writer(self._namespace, key, header)
         return ItemWriter(sink, self.chunk_size, commit)
 
     def delete(self, key: str, *, if_match: str | None = None) -> bool:

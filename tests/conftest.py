@@ -66,3 +66,27 @@ def server_database(request: pytest.FixtureRequest, table_prefix: str) -> Iterat
     url = server_url(request.param)
     yield url
     drop_tables(url, table_prefix)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on loopback, for the whole session."""
+    try:
+        import boto3  # noqa: F401
+        import moto.server  # noqa: F401
+    except ImportError as error:
+        unavailable(f"the S3 tests need boto3 and moto[server]: {error}")
+    from persisty_blobs.testing.moto import moto_server
+
+    with moto_server() as endpoint_url:
+        yield endpoint_url
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> str:
+    """A new, empty bucket on the session's S3 server."""
+    from persisty_blobs.testing.moto import moto_client
+
+    name = f"test-{secrets.token_hex(6)}"
+    moto_client(s3_endpoint).create_bucket(Bucket=name)
+    return name

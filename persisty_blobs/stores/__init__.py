@@ -10,12 +10,13 @@ from .directory import DirectoryStore
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
+    from .s3 import S3Store
     from .sql import SqlStore
     from .sqlcipher import SqlCipherStore
 
-__all__ = ["DirectoryStore", "MemoryStore", "SqlCipherStore", "SqlStore"]
+__all__ = ["DirectoryStore", "MemoryStore", "S3Store", "SqlCipherStore", "SqlStore"]
 
-_LAZY = {"SqlStore": ".sql", "SqlCipherStore": ".sqlcipher"}
+_LAZY = {"S3Store": ".s3", "SqlStore": ".sql", "SqlCipherStore": ".sqlcipher"}
 
 
 def __getattr__(name: str) -> Any:

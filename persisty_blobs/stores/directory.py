@@ -30,6 +30,7 @@ from ..store import (
     DataStore,
     Driver,
     DriverWriter,
+    ItemHeader,
     WriteSpec,
     check_precondition,
     clip_range,
@@ -226,7 +227,7 @@ class _DirectoryDriver(Driver):
 
     # Writing (callers hold the exclusive lock where noted) ----------------------------------
 
-    def new_writer(self, namespace: str, key: str) -> DriverWriter:
+    def new_writer(self, namespace: str, key: str, header: ItemHeader) -> DriverWriter:
         with self.os_errors(key):
             return _DirectoryWriter(self, namespace, key, self.path(namespace, key))
 

@@ -13,6 +13,7 @@ from ..store import (
     DataStore,
     Driver,
     DriverWriter,
+    ItemHeader,
     WriteSpec,
     check_precondition,
     clip_range,
@@ -56,7 +57,7 @@ class _MemoryDriver(Driver):
         first, stop = clip_range(item.size, start, end, key, self.name)
         return item, BytesRangeRaw(content, first, stop)
 
-    def new_writer(self, namespace: str, key: str) -> DriverWriter:
+    def new_writer(self, namespace: str, key: str, header: ItemHeader) -> DriverWriter:
         return _MemoryWriter(self, namespace, key)
 
     def store(self, namespace: str, key: str, content: bytes, spec: WriteSpec) -> DataItem:

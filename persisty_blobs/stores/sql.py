@@ -32,6 +32,7 @@ from ..store import (
     DataStore,
     Driver,
     DriverWriter,
+    ItemHeader,
     WriteSpec,
     check_precondition,
     clip_range,
@@ -356,7 +357,7 @@ class _SqlDriver(Driver):
 
     # Writing ------------------------------------------------------------------------------
 
-    def new_writer(self, namespace: str, key: str) -> DriverWriter:
+    def new_writer(self, namespace: str, key: str, header: ItemHeader) -> DriverWriter:
         versions = self.tables.versions
         started = sa.insert(versions).values(
             state="writing", owner=local_owner(), touched_us=_now_us()

@@ -1,0 +1,179 @@
+"""``S3DataStoreFactory``: presigned URLs and browser upload forms, so files go straight
+between browsers and S3.
+
+An upload form is S3's own presigned POST. Its policy holds exactly these conditions, beside
+the signature's own (``x-amz-algorithm``, ``x-amz-credential``, ``x-amz-date`` and, with
+temporary credentials, ``x-amz-security-token``):
+
+- ``{"bucket": …}``;
+- the key: S3's exact-match form ``{"key": …}`` (the same as ``["eq", "$key", …]``) for one
+  key, or ``["starts-with", "$key", …]`` for ``key_prefix``, whose ``key`` field ends with
+  ``${filename}`` (S3 puts the posted file's name there);
+- ``["content-length-range", 0, max_size]`` when ``max_size`` is given;
+- ``["eq", "$Content-Type", type]`` for one type, or ``["starts-with", "$Content-Type",
+  "type/"]`` for a family (its ``Content-Type`` field is then empty: the browser sets it to
+  the file's type). A POST policy cannot list several types, so more than one is refused.
+
+The policy's ``expiration`` is the form's ``expires_at``. S3 enforces all of it; the form
+carries no secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PermissionDenied, Unsupported
+from ..factory import DataStoreFactory, UploadForm
+from ..keys import validate_content_type, validate_key, validate_prefix
+from ..store import DataStore
+from ._s3_objects import s3_errors
+
+if TYPE_CHECKING:
+    from .s3 import S3Store
+
+__all__ = ["Authorizer", "S3DataStoreFactory"]
+
+#: Called with the factory's store and the caller's authorization; returns the store that
+#: caller may use (the same one, or a view such as ``store.namespace(user)``), or raises
+#: ``PermissionDenied``.
+Authorizer = Callable[["S3Store", object | None], DataStore]
+
+_MAX_EXPIRES_IN = 7 * 24 * 3600  # SigV4's limit for a presigned request
+
+
+class S3DataStoreFactory(DataStoreFactory):
+    """Signs direct browser access to ``store``'s items (in its namespace)."""
+
+    def __init__(
+        self,
+        store: S3Store,
+        *,
+        authorizer: Authorizer | None = None,
+        download_expires_in: int = 3600,
+        upload_expires_in: int = 3600,
+    ) -> None:
+        from .s3 import S3Store
+
+        if not isinstance(store, S3Store):
+            raise Unsupported(
+                f"S3DataStoreFactory signs for an S3Store, not {store!r}: a layer such as "
+                "EncryptedStore cannot hand its content to a browser"
+            )
+        self.store = store
+        self._authorizer = authorizer
+        self._download_expires_in = _checked_expiry(download_expires_in)
+        self._upload_expires_in = _checked_expiry(upload_expires_in)
+
+    def create(self, authorization: object | None = None) -> DataStore:
+        if self._authorizer is None:
+            return self.store
+        store = self._authorizer(self.store, authorization)
+        if not isinstance(store, DataStore):
+            raise PermissionDenied("the authorizer gave no store", store=repr(self.store))
+        return store
+
+    def download_url(
+        self, key: str, *, expires_in: int | None = None, content_disposition: str | None = None
+    ) -> str:
+        params = self._params(key)
+        if content_disposition is not None:
+            if not content_disposition.isprintable() or not content_disposition.isascii():
+                raise ValueError("content_disposition must be printable ASCII (RFC 6266)")
+            params["ResponseContentDisposition"] = content_disposition
+        return self._presign("get_object", key, params, expires_in, self._download_expires_in)
+
+    def upload_url(
+        self, key: str, *, content_type: str | None = None, expires_in: int | None = None
+    ) -> str:
+        params = self._params(key)
+        if content_type is not None:
+            params["ContentType"] = validate_content_type(content_type)
+        return self._presign("put_object", key, params, expires_in, self._upload_expires_in)
+
+    def upload_form(
+        self,
+        key: str | None = None,
+        *,
+        key_prefix: str | None = None,
+        max_size: int | None = None,
+        content_types: list[str] | None = None,
+        expires_in: int | None = None,
+    ) -> UploadForm:
+        if (key is None) == (key_prefix is None):
+            raise ValueError("give either key or key_prefix")
+        if key is not None:
+            item_key = validate_key(key)
+        else:
+            assert key_prefix is not None
+            item_key = validate_prefix(key_prefix) + "${filename}"
+        fields: dict[str, str] = {}
+        conditions: list[Any] = []
+        if max_size is not None:
+            if not isinstance(max_size, int) or max_size < 0:
+                raise ValueError(f"max_size must be an int >= 0, not {max_size!r}")
+            conditions.append(["content-length-range", 0, max_size])
+        if content_types is not None:
+            condition, fields["Content-Type"] = _content_type_condition(content_types)
+            conditions.append(condition)
+        seconds = _checked_expiry(expires_in or self._upload_expires_in)
+        with s3_errors(repr(self.store), item_key):
+            signed = self.store.client.generate_presigned_post(
+                Bucket=self.store.bucket,
+                Key=self.store.object_root + item_key,
+                Fields=fields,
+                Conditions=conditions,
+                ExpiresIn=seconds,
+            )
+        policy = json.loads(base64.b64decode(signed["fields"]["policy"]))
+        expires_at = datetime.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%SZ")
+        return UploadForm(
+            url=signed["url"],
+            fields={name: str(value) for name, value in signed["fields"].items()},
+            key=item_key,
+            expires_at=expires_at.replace(tzinfo=UTC),
+            max_size=max_size,
+            content_types=None if content_types is None else list(content_types),
+        )
+
+    def _params(self, key: str) -> dict[str, str]:
+        return {"Bucket": self.store.bucket, "Key": self.store.object_root + validate_key(key)}
+
+    def _presign(
+        self,
+        method: str,
+        key: str,
+        params: dict[str, str],
+        expires_in: int | None,
+        default: int,
+    ) -> str:
+        seconds = default if expires_in is None else _checked_expiry(expires_in)
+        with s3_errors(repr(self.store), key):
+            url: str = self.store.client.generate_presigned_url(
+                method, Params=params, ExpiresIn=seconds
+            )
+        return url
+
+
+def _checked_expiry(seconds: int) -> int:
+    if not isinstance(seconds, int) or not 1 <= seconds <= _MAX_EXPIRES_IN:
+        raise ValueError(f"expires_in must be 1 to {_MAX_EXPIRES_IN} seconds, not {seconds!r}")
+    return seconds
+
+
+def _content_type_condition(content_types: list[str]) -> tuple[list[str], str]:
+    """The policy condition, and the form's ``Content-Type`` field, for ``content_types``."""
+    if isinstance(content_types, str) or len(content_types) != 1:
+        raise Unsupported(
+            "an S3 upload form allows one content type ('image/png') or one family "
+            f"('image/'), not {content_types!r}"
+        )
+    (wanted,) = content_types
+    if wanted.endswith(("/", "/*")):
+        family = wanted.removesuffix("*")
+        validate_content_type(family + "x")
+        return ["starts-with", "$Content-Type", family], ""
+    return ["eq", "$Content-Type", validate_content_type(wanted)], wanted

@@ -1,0 +1,232 @@
+"""How ``S3Store`` lays items out as S3 objects, and how S3's errors map onto ours.
+
+Layout under the store's prefix (which ends with ``/`` unless it is empty)::
+
+    {prefix}items/{key}                     the default namespace
+    {prefix}namespaces/{name}/{key}         namespace ``name``
+
+Namespace names have no ``/``, so no key of one namespace can name an object of another.
+
+An object carries the rest of its item as S3 itself holds it: the content type as
+``Content-Type``; user metadata as ``x-amz-meta-*`` with percent-encoded values (S3 sends
+metadata as HTTP headers, which carry ASCII only); the SHA-256 as S3's own ``ChecksumSHA256``,
+which S3 verifies when the object is written in one ``PutObject``; and flags as object tags
+``persisty-flag:{flag}=1``, which change without rewriting content and which lifecycle rules
+can match.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import (
+    AlreadyExists,
+    BlobError,
+    InvalidKey,
+    InvalidMetadata,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+    TooLarge,
+    TransientError,
+    Unsupported,
+)
+from ..item import DataItem, Flag
+from ..keys import validate_key
+
+__all__ = [
+    "Layout",
+    "checksum_of",
+    "decode_metadata",
+    "encode_metadata",
+    "flags_of",
+    "item_of",
+    "s3_errors",
+    "sha256_header",
+    "tag_set_of",
+    "tagging_of",
+]
+
+_DEFAULT = "items/"
+_NAMESPACES = "namespaces/"
+_FLAG_TAG = "persisty-flag:"
+_METADATA_SAFE = " !#$&'()*+,-./:;<=>?@[]^_`{|}~"  # printable ASCII that needs no escaping
+
+
+class Layout:
+    """Object keys of items, and items of object keys, under one store prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.namespaces = prefix + _NAMESPACES
+
+    def root(self, namespace: str) -> str:
+        """The prefix every object key of ``namespace`` starts with."""
+        return f"{self.namespaces}{namespace}/" if namespace else self.prefix + _DEFAULT
+
+    def object_key(self, namespace: str, key: str) -> str:
+        return self.root(namespace) + key
+
+    def item_key(self, namespace: str, object_key: str) -> str | None:
+        """The item key of an object listed under ``root(namespace)``; None for an object
+        whose name is no valid key (uploaded by other means, e.g. a ``${filename}`` with
+        ``..``), which the store does not show."""
+        key = object_key[len(self.root(namespace)) :]
+        try:
+            return validate_key(key)
+        except InvalidKey:
+            return None
+
+
+def encode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    return {
+        name: urllib.parse.quote(value, safe=_METADATA_SAFE) for name, value in metadata.items()
+    }
+
+
+def decode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    return {name.lower(): urllib.parse.unquote(value) for name, value in metadata.items()}
+
+
+def tagging_of(flags: frozenset[Flag]) -> str:
+    """The ``Tagging`` parameter (a URL query string) that gives an object ``flags``."""
+    return urllib.parse.urlencode([(_FLAG_TAG + flag.value, "1") for flag in sorted(flags)])
+
+
+def tag_set_of(flags: frozenset[Flag], others: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A full tag set: ``flags`` plus the object's tags that are not ours, kept as they are."""
+    ours = [{"Key": _FLAG_TAG + flag.value, "Value": "1"} for flag in sorted(flags)]
+    return [tag for tag in others if not tag["Key"].startswith(_FLAG_TAG)] + ours
+
+
+def flags_of(tag_set: list[dict[str, str]]) -> frozenset[Flag]:
+    values = {flag.value for flag in Flag}
+    names = (tag["Key"].removeprefix(_FLAG_TAG) for tag in tag_set)
+    return frozenset(Flag(name) for name in names if name in values)
+
+
+def sha256_header(checksum: str) -> str:
+    """S3's ``ChecksumSHA256`` (base64 of the digest) of our ``sha256:<hex>``."""
+    return base64.b64encode(bytes.fromhex(checksum.removeprefix("sha256:"))).decode("ascii")
+
+
+def checksum_of(response: Mapping[str, Any]) -> str | None:
+    """Our checksum from S3's, when S3 holds the SHA-256 of the whole object: a multipart
+    object's is a hash of its parts' hashes, which says nothing about the content as a whole."""
+    value = response.get("ChecksumSHA256")
+    if not value or response.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT" or "-" in value:
+        return None
+    try:
+        digest = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        return None
+    return "sha256:" + digest.hex() if len(digest) == 32 else None
+
+
+def item_of(
+    namespace: str, key: str, response: Mapping[str, Any], flags: frozenset[Flag]
+) -> DataItem:
+    """The item a ``HeadObject`` or ``GetObject`` response describes."""
+    size = response.get("ContentLength", 0)
+    content_range = response.get("ContentRange")  # "bytes 2-5/50" on a ranged GET
+    if content_range:
+        size = int(content_range.rsplit("/", 1)[1])
+    updated: datetime = response["LastModified"]
+    return DataItem(
+        key=key,
+        namespace=namespace,
+        size=size,
+        etag=response["ETag"].strip('"'),
+        content_type=response.get("ContentType") or "application/octet-stream",
+        updated_at=updated.astimezone(UTC),
+        checksum=checksum_of(response),
+        metadata=decode_metadata(response.get("Metadata") or {}),
+        flags=flags,
+    )
+
+
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
+_DENIED = {
+    "AccessDenied",
+    "403",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AllAccessDisabled",
+}
+_TRANSIENT = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "InternalError",
+    "ServiceUnavailable",
+    "ConditionalRequestConflict",  # a concurrent conditional write: retrying settles it
+}
+
+
+def _mapped(error: Exception, key: str | None, store: str) -> BlobError | None:
+    # Imported here: this module is imported by the store only once boto3 is known present.
+    from botocore import exceptions as boto
+
+    if isinstance(error, boto.ClientError):
+        details = error.response.get("Error", {})
+        code = str(details.get("Code", ""))
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        message = f"S3 {error.operation_name}: {code} {details.get('Message', '')}".strip()
+        if code == "NoSuchBucket":
+            return NotFound(f"{message}: the bucket does not exist", key=key, store=store)
+        if code in _NOT_FOUND or status == 404:
+            return NotFound(message, key=key, store=store)
+        if code == "PreconditionFailed" or status == 412:
+            return PreconditionFailed(message, key=key, store=store)
+        if code in _DENIED or status == 403:
+            return PermissionDenied(message, key=key, store=store)
+        if code == "InvalidRange" or status == 416:
+            return RangeNotSatisfiable(message, key=key, store=store)
+        if code in ("EntityTooLarge", "EntityTooSmall"):
+            return TooLarge(message, key=key, store=store)
+        if code == "MetadataTooLarge":
+            return InvalidMetadata(f"{message} (S3 takes 2 KB in all)", key=key, store=store)
+        if code in ("NotImplemented", "InvalidRequest") or status == 501:
+            return Unsupported(f"{message}: this S3 endpoint does not support it", store=store)
+        if code in _TRANSIENT or status in (409, 429) or status >= 500:
+            return TransientError(message, key=key, store=store)
+        return BlobError(message, key=key, store=store)
+    if isinstance(error, boto.NoCredentialsError | boto.PartialCredentialsError):
+        return PermissionDenied(f"no AWS credentials: {error}", key=key, store=store)
+    if isinstance(
+        error,
+        boto.EndpointConnectionError
+        | boto.ConnectionError
+        | boto.HTTPClientError
+        | boto.ReadTimeoutError
+        | boto.ResponseStreamingError,
+    ):
+        return TransientError(f"S3 connection failed: {error}", key=key, store=store)
+    if isinstance(error, boto.BotoCoreError):
+        return BlobError(f"S3 client error: {error}", key=key, store=store)
+    return None
+
+
+@contextlib.contextmanager
+def s3_errors(store: str, key: str | None = None, *, create_only: bool = False) -> Iterator[None]:
+    """Map boto3's errors onto the error tree; on a create-only write (``if_none_match="*"``)
+    a failed precondition means the item exists."""
+    try:
+        yield
+    except Exception as error:
+        mapped = _mapped(error, key, store)
+        if mapped is None:
+            raise
+        if create_only and isinstance(mapped, PreconditionFailed):
+            message = "the item exists and if_none_match='*' was given"
+            mapped = AlreadyExists(message, key=key, store=store)
+        raise mapped from error
