@@ -3,13 +3,33 @@ conformance suite, and what is peculiar to S3."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
+import botocore.exceptions
 import pytest
 
-from persisty_blobs.stores import S3Store
+from persisty_blobs import (
+    AlreadyExists,
+    Flag,
+    InvalidMetadata,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+    TooLarge,
+    TransientError,
+    Unsupported,
+    open_store,
+)
+from persisty_blobs.stores import S3Store, _s3_copy
+from persisty_blobs.stores._s3_objects import s3_errors
 from persisty_blobs.testing import StoreConformance
+from persisty_blobs.testing._support import payload, sha256
 from persisty_blobs.testing.moto import moto_client
 
 MiB = 1024 * 1024
@@ -25,3 +45,263 @@ class TestS3StoreConformance(StoreConformance):
     def store(self, s3_endpoint: str, s3_bucket: str) -> Iterator[S3Store]:
         with new_store(s3_endpoint, s3_bucket) as store:
             yield store
+
+
+@pytest.fixture
+def store(s3_endpoint: str, s3_bucket: str) -> Iterator[S3Store]:
+    with new_store(s3_endpoint, s3_bucket) as store:
+        yield store
+
+
+class Calls:
+    """S3 operations as botocore sends them, with their parameters, counted from the client's
+    own event hooks."""
+
+    def __init__(self, client: Any) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.in_flight = self.most_in_flight = 0
+        self._lock = threading.Lock()
+        client.meta.events.register("before-parameter-build.s3.*", self._called)
+        client.meta.events.register("before-call.s3.*", self._before)
+        client.meta.events.register("after-call.s3.*", self._after)
+
+    def _called(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            self.sent.append((model.name, dict(params)))
+
+    def _before(self, **_: Any) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+
+    def _after(self, **_: Any) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.sent]
+
+
+def dangling_uploads(store: S3Store) -> list[Any]:
+    return store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
+
+
+def blocks(total: int, size: int = MiB, fail_after: int | None = None) -> Iterator[bytes]:
+    sent = 0
+    while sent < total:
+        if fail_after is not None and sent >= fail_after:
+            raise RuntimeError("the source failed")
+        block = payload(min(size, total - sent), seed=sent)
+        sent += len(block)
+        yield block
+
+
+def test_large_put_is_a_concurrent_multipart_upload(store: S3Store) -> None:
+    calls = Calls(store.client)
+    data = b"".join(blocks(23 * MiB))
+    item = store.put("big.bin", blocks(23 * MiB))
+    assert calls.names().count("UploadPart") == 5  # 4 parts of 5 MiB and one of 3 MiB
+    assert "PutObject" not in calls.names()
+    assert 2 <= calls.most_in_flight <= 4 + 1  # the parts (max_concurrency 4) and nothing else
+    assert item.etag.endswith("-5")
+    # A multipart object keeps no SHA-256 of its whole content (README: S3 store).
+    assert item.checksum is None
+    assert store.get("big.bin") == item
+    assert store.read_bytes("big.bin") == data
+    assert dangling_uploads(store) == []
+
+
+def test_small_put_is_one_put_with_s3s_sha256(store: S3Store) -> None:
+    calls = Calls(store.client)
+    item = store.put("small.txt", b"hello", metadata={"note": "grüße 100%"})
+    assert calls.names()[-1] == "PutObject"
+    assert item.checksum == sha256(b"hello")
+    head = store.client.head_object(
+        Bucket=store.bucket, Key="app/items/small.txt", ChecksumMode="ENABLED"
+    )
+    assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(b"hello").digest()).decode()
+    assert head["ContentType"] == "text/plain"
+    assert head["Metadata"] == {"note": "gr%C3%BC%C3%9Fe 100%25"}  # ASCII headers, round-trip
+    assert store.get("small.txt").metadata == {"note": "grüße 100%"}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
+def test_a_failed_source_aborts_the_upload(store: S3Store, failure: type[BaseException]) -> None:
+    def source() -> Iterator[bytes]:
+        yield from blocks(12 * MiB)
+        raise failure("stop")
+
+    with pytest.raises(failure):
+        store.put("broken.bin", source())
+    assert store.get("broken.bin") is None
+    assert dangling_uploads(store) == []
+
+
+def test_a_failed_part_aborts_the_upload(store: S3Store) -> None:
+    def refuse_part_two(params: dict[str, Any], **_: Any) -> None:
+        if params.get("PartNumber") == 2:
+            raise botocore.exceptions.EndpointConnectionError(endpoint_url="http://gone")
+
+    store.client.meta.events.register("before-parameter-build.s3.UploadPart", refuse_part_two)
+    with pytest.raises(TransientError):
+        store.put("broken.bin", blocks(23 * MiB))
+    assert store.get("broken.bin") is None
+    assert dangling_uploads(store) == []
+
+
+def test_ranged_open_fetches_only_that_range(store: S3Store) -> None:
+    data = payload(3 * MiB)
+    store.put("ranged.bin", data)
+    calls = Calls(store.client)
+    assert store.read_bytes("ranged.bin", 1000, 1010) == data[1000:1010]
+    gets = [params for name, params in calls.sent if name == "GetObject"]
+    assert [params["Range"] for params in gets] == ["bytes=1000-1009"]
+    assert store.read_bytes("ranged.bin", MiB) == data[MiB:]
+
+
+def test_flags_are_tags_and_foreign_tags_stay(store: S3Store) -> None:
+    item = store.put("tagged.txt", b"x")
+    key = "app/items/tagged.txt"
+    store.client.put_object_tagging(
+        Bucket=store.bucket, Key=key, Tagging={"TagSet": [{"Key": "team", "Value": "web"}]}
+    )
+    store.set_flags("tagged.txt", {Flag.PENDING})
+    tags = store.client.get_object_tagging(Bucket=store.bucket, Key=key)["TagSet"]
+    assert sorted((tag["Key"], tag["Value"]) for tag in tags) == [
+        ("persisty-flag:pending", "1"),
+        ("team", "web"),
+    ]
+    assert store.get("tagged.txt").etag == item.etag  # type: ignore[union-attr]
+    store.set_flags("tagged.txt", [])
+    tags = store.client.get_object_tagging(Bucket=store.bucket, Key=key)["TagSet"]
+    assert [tag["Key"] for tag in tags] == ["team"]
+
+
+def test_namespaces_are_separate_prefixes(store: S3Store) -> None:
+    store.put("namespaces/alice/x", b"default")
+    store.namespace("alice").put("x", b"alice")
+    listed = store.client.list_objects_v2(Bucket=store.bucket)["Contents"]
+    assert sorted(entry["Key"] for entry in listed) == [
+        "app/items/namespaces/alice/x",
+        "app/namespaces/alice/x",
+    ]
+    assert store.read_bytes("namespaces/alice/x") == b"default"
+    assert store.namespace("alice").read_bytes("x") == b"alice"
+    assert store.namespaces() == ["", "alice"]
+
+
+def test_objects_with_invalid_keys_are_not_listed(store: S3Store) -> None:
+    store.put("good", b"1")
+    store.client.put_object(Bucket=store.bucket, Key="app/items/bad//key", Body=b"2")
+    assert [item.key for item in store.list()] == ["good"]
+    assert store.count() == 1
+
+
+def test_copy_is_server_side(store: S3Store) -> None:
+    source = store.put("source.bin", payload(2 * MiB), metadata={"a": "b"})
+    store.set_flags("source.bin", {Flag.PROCESSED})
+    calls = Calls(store.client)
+    copied = store.copy("source.bin", "copy.bin")
+    assert "CopyObject" in calls.names()
+    assert "GetObject" not in calls.names()
+    assert (copied.size, copied.metadata, copied.flags) == (
+        source.size,
+        {"a": "b"},
+        {Flag.PROCESSED},
+    )
+    assert store.read_bytes("copy.bin") == payload(2 * MiB)
+
+
+def test_copy_above_copyobjects_limit_goes_in_parts(
+    store: S3Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_s3_copy, "COPY_OBJECT_LIMIT", 5 * MiB)
+    monkeypatch.setattr(_s3_copy, "COPY_PART_SIZE", 5 * MiB)
+    data = b"".join(blocks(12 * MiB))
+    store.put("source.bin", blocks(12 * MiB), content_type="video/mp4")
+    calls = Calls(store.client)
+    copied = store.copy("source.bin", "copy.bin")
+    assert calls.names().count("UploadPartCopy") == 3
+    assert copied.content_type == "video/mp4"
+    assert store.read_bytes("copy.bin") == data
+    assert dangling_uploads(store) == []
+
+
+def test_if_match_on_a_missing_key_is_a_failed_precondition(store: S3Store) -> None:
+    # S3 answers a conditional PutObject to a missing key with 404; the store says why.
+    with pytest.raises(PreconditionFailed, match="missing"):
+        store.put("never", b"x", if_match="0123")
+
+
+def test_open_store_reads_the_url(
+    s3_endpoint: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    url = f"s3://{s3_bucket}/photos/2026?endpoint_url={s3_endpoint}&region=us-east-1"
+    with open_store(url) as store:
+        assert isinstance(store, S3Store)
+        store.put("a.jpg", b"jpeg")
+        assert store.object_root == "photos/2026/items/"
+        listed = store.client.list_objects_v2(Bucket=s3_bucket)["Contents"]
+        assert [entry["Key"] for entry in listed] == ["photos/2026/items/a.jpg"]
+    with pytest.raises(ValueError, match="unknown S3 URL parameters"):
+        open_store(f"s3://{s3_bucket}?endpoint=x")
+
+
+def test_an_unreachable_endpoint_is_transient() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once the probe closes
+    client = moto_client(f"http://127.0.0.1:{port}", retries={"max_attempts": 1})
+    with S3Store("bucket-x", client=client) as store, pytest.raises(TransientError):
+        store.get("a")
+
+
+def test_a_missing_bucket_is_not_found(s3_endpoint: str) -> None:
+    store = S3Store("no-such-bucket", client=moto_client(s3_endpoint))
+    with store, pytest.raises(NotFound, match="bucket"):
+        store.put("a", b"x")
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("NoSuchKey", 404, NotFound),
+        ("PreconditionFailed", 412, PreconditionFailed),
+        ("AccessDenied", 403, PermissionDenied),
+        ("SlowDown", 503, TransientError),
+        ("InternalError", 500, TransientError),
+        ("ConditionalRequestConflict", 409, TransientError),
+        ("NotImplemented", 501, Unsupported),
+        ("EntityTooLarge", 400, TooLarge),
+        ("MetadataTooLarge", 400, InvalidMetadata),
+        ("InvalidRange", 416, RangeNotSatisfiable),
+    ],
+)
+def test_s3_errors_map_onto_the_tree(code: str, status: int, expected: type[Exception]) -> None:
+    # Responses AWS sends that moto cannot be made to send; the mapping is what users rely on.
+    response: Any = {
+        "Error": {"Code": code, "Message": "m"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    with pytest.raises(expected), s3_errors("S3Store('b', '')", "k"):
+        raise botocore.exceptions.ClientError(response, "PutObject")
+
+
+def test_create_only_conflict_is_already_exists() -> None:
+    response: Any = {
+        "Error": {"Code": "PreconditionFailed"},
+        "ResponseMetadata": {"HTTPStatusCode": 412},
+    }
+    with pytest.raises(AlreadyExists), s3_errors("S3Store('b', '')", "k", create_only=True):
+        raise botocore.exceptions.ClientError(response, "PutObject")
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="part_size"):
+        S3Store("b", part_size=MiB)
+    with pytest.raises(ValueError, match="multipart_threshold"):
+        S3Store("b", multipart_threshold=5 * MiB, part_size=6 * MiB)
+    with pytest.raises(ValueError, match="max_concurrency"):
+        S3Store("b", max_concurrency=0)
