@@ -204,10 +204,10 @@ def test_copy_is_server_side(store: S3Store) -> None:
     copied = store.copy("source.bin", "copy.bin")
     assert "CopyObject" in calls.names()
     assert "GetObject" not in calls.names()
-    assert (copied.size, copied.metadata, copied.flags) == (
+    assert (copied.size, dict(copied.metadata), copied.flags) == (
         source.size,
         {"a": "b"},
-        {Flag.PROCESSED},
+        frozenset({Flag.PROCESSED}),
     )
     assert store.read_bytes("copy.bin") == payload(2 * MiB)
 
