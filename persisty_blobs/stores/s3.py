@@ -116,6 +116,7 @@ def _new_client(
     from botocore.config import Config
 
     config = Config(
+        signature_version="s3v4",  # presigned URLs and forms too; AWS refuses the older one
         retries={"mode": "standard", "max_attempts": max_attempts},
         # Parts in flight, plus listing's HEADs, each hold a connection.
         max_pool_connections=max(10, 2 * max_concurrency + 2),

@@ -72,5 +72,11 @@ def moto_client(endpoint_url: str, **config: Any) -> Any:
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
-        config=Config(**{"retries": {"mode": "standard", "max_attempts": 3}, **config}),
+        config=Config(
+            **{
+                "signature_version": "s3v4",
+                "retries": {"mode": "standard", "max_attempts": 3},
+                **config,
+            }
+        ),
     )
