@@ -31,6 +31,7 @@ class Row:
     ratio: float
     subject_peak_rss_mib: float
     baseline_peak_rss_mib: float
+    unit: str = "MB/s"  # or "items/s", where size counts items
 
 
 def measure(operation: str, *arguments: str) -> Measurement:
@@ -51,6 +52,7 @@ def compare(
     subject: tuple[str, list[str]],
     baseline: tuple[str, list[str]],
     repeats: int,
+    unit: str = "MB/s",
 ) -> Row:
     subject_runs: list[Measurement] = []
     baseline_runs: list[Measurement] = []
@@ -64,11 +66,12 @@ def compare(
         subject=subject[0],
         baseline=baseline[0],
         size=size,
-        subject_mb_s=size / subject_seconds / 1e6,
-        baseline_mb_s=size / baseline_seconds / 1e6,
+        subject_mb_s=size / subject_seconds / (1e6 if unit == "MB/s" else 1),
+        baseline_mb_s=size / baseline_seconds / (1e6 if unit == "MB/s" else 1),
         ratio=baseline_seconds / subject_seconds,
         subject_peak_rss_mib=max(run.peak_rss for run in subject_runs) / 2**20,
         baseline_peak_rss_mib=max(run.peak_rss for run in baseline_runs) / 2**20,
+        unit=unit,
     )
 
 
@@ -81,7 +84,8 @@ def report(suite: str, rows: list[Row]) -> None:
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
     for row in rows:
         print(
-            f"| {row.name:<28} | {row.subject_mb_s:>9.0f} MB/s | {row.baseline_mb_s:>5.0f} MB/s "
+            f"| {row.name:<28} | {row.subject_mb_s:>9.0f} {row.unit} "
+            f"| {row.baseline_mb_s:>5.0f} {row.unit} "
             f"| {row.ratio:>5.2f}x | {row.subject_peak_rss_mib:>5.1f} MiB "
             f"| {row.baseline_peak_rss_mib:>8.1f} MiB |"
         )

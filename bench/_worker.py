@@ -12,6 +12,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from persisty_blobs import DataStore, open_store
 from persisty_blobs.stores import DirectoryStore
@@ -132,6 +133,52 @@ def read_all_items(url: str) -> None:
             store.read_bytes(item.key)
 
 
+# S3: the store and boto3's own transfer functions, on the same moto server.
+
+
+def _s3_client(endpoint: str) -> Any:
+    from persisty_blobs.testing.moto import moto_client
+
+    return moto_client(endpoint)
+
+
+def s3_put(source: str, endpoint: str, bucket: str) -> None:
+    from persisty_blobs.stores.s3 import S3Store
+
+    _put(S3Store(bucket, client=_s3_client(endpoint)), source)
+
+
+def s3_get(endpoint: str, bucket: str) -> None:
+    from persisty_blobs.stores.s3 import S3Store
+
+    _get(S3Store(bucket, client=_s3_client(endpoint)))
+
+
+def boto3_put(source: str, endpoint: str, bucket: str) -> None:
+    with open(source, "rb") as reader:
+        _s3_client(endpoint).upload_fileobj(reader, bucket, "raw/big.bin")
+
+
+def boto3_get(endpoint: str, bucket: str) -> None:
+    with open(os.devnull, "wb") as sink:
+        _s3_client(endpoint).download_fileobj(bucket, "raw/big.bin", sink)
+
+
+def s3_list(endpoint: str, bucket: str) -> None:
+    from persisty_blobs.stores.s3 import S3Store
+
+    with S3Store(bucket, client=_s3_client(endpoint)) as store:
+        for _ in store.list():
+            pass
+
+
+def boto3_list(endpoint: str, bucket: str) -> None:
+    paginator = _s3_client(endpoint).get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix="items/"):
+        for _ in page["Contents"]:
+            pass
+
+
 OPERATIONS: dict[str, Callable[..., None]] = {
     "raw_copy": raw_copy,
     "raw_read": raw_read,
@@ -144,6 +191,12 @@ OPERATIONS: dict[str, Callable[..., None]] = {
     "raw_blob_put": raw_blob_put,
     "raw_blob_get": raw_blob_get,
     "read_all_items": read_all_items,
+    "s3_put": s3_put,
+    "s3_get": s3_get,
+    "boto3_put": boto3_put,
+    "boto3_get": boto3_get,
+    "s3_list": s3_list,
+    "boto3_list": boto3_list,
 }
 
 
@@ -166,6 +219,9 @@ def main() -> None:
         importlib.import_module(f"persisty_blobs.stores.{operation.split('_')[0]}")
     elif any(argument.startswith("sqlite:") for argument in arguments):
         importlib.import_module("persisty_blobs.stores.sql")
+    if operation.startswith(("s3", "boto3")):
+        importlib.import_module("persisty_blobs.stores.s3")
+        importlib.import_module("boto3.s3.transfer")
     if "sqlalchemy" in sys.modules:
         from sqlalchemy.engine import make_url
 
