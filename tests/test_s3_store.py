@@ -115,6 +115,7 @@ def test_small_put_is_one_put_with_s3s_sha256(store: S3Store) -> None:
     calls = Calls(store.client)
     item = store.put("small.txt", b"hello", metadata={"note": "grüße 100%"})
     assert calls.names()[-1] == "PutObject"
+    # AWS verifies the content against ChecksumSHA256 on receipt; moto only stores it.
     assert item.checksum == sha256(b"hello")
     head = store.client.head_object(
         Bucket=store.bucket, Key="app/items/small.txt", ChecksumMode="ENABLED"
@@ -305,3 +306,17 @@ def test_bad_settings_are_refused() -> None:
         S3Store("b", multipart_threshold=5 * MiB, part_size=6 * MiB)
     with pytest.raises(ValueError, match="max_concurrency"):
         S3Store("b", max_concurrency=0)
+
+
+def test_conditional_multipart_completion_sends_the_condition(store: S3Store) -> None:
+    # AWS checks If-Match and If-None-Match on CompleteMultipartUpload; moto checks only the
+    # latter, so here the condition is shown to be sent, and the outcome where moto decides.
+    first = store.put("big.bin", blocks(12 * MiB))
+    calls = Calls(store.client)
+    second = store.put("big.bin", blocks(12 * MiB), if_match=first.etag)
+    completions = [params for name, params in calls.sent if name == "CompleteMultipartUpload"]
+    assert [params["IfMatch"] for params in completions] == [f'"{first.etag}"']
+    with pytest.raises(AlreadyExists):
+        store.put("big.bin", blocks(12 * MiB), if_none_match="*")
+    assert store.get("big.bin") == second
+    assert dangling_uploads(store) == []

@@ -208,7 +208,8 @@ def _mapped(error: Exception, key: str | None, store: str) -> BlobError | None:
         | boto.ConnectionError
         | boto.HTTPClientError
         | boto.ReadTimeoutError
-        | boto.ResponseStreamingError,
+        | boto.ResponseStreamingError
+        | boto.IncompleteReadError,  # a response cut short: the next try may get it whole
     ):
         return TransientError(f"S3 connection failed: {error}", key=key, store=store)
     if isinstance(error, boto.BotoCoreError):

@@ -70,9 +70,12 @@ class S3Store(DataStore):
         if prefix:
             validate_prefix(prefix.rstrip("/"))
             prefix = prefix.rstrip("/") + "/"
+        owns_client = client is None  # a client the caller passed in stays open after close()
         if client is None:
             client = _new_client(endpoint_url, region, max_concurrency, max_attempts)
-        driver = S3Driver(bucket, prefix, client, multipart_threshold, part_size, max_concurrency)
+        driver = S3Driver(
+            bucket, prefix, client, multipart_threshold, part_size, max_concurrency, owns_client
+        )
         super().__init__(driver)
 
     @property
@@ -138,6 +141,7 @@ class S3Driver(Driver):
         multipart_threshold: int,
         part_size: int,
         max_concurrency: int,
+        owns_client: bool,
     ) -> None:
         self.name = f"S3Store({bucket!r}, {prefix!r})"
         self.bucket = bucket
@@ -147,6 +151,7 @@ class S3Driver(Driver):
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
         self.max_concurrency = max_concurrency
+        self.owns_client = owns_client
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
@@ -321,6 +326,8 @@ class S3Driver(Driver):
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+        if self.owns_client:
+            self.client.close()
 
 
 def _take(iterator: Iterator[tuple[str, str]], count: int) -> list[tuple[str, str]]:
