@@ -18,6 +18,7 @@ EXTRAS["dev"] = [
     "playwright>=1.40",
     "pytest>=8.0",
     "pytest-timeout>=2.3",
+    "tink>=1.10",
     "ruff>=0.5",
 ]
 
@@ -32,7 +33,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["persisty_blobs", "persisty_blobs.*"]),
     package_data={"persisty_blobs": ["py.typed"]},
-    install_requires=[],
+    install_requires=["cryptography>=42"],
     extras_require=EXTRAS,
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -1,5 +1,8 @@
 """persisty-blobs: store and replicate binary data behind one small interface."""
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AlreadyExists,
     BlobError,
@@ -23,6 +26,9 @@ from .item import DataItem, Flag
 from .registry import open_store
 from .store import DataStore
 
+if TYPE_CHECKING:
+    from .crypto import EncryptedStore, Keyring
+
 __all__ = [
     "AlreadyExists",
     "BlobError",
@@ -31,11 +37,13 @@ __all__ = [
     "DataStore",
     "DataStoreFactory",
     "DecryptionError",
+    "EncryptedStore",
     "Flag",
     "IntegrityError",
     "InvalidFlags",
     "InvalidKey",
     "InvalidMetadata",
+    "Keyring",
     "NotFound",
     "PermissionDenied",
     "PreconditionFailed",
@@ -48,3 +56,13 @@ __all__ = [
     "open_store",
 ]
 __version__ = "0.1.0"
+
+# Loaded when first named, with the cryptography package they need.
+_LAZY = {"EncryptedStore": ".crypto", "Keyring": ".crypto"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)

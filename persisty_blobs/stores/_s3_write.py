@@ -45,15 +45,15 @@ class S3Writer(DriverWriter):
         self._uploads: list[Future[dict[str, Any]]] = []
         self._in_flight = threading.Semaphore(driver.max_concurrency)
 
-    def _common(self) -> dict[str, Any]:
+    def _common(self, header: ItemHeader | WriteSpec) -> dict[str, Any]:
         common: dict[str, Any] = {
             "Bucket": self._driver.bucket,
             "Key": self._object_key,
-            "ContentType": self._header.content_type,
-            "Metadata": encode_metadata(self._header.metadata),
+            "ContentType": header.content_type,
+            "Metadata": encode_metadata(header.metadata),
         }
-        if self._header.flags:
-            common["Tagging"] = tagging_of(self._header.flags)
+        if header.flags:
+            common["Tagging"] = tagging_of(header.flags)
         return common
 
     # Content -------------------------------------------------------------------------------
@@ -83,7 +83,7 @@ class S3Writer(DriverWriter):
         driver = self._driver
         with s3_errors(driver.name, self._key):
             started = driver.client.create_multipart_upload(
-                **self._common(), ChecksumAlgorithm="CRC32"
+                **self._common(self._header), ChecksumAlgorithm="CRC32"
             )
         self._upload_id = started["UploadId"]
         held, self._held = self._held, []
@@ -167,8 +167,10 @@ class S3Writer(DriverWriter):
     def _put_whole(self, spec: WriteSpec, conditions: dict[str, str]) -> Any:
         del self._part[self._filled :]
         body = self._part if not self._held else b"".join([*self._held, self._part])
+        # Sent whole at the commit, so from the spec: a layer may seal metadata that covers
+        # the content (EncryptedStore's checksum), which only the spec has.
         return self._driver.client.put_object(
-            **self._common(),
+            **self._common(spec),
             **conditions,
             Body=body,
             ChecksumAlgorithm="SHA256",
@@ -192,17 +194,19 @@ class S3Writer(DriverWriter):
     def _item(self, spec: WriteSpec, response: dict[str, Any]) -> DataItem:
         date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
         updated_at = email.utils.parsedate_to_datetime(date) if date else datetime.now(UTC)
+        # What a later stat says: a multipart object has the header it began with, and no
+        # SHA-256 of its whole content.
+        sent: ItemHeader | WriteSpec = spec if self._upload_id is None else self._header
         return DataItem(
             key=self._key,
             namespace=self._namespace,
             size=spec.size,
             etag=response["ETag"].strip('"'),
-            content_type=spec.content_type,
+            content_type=sent.content_type,
             updated_at=updated_at.astimezone(UTC),
-            # What a later stat says: a multipart object keeps no SHA-256 of its whole content.
             checksum=spec.checksum if self._upload_id is None else None,
-            metadata=dict(spec.metadata),
-            flags=spec.flags,
+            metadata=dict(sent.metadata),
+            flags=sent.flags,
         )
 
     def abort(self) -> None:
