@@ -20,9 +20,9 @@ from ..errors import IntegrityError, TransientError
 from ..item import DataItem, Flag
 from ..store import DataStore, Driver, DriverWriter, ItemHeader, WriteSpec, clip_range
 from ..streams import BytesRangeRaw, HandsOutBytes, ItemWriter
-from ._sealed import Record, associated_data, open_record, seal, segment_size_of
+from ._sealed import KEY_ID, Record, associated_data, open_record, seal, segment_size_of
 from .keyring import Keyring
-from .streaming import HEADER_SIZE, Geometry, SegmentDecrypter, SegmentEncrypter
+from .streaming import HEADER_SIZE, KEY_SIZE, Geometry, SegmentDecrypter, SegmentEncrypter
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["EncryptedStore"]
 
 DEFAULT_SEGMENT_SIZE = 1024 * 1024
+_RANGED_READ_ATTEMPTS = 5
 _CIPHERTEXT = "application/octet-stream"
 
 
@@ -87,7 +88,7 @@ class _EncryptedDriver(Driver):
     def item(self, inner: DataItem) -> tuple[DataItem, Record, Geometry]:
         """The plaintext item an inner item stands for, its record and its geometry."""
         geometry = Geometry(segment_size_of(inner.metadata))
-        key = self.keyring.key(inner.metadata["persisty-key"])
+        key = self.keyring.key(inner.metadata[KEY_ID])
         record = open_record(inner.metadata, key, associated_data(inner.namespace, inner.key))
         size = geometry.plaintext_size(inner.size)
         if size is None or (record.size is not None and record.size != size):
@@ -114,34 +115,54 @@ class _EncryptedDriver(Driver):
     def open_range(
         self, namespace: str, key: str, start: int, end: int | None
     ) -> tuple[DataItem, io.RawIOBase]:
-        inner_item, header_raw = self.inner.open_range(namespace, key, 0, HEADER_SIZE)
-        with header_raw:
-            header = _read_exactly(header_raw, HEADER_SIZE)
-        item, record, geometry = self.item(inner_item)
-        first, stop = clip_range(item.size, start, end, key, self.name)
-        if header[1 : 1 + 32].hex() != record.salt:
-            raise IntegrityError(
-                "the sealed metadata belongs to other content", key=key, store=self.name
+        if start == 0 and end is None:
+            # One inner read, header and segments: one version whatever writers do.
+            inner_item, body = self.inner.open_range(namespace, key, 0, None)
+            return self._reader(inner_item, _read_exactly(body, HEADER_SIZE), body, 0, None)
+        for _ in range(_RANGED_READ_ATTEMPTS):
+            # The header, then only the covering segments: two inner reads, of one version.
+            inner_item, header_raw = self.inner.open_range(namespace, key, 0, HEADER_SIZE)
+            with header_raw:
+                header = _read_exactly(header_raw, HEADER_SIZE)
+            item, _, geometry = self.item(inner_item)
+            first, stop = clip_range(item.size, start, end, key, self.name)
+            if first == stop and item.size:
+                return item, BytesRangeRaw(b"", 0, 0)
+            index = geometry.segment_at(first)
+            last = geometry.segment_count(item.size) - 1
+            final = geometry.segment_at(stop - 1) if stop else 0
+            cipher_stop = inner_item.size if final == last else geometry.cipher_start(final + 1)
+            version, body = self.inner.open_range(
+                namespace, key, geometry.cipher_start(index), cipher_stop
             )
-        decrypter = SegmentDecrypter(
-            self.keyring.key(inner_item.metadata["persisty-key"]),
-            associated_data(namespace, key),
-            header,
-        )
-        last = geometry.segment_count(item.size) - 1
-        if first == stop and item.size:
-            return item, BytesRangeRaw(b"", 0, 0)
-        index = geometry.segment_at(first)
-        final = geometry.segment_at(stop - 1) if stop else 0
-        cipher_stop = inner_item.size if final == last else geometry.cipher_start(final + 1)
-        version, body = self.inner.open_range(
-            namespace, key, geometry.cipher_start(index), cipher_stop
-        )
-        if version.etag != inner_item.etag:
+            if version.etag == inner_item.etag:
+                return self._reader(inner_item, header, body, start, end)
             body.close()
-            raise TransientError("the item changed while it was opened", key=key, store=self.name)
-        raw = _DecryptingRaw(body, decrypter, geometry, index, last, first, stop, key)
-        return item, raw
+        raise TransientError("the item kept changing while it was opened", key=key, store=self.name)
+
+    def _reader(
+        self, inner_item: DataItem, header: bytes, body: io.RawIOBase, start: int, end: int | None
+    ) -> tuple[DataItem, io.RawIOBase]:
+        """The plaintext reader of ``[start, end)``, over ``body``: the inner item's bytes
+        from the first covering segment on."""
+        try:
+            item, record, geometry = self.item(inner_item)
+            first, stop = clip_range(item.size, start, end, item.key, self.name)
+            if header[1 : 1 + KEY_SIZE].hex() != record.salt:
+                raise IntegrityError(
+                    "the sealed metadata belongs to other content", key=item.key, store=self.name
+                )
+            decrypter = SegmentDecrypter(
+                self.keyring.key(inner_item.metadata[KEY_ID]),
+                associated_data(item.namespace, item.key),
+                header,
+            )
+        except BaseException:
+            body.close()
+            raise
+        last = geometry.segment_count(item.size) - 1
+        index = geometry.segment_at(first)
+        return item, _DecryptingRaw(body, decrypter, geometry, index, last, first, stop, item.key)
 
     def new_writer(self, namespace: str, key: str, header: ItemHeader) -> DriverWriter:
         return _EncryptingWriter(self, namespace, key, header)
@@ -193,7 +214,7 @@ class _EncryptingWriter(DriverWriter):
         self._bound_to = associated_data(namespace, key)
         self._material = driver.keyring.primary
         self._encrypter = SegmentEncrypter(self._material, self._bound_to)
-        self._salt = self._encrypter.header[1 : 1 + 32].hex()
+        self._salt = self._encrypter.header[1 : 1 + KEY_SIZE].hex()
         geometry = driver.geometry
         early = Record(header.content_type, header.metadata, None, None, self._salt)
         inner_header = ItemHeader(_CIPHERTEXT, self._sealed(early), header.flags)
