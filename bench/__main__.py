@@ -1,17 +1,18 @@
-"""``python -m bench [directory] [sql] [s3] [--size-mib N] [--repeats N]``."""
+"""``python -m bench [directory] [sql] [s3] [crypto] [--size-mib N] [--repeats N]``."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
 
-from . import directory, s3, sql
+from . import crypto, directory, s3, sql
 from ._harness import Row, report
 
 SUITES: dict[str, Callable[[int, int], list[Row]]] = {
     "directory": directory.run,
     "sql": sql.run,
     "s3": s3.run,
+    "crypto": crypto.run,
 }
 
 

@@ -133,6 +133,22 @@ def read_all_items(url: str) -> None:
             store.read_bytes(item.key)
 
 
+# EncryptedStore over DirectoryStore, with a fixed key (a benchmark's, not a secret).
+_BENCH_KEY = bytes(range(32))
+
+
+def encrypted_put(source: str, root: str) -> None:
+    from persisty_blobs.crypto import EncryptedStore
+
+    _put(EncryptedStore(DirectoryStore(root), _BENCH_KEY), source)
+
+
+def encrypted_get(root: str) -> None:
+    from persisty_blobs.crypto import EncryptedStore
+
+    _get(EncryptedStore(DirectoryStore(root), _BENCH_KEY))
+
+
 # S3: the store and boto3's own transfer functions, on the same moto server.
 
 
@@ -191,6 +207,8 @@ OPERATIONS: dict[str, Callable[..., None]] = {
     "raw_blob_put": raw_blob_put,
     "raw_blob_get": raw_blob_get,
     "read_all_items": read_all_items,
+    "encrypted_put": encrypted_put,
+    "encrypted_get": encrypted_get,
     "s3_put": s3_put,
     "s3_get": s3_get,
     "boto3_put": boto3_put,
@@ -219,6 +237,8 @@ def main() -> None:
         importlib.import_module(f"persisty_blobs.stores.{operation.split('_')[0]}")
     elif any(argument.startswith("sqlite:") for argument in arguments):
         importlib.import_module("persisty_blobs.stores.sql")
+    if operation.startswith("encrypted"):
+        importlib.import_module("persisty_blobs.crypto")
     if operation.startswith(("s3", "boto3")):
         importlib.import_module("persisty_blobs.stores.s3")
         importlib.import_module("boto3.s3.transfer")

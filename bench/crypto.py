@@ -1,0 +1,161 @@
+"""Encryption: the streaming AEAD in process against this machine's raw AES-GCM speed and
+against tink's own streaming AEAD; EncryptedStore over DirectoryStore against DirectoryStore."""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from persisty_blobs.crypto.streaming import Geometry, SegmentDecrypter, SegmentEncrypter
+
+from ._harness import Row, compare
+from .directory import make_source
+
+SEGMENT = 1024 * 1024
+TINK_SIZE = 256 * 1024 * 1024  # tink's Python streaming is slow; its speed is per byte anyway
+_KEY = bytes(range(32))
+_AD = b"bench"
+
+
+def run(size: int, repeats: int) -> list[Row]:
+    rows = _in_process(size, repeats)
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as scratch:
+        source = Path(scratch) / "source.bin"
+        make_source(source, size)
+        plain_root, encrypted_root = str(Path(scratch) / "plain"), str(Path(scratch) / "encrypted")
+        for verb, arguments in (("put", [str(source)]), ("get", [])):
+            rows.append(
+                compare(
+                    f"EncryptedStore(Directory) {verb}",
+                    size,
+                    (f"encrypted_{verb}", [*arguments, encrypted_root]),
+                    (f"directory_{verb}", [*arguments, plain_root]),
+                    repeats,
+                )
+            )
+    return rows
+
+
+def _segments(size: int) -> int:
+    return max(1, size // SEGMENT)
+
+
+def _seconds(work: Callable[[], None], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _in_process(size: int, repeats: int) -> list[Row]:
+    """Memory to memory, on one core: segments of 1 MiB, as the store writes them."""
+    geometry = Geometry(SEGMENT)
+    plain = os.urandom(geometry.plain)
+    count = _segments(size)
+    aesgcm = AESGCM(_KEY)
+    nonce = bytes(12)
+
+    def raw_encrypt() -> None:
+        for _ in range(count):
+            aesgcm.encrypt(nonce, plain, None)
+
+    def ours_encrypt() -> None:
+        encrypter = SegmentEncrypter(_KEY, _AD)
+        for index in range(count):
+            encrypter.encrypt(plain, last=index == count - 1)
+
+    encrypter = SegmentEncrypter(_KEY, _AD)
+    sealed = [encrypter.encrypt(plain, last=False) for _ in range(64)]  # 64 MiB, cycled
+    raw_sealed = aesgcm.encrypt(nonce, plain, None)
+
+    def raw_decrypt() -> None:
+        for _ in range(count):
+            aesgcm.decrypt(nonce, raw_sealed, None)
+
+    def ours_decrypt() -> None:
+        decrypter = SegmentDecrypter(_KEY, _AD, encrypter.header)
+        for index in range(count):
+            decrypter.decrypt(index % 64, sealed[index % 64], last=False)
+
+    tink_encrypt, tink_decrypt = _tink(plain)
+    tink_count = _segments(min(size, TINK_SIZE))
+    processed = count * len(plain)
+    rows = []
+    for verb, ours, raw, tink in (
+        ("encrypt", ours_encrypt, raw_encrypt, tink_encrypt),
+        ("decrypt", ours_decrypt, raw_decrypt, tink_decrypt),
+    ):
+        ours_s, raw_s = _seconds(ours, repeats), _seconds(raw, repeats)
+        rows.append(_row(f"streaming AEAD {verb} vs raw AES-GCM", processed, ours_s, raw_s))
+        if tink is not None:
+            tink_s = _seconds(functools.partial(tink, tink_count), repeats) * count / tink_count
+            rows.append(_row(f"streaming AEAD {verb} vs tink", processed, ours_s, tink_s))
+    return rows
+
+
+def _row(name: str, size: int, subject: float, baseline: float) -> Row:
+    return Row(
+        name=name,
+        subject="in process",
+        baseline="in process",
+        size=size,
+        subject_mb_s=size / subject / 1e6,
+        baseline_mb_s=size / baseline / 1e6,
+        ratio=baseline / subject,
+        subject_peak_rss_mib=0.0,
+        baseline_peak_rss_mib=0.0,
+    )
+
+
+def _tink(plain: bytes) -> tuple[Callable[[int], None] | None, Callable[[int], None] | None]:
+    try:
+        from tests.test_crypto_format import tink_primitive
+    except ImportError:
+        print("tink is not installed: its rows are left out")
+        return None, None
+    primitive = tink_primitive(_KEY, SEGMENT)
+
+    def encrypt(count: int) -> None:
+        with primitive.new_encrypting_stream(_Discard(), _AD) as stream:
+            for _ in range(count):
+                stream.write(plain)
+
+    keep = _Keep()
+    with primitive.new_encrypting_stream(keep, _AD) as stream:
+        for _ in range(64):
+            stream.write(plain)
+    ciphertext = keep.kept
+
+    def decrypt(count: int) -> None:
+        for _ in range(max(1, count // 64)):
+            with primitive.new_decrypting_stream(io.BytesIO(ciphertext), _AD) as stream:
+                while stream.read(SEGMENT):
+                    pass
+
+    return encrypt, decrypt
+
+
+class _Discard(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        return len(memoryview(data))  # type: ignore[arg-type]
+
+
+class _Keep(io.BytesIO):
+    kept = b""
+
+    def close(self) -> None:
+        self.kept = self.getvalue()
+        super().close()
