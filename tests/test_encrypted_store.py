@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from persisty_blobs import DataStore, DecryptionError, IntegrityError, Unsupported
+from persisty_blobs import DataStore, DecryptionError, IntegrityError, InvalidMetadata, Unsupported
 from persisty_blobs.crypto import EncryptedStore, Keyring
 from persisty_blobs.crypto.streaming import HEADER_SIZE, Geometry
 from persisty_blobs.stores import DirectoryStore, MemoryStore, S3Store, SqlStore
@@ -240,3 +240,12 @@ def test_no_presigning_over_an_encrypted_store(s3_endpoint: str, s3_bucket: str)
 def test_a_namespace_view_is_refused_as_inner(inner: MemoryStore) -> None:
     with pytest.raises(ValueError, match="namespace view"):
         EncryptedStore(inner.namespace("alice"), Keyring.generate())
+
+
+def test_the_metadata_budget_is_checked_before_anything_is_written(
+    store: EncryptedStore, inner: MemoryStore
+) -> None:
+    store.put("fits", b"x", metadata={"note": "a" * 1200})
+    with pytest.raises(InvalidMetadata, match=r"about 1\.3 KiB"):
+        store.put("too-much", b"x", metadata={"note": "a" * 1700})
+    assert inner.get("too-much") is None

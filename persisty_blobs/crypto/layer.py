@@ -16,8 +16,9 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, TransientError
+from ..errors import IntegrityError, InvalidMetadata, TransientError
 from ..item import DataItem, Flag
+from ..keys import validate_metadata
 from ..store import DataStore, Driver, DriverWriter, ItemHeader, WriteSpec, clip_range
 from ..streams import BytesRangeRaw, HandsOutBytes, ItemWriter
 from ._sealed import KEY_ID, Record, associated_data, open_record, seal, segment_size_of
@@ -229,13 +230,24 @@ class _EncryptingWriter(DriverWriter):
 
     def _sealed(self, record: Record) -> dict[str, str]:
         keyring = self._driver.keyring
-        return seal(
+        sealed = seal(
             record,
             self._material,
             keyring.primary_id,
             self._driver.geometry.segment_size,
             self._bound_to,
         )
+        try:
+            # The inner store's metadata budget holds the sealed record: say so before the
+            # content streams, and whatever the inner store would check.
+            return validate_metadata(sealed)
+        except InvalidMetadata as error:
+            raise InvalidMetadata(
+                f"sealed, the metadata and content type take too much room ({error}); an "
+                "EncryptedStore leaves them about 1.3 KiB",
+                key=self._key,
+                store=self._driver.name,
+            ) from None
 
     def write(self, chunk: memoryview) -> None:
         while chunk:
