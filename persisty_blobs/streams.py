@@ -93,13 +93,21 @@ class _PassingItemReader(ItemReader):
 
 
 class HandsOutBytes(io.RawIOBase):
-    """A raw reader whose ``read(n)`` returns bytes it made anyway, without a copy.
+    """A raw reader whose ``read(n)`` returns bytes it made anyway, without a copy. A
+    subclass implements ``read``; ``readinto`` copies from it.
 
-    Its ``readinto`` must set ``filled_a_buffer``: once a buffered reader has filled its buffer
-    from it, that buffer's bytes come before the raw reader's next ones.
+    ``readinto`` sets ``filled_a_buffer`` (an override must too): once a buffered reader has
+    filled its buffer from it, that buffer's bytes come before the raw reader's next ones.
     """
 
     filled_a_buffer = False
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        self.filled_a_buffer = True
+        with memoryview(buffer) as view, view.cast("B") as target:
+            data = self.read(len(target)) or b""
+            target[: len(data)] = data
+        return len(data)
 
 
 class BytesRangeRaw(io.RawIOBase):

@@ -26,7 +26,7 @@ from .keyring import Keyring
 from .streaming import HEADER_SIZE, KEY_SIZE, Geometry, SegmentDecrypter, SegmentEncrypter
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+    pass
 
 __all__ = ["EncryptedStore"]
 
@@ -353,13 +353,6 @@ class _DecryptingRaw(HandsOutBytes):
         while part := self.read(self._geometry.plain):
             parts.append(part)
         return b"".join(parts)
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        self.filled_a_buffer = True
-        with memoryview(buffer) as view, view.cast("B") as target:
-            data = self.read(len(target))
-            target[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         if not self.closed:

@@ -30,7 +30,6 @@ from ._s3_objects import Layout, flags_of, item_of, s3_errors, tag_set_of
 from ._s3_write import S3Writer
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
     from mypy_boto3_s3 import S3Client
 
 __all__ = ["S3DataStoreFactory", "S3Store"]
@@ -365,13 +364,6 @@ class ResponseRaw(HandsOutBytes):
 
     def readall(self) -> bytes:
         return self.read(-1)
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        self.filled_a_buffer = True
-        with memoryview(buffer) as view, view.cast("B") as target:
-            data = self.read(len(target))
-            target[: len(data)] = data
-        return len(data)
 
     def tell(self) -> int:
         return self._position
