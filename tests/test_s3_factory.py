@@ -124,6 +124,8 @@ def test_form_arguments_are_checked(factory: S3DataStoreFactory) -> None:
         factory.upload_form("a", content_types=["image/png", "image/gif"])
     with pytest.raises(ValueError, match="expires_in"):
         factory.download_url("a", expires_in=8 * 24 * 3600)
+    with pytest.raises(ValueError, match="expires_in"):
+        factory.upload_form("a", expires_in=0)
     with pytest.raises(ValueError, match="max_size"):
         factory.upload_form("a", max_size=-1)
     with pytest.raises(ValueError, match="content_disposition"):

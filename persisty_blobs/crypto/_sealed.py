@@ -22,7 +22,16 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import DecryptionError, IntegrityError
 
-__all__ = ["KEY_ID", "SEAL", "SEGMENT", "Record", "associated_data", "open_record", "seal"]
+__all__ = [
+    "KEY_ID",
+    "SEAL",
+    "SEGMENT",
+    "Record",
+    "associated_data",
+    "open_record",
+    "seal",
+    "segment_size_of",
+]
 
 KEY_ID = "persisty-key"
 SEGMENT = "persisty-segment"

@@ -119,7 +119,7 @@ class S3DataStoreFactory(DataStoreFactory):
         if content_types is not None:
             condition, fields["Content-Type"] = _content_type_condition(content_types)
             conditions.append(condition)
-        seconds = _checked_expiry(expires_in or self._upload_expires_in)
+        seconds = _checked_expiry(expires_in, self._upload_expires_in)
         with s3_errors(repr(self.store), item_key):
             signed = self.store.client.generate_presigned_post(
                 Bucket=self.store.bucket,
@@ -150,7 +150,7 @@ class S3DataStoreFactory(DataStoreFactory):
         expires_in: int | None,
         default: int,
     ) -> str:
-        seconds = default if expires_in is None else _checked_expiry(expires_in)
+        seconds = _checked_expiry(expires_in, default)
         with s3_errors(repr(self.store), key):
             url: str = self.store.client.generate_presigned_url(
                 method, Params=params, ExpiresIn=seconds
@@ -158,7 +158,10 @@ class S3DataStoreFactory(DataStoreFactory):
         return url
 
 
-def _checked_expiry(seconds: int) -> int:
+def _checked_expiry(seconds: int | None, default: int | None = None) -> int:
+    """``seconds``, or ``default`` for None; a presigned request lives 1 s to 7 days."""
+    if seconds is None and default is not None:
+        return default
     if not isinstance(seconds, int) or not 1 <= seconds <= _MAX_EXPIRES_IN:
         raise ValueError(f"expires_in must be 1 to {_MAX_EXPIRES_IN} seconds, not {seconds!r}")
     return seconds

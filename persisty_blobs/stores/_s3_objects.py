@@ -133,16 +133,12 @@ def checksum_of(response: Mapping[str, Any]) -> str | None:
 def item_of(
     namespace: str, key: str, response: Mapping[str, Any], flags: frozenset[Flag]
 ) -> DataItem:
-    """The item a ``HeadObject`` or ``GetObject`` response describes."""
-    size = response.get("ContentLength", 0)
-    content_range = response.get("ContentRange")  # "bytes 2-5/50" on a ranged GET
-    if content_range:
-        size = int(content_range.rsplit("/", 1)[1])
+    """The item a ``HeadObject``, or a whole object's ``GetObject``, response describes."""
     updated: datetime = response["LastModified"]
     return DataItem(
         key=key,
         namespace=namespace,
-        size=size,
+        size=response.get("ContentLength", 0),
         etag=response["ETag"].strip('"'),
         content_type=response.get("ContentType") or "application/octet-stream",
         updated_at=updated.astimezone(UTC),

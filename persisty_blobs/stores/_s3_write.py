@@ -43,6 +43,7 @@ class S3Writer(DriverWriter):
         self._size = 0
         self._upload_id: str | None = None
         self._uploads: list[Future[dict[str, Any]]] = []
+        self._failure: BaseException | None = None  # of the first part that failed
         self._in_flight = threading.Semaphore(driver.max_concurrency)
 
     def _common(self, header: ItemHeader | WriteSpec) -> dict[str, Any]:
@@ -91,7 +92,8 @@ class S3Writer(DriverWriter):
             self._send_part(part)
 
     def _send_part(self, part: bytearray) -> None:
-        self._raise_failed_upload()
+        if self._failure is not None:
+            raise self._failure
         number = len(self._uploads) + 1
         if number > _MAX_PARTS:
             raise TooLarge(
@@ -106,7 +108,12 @@ class S3Writer(DriverWriter):
         except BaseException:
             self._in_flight.release()
             raise
+        upload.add_done_callback(self._note_failure)
         self._uploads.append(upload)
+
+    def _note_failure(self, upload: Future[dict[str, Any]]) -> None:
+        if self._failure is None and not upload.cancelled():
+            self._failure = upload.exception()
 
     def _upload_part(self, number: int, part: bytearray) -> dict[str, Any]:
         try:
@@ -125,11 +132,6 @@ class S3Writer(DriverWriter):
             return done
         finally:
             self._in_flight.release()
-
-    def _raise_failed_upload(self) -> None:
-        for upload in self._uploads:
-            if upload.done() and upload.exception() is not None:
-                upload.result()  # raises it
 
     # Commit --------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ S3 returns no metadata, content type or tags in a listing, so ``list`` sends one
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import threading
 import urllib.parse
@@ -202,7 +203,7 @@ class S3Driver(Driver):
                 )
             item = item_of(namespace, key, got, self._flags(key, object_key, got))
             return item, ResponseRaw(got["Body"], self.name, key)
-        for attempt in range(_RANGED_READ_ATTEMPTS):
+        for _ in range(_RANGED_READ_ATTEMPTS):
             # A ranged GET carries no checksum: the HEAD describes the item, and the GET
             # must read the version the HEAD saw.
             item = self._head(namespace, key)
@@ -218,15 +219,11 @@ class S3Driver(Driver):
                         IfMatch=f'"{item.etag}"',
                     )
             except (PreconditionFailed, NotFound):
-                if attempt == _RANGED_READ_ATTEMPTS - 1:
-                    raise TransientError(
-                        "the item kept changing while a range of it was opened",
-                        key=key,
-                        store=self.name,
-                    ) from None
-                continue
+                continue  # overwritten or deleted since the HEAD: look again
             return item, ResponseRaw(got["Body"], self.name, key)
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise TransientError(
+            "the item kept changing while a range of it was opened", key=key, store=self.name
+        )
 
     # Writing ------------------------------------------------------------------------------
 
@@ -270,10 +267,8 @@ class S3Driver(Driver):
 
     # Listing ------------------------------------------------------------------------------
 
-    def _object_keys(
-        self, namespace: str, prefix: str, after: str | None
-    ) -> Iterator[tuple[str, str]]:
-        """(item key, object key) of every item from ``after`` on, in key order."""
+    def _item_keys(self, namespace: str, prefix: str, after: str | None) -> Iterator[str]:
+        """The key of every item from ``after`` on, in key order."""
         root = self.layout.root(namespace)
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": root + prefix}
         if after is not None:
@@ -284,15 +279,15 @@ class S3Driver(Driver):
                 for listed in page.get("Contents", []):
                     key = self.layout.item_key(namespace, listed["Key"])
                     if key is not None:
-                        yield key, listed["Key"]
+                        yield key
 
     def list_page(
         self, namespace: str, prefix: str, after: str | None, limit: int, flag: Flag | None
     ) -> list[DataItem]:
         found: list[DataItem] = []
-        keys = self._object_keys(namespace, prefix, after)
+        keys = self._item_keys(namespace, prefix, after)
         while len(found) < limit:
-            batch = [key for key, _ in _take(keys, limit - len(found))]
+            batch = list(itertools.islice(keys, limit - len(found)))
             if not batch:
                 break
             for item in self.pool.map(lambda key: self.stat(namespace, key), batch):
@@ -303,7 +298,7 @@ class S3Driver(Driver):
     def count(self, namespace: str, prefix: str, flag: Flag | None) -> int:
         if flag is not None:
             return super().count(namespace, prefix, flag)
-        return sum(1 for _ in self._object_keys(namespace, prefix, None))
+        return sum(1 for _ in self._item_keys(namespace, prefix, None))
 
     def namespaces(self) -> list[str]:
         names = []
@@ -327,15 +322,6 @@ class S3Driver(Driver):
             pool.shutdown(wait=True)
         if self.owns_client:
             self.client.close()
-
-
-def _take(iterator: Iterator[tuple[str, str]], count: int) -> list[tuple[str, str]]:
-    taken = []
-    for pair in iterator:
-        taken.append(pair)
-        if len(taken) == count:
-            break
-    return taken
 
 
 class ResponseRaw(HandsOutBytes):
