@@ -228,8 +228,35 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+FROM_DISK = "--from-disk"
+
+
+def _evict_from_page_cache(top: str) -> None:
+    """Drop the file ``top``, or the files under it (written with fsync, so clean), from the
+    page cache, so that the next read comes from the disk: what reading an item once, long
+    after its put, costs."""
+    paths = (
+        [top]
+        if os.path.isfile(top)
+        else [
+            os.path.join(directory, name) for directory, _, files in os.walk(top) for name in files
+        ]
+    )
+    for path in paths:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(descriptor)
+
+
 def main() -> None:
     operation, *arguments = sys.argv[1:]
+    if FROM_DISK in arguments:
+        arguments.remove(FROM_DISK)
+        for argument in arguments:
+            if os.path.exists(argument):
+                _evict_from_page_cache(argument)
     # A SQL store is imported here, outside the timed part (importing SQLAlchemy and the
     # dialect it loads on first use of a URL takes longer than a 1 GiB read), and only when
     # used: the other benchmarks' RSS must not include it.

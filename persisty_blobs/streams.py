@@ -26,12 +26,21 @@ if TYPE_CHECKING:
     from .item import DataItem
     from .store import DriverWriter
 
-__all__ = ["BytesRangeRaw", "HandsOutBytes", "ItemReader", "ItemWriter", "feed"]
+__all__ = [
+    "BytesRangeRaw",
+    "HandsOutBytes",
+    "ItemReader",
+    "ItemWriter",
+    "feed",
+    "read_fully",
+    "readinto_fully",
+]
 
 _OFF_THREAD_MIN_BYTES = 256 * 1024  # below this the hand-off costs more than it saves
 _RING_BYTES = 8 * 1024 * 1024  # written but not yet hashed: the slack between disk and hash
 _RING_MAX_SLOTS = 16
 _READ_BLOCK_BYTES = 1024 * 1024  # for sources with read() but no readinto()
+_PASS_THROUGH_MIN_BYTES = 16 * 1024  # smaller reads are cheaper from the buffer
 _hash_pool: ThreadPoolExecutor | None = None
 _hash_pool_lock = threading.Lock()
 
@@ -74,22 +83,36 @@ class _PassingItemReader(ItemReader):
     def __init__(self, raw: HandsOutBytes, item: DataItem, buffer_size: int) -> None:
         super().__init__(raw, item, buffer_size)
         self._hands_out = raw
-        self._buffer_size = buffer_size
+        self._pass_from = min(buffer_size, _PASS_THROUGH_MIN_BYTES)
 
     def read(self, size: int | None = -1) -> bytes:
-        # The raw reader produces fresh bytes anyway: a large read takes them as they are,
-        # instead of BufferedReader copying them into new ones. Only while the buffer has
-        # never been filled, since its bytes come before the raw reader's.
-        if size is not None and size >= self._buffer_size and not self._hands_out.filled_a_buffer:
-            first = self._hands_out.read(size) or b""
-            if len(first) == size or not first:
-                return first
-            parts, count = [first], len(first)
-            while count < size and (more := self._hands_out.read(size - count)):
-                parts.append(more)
-                count += len(more)
-            return b"".join(parts)
+        # The raw reader produces fresh bytes anyway: a read of a block or more takes them as
+        # they are, instead of BufferedReader copying them into its buffer and out again. Only
+        # while the buffer has never been filled, since its bytes come before the raw reader's.
+        if size is not None and size >= self._pass_from and not self._hands_out.filled_a_buffer:
+            return read_fully(self._hands_out, size)
         return super().read(size)
+
+
+def readinto_fully(raw: io.RawIOBase | io.BufferedIOBase, buffer: memoryview) -> int:
+    """Fill ``buffer`` from ``raw``; fewer bytes only at its end. Returns the count."""
+    count = 0
+    while count < len(buffer) and (got := raw.readinto(buffer[count:])):
+        count += got
+    return count
+
+
+def read_fully(raw: io.RawIOBase | io.BufferedIOBase, size: int) -> bytes:
+    """``size`` bytes of ``raw``, fewer only at its end. A raw reader's ``read`` makes new
+    bytes anyway: when one call returns them all (the usual case), they are not copied again."""
+    first = raw.read(size) or b""
+    if len(first) == size or not first:
+        return first
+    parts, count = [first], len(first)
+    while count < size and (more := raw.read(size - count)):
+        parts.append(more)
+        count += len(more)
+    return b"".join(parts)
 
 
 class HandsOutBytes(io.RawIOBase):

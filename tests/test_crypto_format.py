@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from persisty_blobs import DecryptionError, IntegrityError, Keyring
-from persisty_blobs.crypto.streaming import Geometry, decrypt_bytes, encrypt_bytes
+from persisty_blobs.crypto.streaming import (
+    TAG_SIZE,
+    Geometry,
+    SegmentDecrypter,
+    SegmentEncrypter,
+    decrypt_bytes,
+    encrypt_bytes,
+)
 
 from .conftest import unavailable
 
@@ -121,6 +128,23 @@ def test_other_associated_data_fails() -> None:
     ciphertext = encrypt_bytes(key, b"here", b"secret", 4096)
     with pytest.raises(IntegrityError):
         decrypt_bytes(key, b"there", ciphertext, 4096)
+
+
+def test_a_failed_segment_leaves_no_plaintext_in_the_buffer() -> None:
+    # AES-GCM writes the plaintext before it checks the tag: decrypt_into must wipe it.
+    key, plaintext = os.urandom(32), os.urandom(1000)
+    encrypter = SegmentEncrypter(key, b"ad")
+    sealed = bytearray(len(plaintext) + TAG_SIZE)
+    encrypter.encrypt_into(memoryview(plaintext), memoryview(sealed), last=True)
+    decrypter = SegmentDecrypter(key, b"ad", encrypter.header)
+    buffer = bytearray(len(plaintext))
+    decrypter.decrypt_into(0, memoryview(sealed), memoryview(buffer), last=True)
+    assert buffer == plaintext
+    sealed[-1] ^= 1
+    buffer = bytearray(len(plaintext))
+    with pytest.raises(IntegrityError):
+        decrypter.decrypt_into(0, memoryview(sealed), memoryview(buffer), last=True)
+    assert buffer == bytes(len(plaintext))
 
 
 def test_keyring_ids_json_and_repr() -> None:

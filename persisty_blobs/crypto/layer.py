@@ -14,19 +14,23 @@ segments a range covers (and the header).
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, InvalidMetadata, TransientError
 from ..item import DataItem, Flag
 from ..keys import validate_metadata
 from ..store import DataStore, Driver, DriverWriter, ItemHeader, WriteSpec, clip_range
-from ..streams import BytesRangeRaw, HandsOutBytes, ItemWriter
+from ..streams import BytesRangeRaw, ItemWriter, read_fully
+from ._decrypting import DecryptingRaw
 from ._sealed import KEY_ID, Record, associated_data, open_record, seal, segment_size_of
 from .keyring import Keyring
-from .streaming import HEADER_SIZE, KEY_SIZE, Geometry, SegmentDecrypter, SegmentEncrypter
-
-if TYPE_CHECKING:
-    pass
+from .streaming import (
+    HEADER_SIZE,
+    KEY_SIZE,
+    TAG_SIZE,
+    Geometry,
+    SegmentDecrypter,
+    SegmentEncrypter,
+)
 
 __all__ = ["EncryptedStore"]
 
@@ -119,12 +123,13 @@ class _EncryptedDriver(Driver):
         if start == 0 and end is None:
             # One inner read, header and segments: one version whatever writers do.
             inner_item, body = self.inner.open_range(namespace, key, 0, None)
-            return self._reader(inner_item, _read_exactly(body, HEADER_SIZE), body, 0, None)
+            header = read_fully(body, HEADER_SIZE)
+            return self._reader(inner_item, header, body, 0, None)
         for _ in range(_RANGED_READ_ATTEMPTS):
             # The header, then only the covering segments: two inner reads, of one version.
             inner_item, header_raw = self.inner.open_range(namespace, key, 0, HEADER_SIZE)
             with header_raw:
-                header = _read_exactly(header_raw, HEADER_SIZE)
+                header = read_fully(header_raw, HEADER_SIZE)
             item, _, geometry = self.item(inner_item)
             first, stop = clip_range(item.size, start, end, key, self.name)
             if first == stop and item.size:
@@ -161,9 +166,7 @@ class _EncryptedDriver(Driver):
         except BaseException:
             body.close()
             raise
-        last = geometry.segment_count(item.size) - 1
-        index = geometry.segment_at(first)
-        return item, _DecryptingRaw(body, decrypter, geometry, index, last, first, stop, item.key)
+        return item, DecryptingRaw(body, decrypter, geometry, item.size, first, stop, item.key)
 
     def new_writer(self, namespace: str, key: str, header: ItemHeader) -> DriverWriter:
         return _EncryptingWriter(self, namespace, key, header)
@@ -193,14 +196,6 @@ class _EncryptedDriver(Driver):
         self.inner.close()
 
 
-def _read_exactly(raw: io.RawIOBase | io.BufferedIOBase, size: int) -> bytes:
-    parts, count = [], 0
-    while count < size and (part := raw.read(size - count)):
-        parts.append(part)
-        count += len(part)
-    return b"".join(parts)
-
-
 class _EncryptingWriter(DriverWriter):
     """Cuts plaintext into segments, encrypts each, and streams the ciphertext into the inner
     store through an ``ItemWriter`` (which hashes it for the inner item's checksum). A
@@ -225,7 +220,10 @@ class _EncryptingWriter(DriverWriter):
             inner.new_writer(namespace, key, inner_header), inner.chunk_size, self._commit_inner
         )
         self._inner.write(self._encrypter.header)
-        self._segment = bytearray(geometry.first_plain)
+        # Both buffers serve every segment: a fresh megabyte each time costs page faults.
+        self._segment = bytearray(geometry.plain)
+        self._ciphertext = bytearray(geometry.segment_size)
+        self._capacity = geometry.first_plain
         self._filled = 0
 
     def _sealed(self, record: Record) -> dict[str, str]:
@@ -251,18 +249,22 @@ class _EncryptingWriter(DriverWriter):
 
     def write(self, chunk: memoryview) -> None:
         while chunk:
-            if self._filled == len(self._segment):
-                self._inner.write(self._encrypter.encrypt(self._segment, last=False))
-                self._segment, self._filled = bytearray(self._driver.geometry.plain), 0
-            count = min(len(chunk), len(self._segment) - self._filled)
+            if self._filled == self._capacity:
+                self._seal_segment(last=False)
+            count = min(len(chunk), self._capacity - self._filled)
             self._segment[self._filled : self._filled + count] = chunk[:count]
             self._filled += count
             chunk = chunk[count:]
 
+    def _seal_segment(self, *, last: bool) -> None:
+        plain = memoryview(self._segment)[: self._filled]
+        sealed = memoryview(self._ciphertext)[: self._filled + TAG_SIZE]
+        self._encrypter.encrypt_into(plain, sealed, last=last)
+        self._inner.write(sealed)
+        self._filled, self._capacity = 0, self._driver.geometry.plain
+
     def commit(self, spec: WriteSpec) -> DataItem:
-        self._inner.write(
-            self._encrypter.encrypt(memoryview(self._segment)[: self._filled], last=True)
-        )
+        self._seal_segment(last=True)
         self._spec = spec
         self._inner.close()
         assert self._inner.item is not None
@@ -285,76 +287,3 @@ class _EncryptingWriter(DriverWriter):
 
     def abort(self) -> None:
         self._inner.abort()
-
-
-class _DecryptingRaw(HandsOutBytes):
-    """Plaintext bytes ``[first, stop)``, decrypted segment by segment from the inner
-    reader; nothing of a segment leaves before its tag is verified."""
-
-    def __init__(
-        self,
-        body: io.RawIOBase,
-        decrypter: SegmentDecrypter,
-        geometry: Geometry,
-        index: int,
-        last: int,
-        first: int,
-        stop: int,
-        key: str,
-    ) -> None:
-        super().__init__()
-        self._body = io.BufferedReader(body, geometry.segment_size)
-        self._decrypter = decrypter
-        self._geometry = geometry
-        self._index = index
-        self._last = last
-        self._position = first
-        self._stop = stop
-        self._key = key
-        self._segment = b""
-        self._plain = memoryview(b"")
-        self._skip = first - geometry.plain_start(index)
-        self._check_empty_item = stop == 0  # an empty item is one empty last segment: check it
-
-    def readable(self) -> bool:
-        return True
-
-    def _next_segment(self) -> None:
-        geometry, index = self._geometry, self._index
-        size = geometry.segment_size - (HEADER_SIZE if index == 0 else 0)
-        sealed = _read_exactly(self._body, size)  # the last one is shorter
-        self._segment = self._decrypter.decrypt(index, sealed, last=index == self._last)
-        self._plain = memoryview(self._segment)[self._skip :]
-        self._skip = 0
-        self._index += 1
-
-    def read(self, size: int = -1) -> bytes:
-        left = self._stop - self._position
-        wanted = left if size is None or size < 0 else min(size, left)
-        if self._check_empty_item:
-            self._check_empty_item = False
-            self._next_segment()
-        if wanted <= 0:
-            return b""
-        if not self._plain:
-            if self._index > self._last:
-                raise IntegrityError("the ciphertext ends early", key=self._key)
-            self._next_segment()
-        if wanted >= len(self._plain) == len(self._segment):
-            data = self._segment  # a whole segment, handed on without a copy
-        else:
-            data = bytes(self._plain[:wanted])
-        self._plain = self._plain[len(data) :]
-        self._position += len(data)
-        return data
-
-    def readall(self) -> bytes:
-        parts = []
-        while part := self.read(self._geometry.plain):
-            parts.append(part)
-        return b"".join(parts)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._body.close()
-        super().close()

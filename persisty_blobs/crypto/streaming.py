@@ -90,6 +90,12 @@ class Geometry:
         """Where segment ``index``'s plaintext starts in the plaintext."""
         return 0 if index == 0 else self.first_plain + (index - 1) * self.plain
 
+    def plain_stop(self, index: int, plain_size: int) -> int:
+        """Where segment ``index``'s plaintext ends, in a plaintext of ``plain_size`` bytes."""
+        return min(
+            plain_size, self.plain_start(index) + (self.plain if index else self.first_plain)
+        )
+
     def cipher_start(self, index: int) -> int:
         """Where segment ``index`` starts in the ciphertext (segment 0 after the header)."""
         return HEADER_SIZE if index == 0 else index * self.segment_size
@@ -135,9 +141,17 @@ class SegmentEncrypter:
 
     def encrypt(self, plaintext: bytes | bytearray | memoryview, *, last: bool) -> bytes:
         """The next segment's ciphertext; the caller sizes the plaintext (``Geometry``)."""
-        sealed = self._aead.encrypt(_nonce(self._prefix, self._index, last), plaintext, None)
+        return self._aead.encrypt(self._next_nonce(last), plaintext, None)
+
+    def encrypt_into(self, plaintext: memoryview, ciphertext: memoryview, *, last: bool) -> None:
+        """The next segment's ciphertext into ``ciphertext`` (exactly 16 bytes longer than
+        ``plaintext``), without allocating."""
+        self._aead.encrypt_into(self._next_nonce(last), plaintext, None, ciphertext)
+
+    def _next_nonce(self, last: bool) -> bytes:
+        nonce = _nonce(self._prefix, self._index, last)
         self._index += 1
-        return sealed
+        return nonce
 
 
 class SegmentDecrypter:
@@ -154,10 +168,26 @@ class SegmentDecrypter:
         try:
             return self._aead.decrypt(_nonce(self._prefix, index, last), ciphertext, None)
         except InvalidTag:
-            raise IntegrityError(
-                f"segment {index} failed authentication: the ciphertext was changed, "
-                "truncated, extended, reordered or moved to another key"
-            ) from None
+            raise _damaged(index) from None
+
+    def decrypt_into(
+        self, index: int, ciphertext: memoryview, plaintext: memoryview, *, last: bool
+    ) -> None:
+        """Segment ``index``'s plaintext into ``plaintext`` (exactly 16 bytes shorter than
+        ``ciphertext``), without allocating. AES-GCM writes before it checks the tag, so on
+        failure the buffer is wiped before ``IntegrityError`` leaves."""
+        try:
+            self._aead.decrypt_into(_nonce(self._prefix, index, last), ciphertext, None, plaintext)
+        except InvalidTag:
+            plaintext[:] = bytes(len(plaintext))
+            raise _damaged(index) from None
+
+
+def _damaged(index: int) -> IntegrityError:
+    return IntegrityError(
+        f"segment {index} failed authentication: the ciphertext was changed, "
+        "truncated, extended, reordered or moved to another key"
+    )
 
 
 def encrypt_bytes(
@@ -176,8 +206,7 @@ def encrypt_bytes(
     count = geometry.segment_count(len(plaintext))
     parts = [encrypter.header]
     for index in range(count):
-        start = geometry.plain_start(index)
-        stop = start + (geometry.first_plain if index == 0 else geometry.plain)
+        start, stop = geometry.plain_start(index), geometry.plain_stop(index, len(plaintext))
         parts.append(encrypter.encrypt(view[start:stop], last=index == count - 1))
     return b"".join(parts)
 

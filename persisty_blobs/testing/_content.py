@@ -194,3 +194,17 @@ class ContentTests:
         assert parts[-1] == data[position:]
         with store.open("mixed", 3, 2 * chunk + 1) as reader:
             assert reader.read(chunk) + reader.read(5) + reader.read() == data[3 : 2 * chunk + 1]
+
+    def test_block_reads_then_small_reads_stay_in_order(self, store: DataStore) -> None:
+        # shutil.copyfileobj's 64 KiB reads, then a parser's small ones, then blocks again.
+        data = payload(3 * store.chunk_size + 70_000, seed=7)
+        store.put("blocks", data)
+        sizes = [65536, 65536 + 3, 7, 1, 65536, 20_000, 2 * store.chunk_size]
+        with store.open("blocks") as reader:
+            parts = [reader.read(size) for size in sizes]
+            parts.append(reader.read())
+        position = 0
+        for size, part in zip(sizes, parts, strict=False):
+            assert part == data[position : position + size]
+            position += len(part)
+        assert parts[-1] == data[position:]
