@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mmap
 import os
 import threading
 from collections import deque
@@ -32,6 +33,7 @@ __all__ = [
     "ItemReader",
     "ItemWriter",
     "feed",
+    "page_aligned_buffer",
     "read_fully",
     "readinto_fully",
 ]
@@ -61,6 +63,14 @@ def _hash_executor() -> ThreadPoolExecutor:
         if _hash_pool is None:
             _hash_pool = ThreadPoolExecutor(thread_name_prefix="persisty-hash")
         return _hash_pool
+
+
+def page_aligned_buffer(size: int) -> mmap.mmap:
+    """A writable buffer of ``size`` zero bytes that starts on a page boundary, for file reads
+    of whole chunks. malloc places a large bytearray 16 bytes past a page boundary; on the AMD
+    EPYC we measured, the kernel copied page-cache pages to such an address at 2 GB/s, against
+    10-11 GB/s at every other offset we tried (0, 32, 64, ... 4080)."""
+    return mmap.mmap(-1, max(size, 1))
 
 
 class ItemReader(io.BufferedReader):
@@ -244,7 +254,7 @@ class ItemWriter(io.BufferedIOBase):
         # Chunks are filled in a ring of buffers, allocated as a stream grows into them; a slot
         # is refilled only when the hash has consumed its last chunk (its ticket).
         self._max_slots = max(2, min(_RING_MAX_SLOTS, _RING_BYTES // chunk_size))
-        self._ring: list[bytearray] = []
+        self._ring: list[mmap.mmap] = []
         self._tickets: list[int] = []
         self._slot = 0
         self._filled = 0
@@ -302,10 +312,10 @@ class ItemWriter(io.BufferedIOBase):
         if self._finished:
             raise ValueError("write to a closed ItemWriter")
 
-    def _free_buffer(self) -> bytearray:
+    def _free_buffer(self) -> mmap.mmap:
         if self._filled == 0:
             if self._slot == len(self._ring):
-                self._ring.append(bytearray(self._chunk_size))
+                self._ring.append(page_aligned_buffer(self._chunk_size))
                 self._tickets.append(0)
             self._sha256.wait(self._tickets[self._slot])
         return self._ring[self._slot]

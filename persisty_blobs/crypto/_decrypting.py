@@ -2,19 +2,21 @@
 inner store into one ciphertext buffer, decrypted into one plaintext buffer, and handed out
 once its tag is verified.
 
-The two buffers are reused from segment to segment. A fresh megabyte per segment costs page
-faults that, in a virtual machine, took as long as the decryption. Decrypting the next
-segments on other threads while the caller reads was slower on two cores, in page cache and
-from disk alike (the kernel's read-ahead already keeps a disk busy during decryption), so
-decryption stays on the caller's thread.
+The two buffers are reused from segment to segment: a fresh megabyte per segment costs page
+faults that, in a virtual machine, took as long as the decryption. The ciphertext buffer is
+page-aligned (``page_aligned_buffer`` says why; here a get took 0.7 s instead of 1.1 s).
+Decrypting the next segments on other threads while the caller reads was slower on two
+cores, in page cache and from disk alike (the kernel's read-ahead already keeps a disk busy
+during decryption), so decryption stays on the caller's thread.
 """
 
 from __future__ import annotations
 
 import io
+import mmap
 
 from ..errors import IntegrityError
-from ..streams import HandsOutBytes, readinto_fully
+from ..streams import HandsOutBytes, page_aligned_buffer, readinto_fully
 from .streaming import TAG_SIZE, Geometry, SegmentDecrypter
 
 __all__ = ["DecryptingRaw"]
@@ -41,7 +43,7 @@ class DecryptingRaw(HandsOutBytes):
         self._size = size
         self._last = geometry.segment_count(size) - 1
         self._index = geometry.segment_at(first)
-        self._sealed = bytearray()
+        self._sealed: mmap.mmap | bytearray = bytearray()
         self._decrypted = bytearray()
         self._plain = memoryview(b"")
         self._skip = first - geometry.plain_start(self._index)
@@ -60,7 +62,7 @@ class DecryptingRaw(HandsOutBytes):
             raise IntegrityError("the ciphertext ends early", key=self._key)
         plain_size = geometry.plain_stop(index, self._size) - geometry.plain_start(index)
         if len(self._sealed) < plain_size + TAG_SIZE:  # segment 0 is 40 bytes shorter
-            self._sealed = bytearray(plain_size + TAG_SIZE)
+            self._sealed = page_aligned_buffer(plain_size + TAG_SIZE)
             self._decrypted = bytearray(plain_size)
         sealed = memoryview(self._sealed)[: plain_size + TAG_SIZE]
         plain = memoryview(self._decrypted)[:plain_size]
