@@ -126,8 +126,9 @@ def read_fully(raw: io.RawIOBase | io.BufferedIOBase, size: int) -> bytes:
 
 
 class HandsOutBytes(io.RawIOBase):
-    """A raw reader whose ``read(n)`` returns bytes it made anyway, without a copy. A
-    subclass implements ``read``; ``readinto`` copies from it.
+    """A raw reader whose ``read(n)`` is its cheapest way to make ``n`` bytes: bytes a
+    database driver returns anyway, or one copy out of the reader's own buffer. A subclass
+    implements ``read``; ``readinto`` copies from it.
 
     ``readinto`` sets ``filled_a_buffer`` (an override must too): once a buffered reader has
     filled its buffer from it, that buffer's bytes come before the raw reader's next ones.
