@@ -9,6 +9,8 @@ from .errors import (
     ContentTypeNotAllowed,
     DecryptionError,
     IntegrityError,
+    InvalidArgument,
+    InvalidArgumentType,
     InvalidFlags,
     InvalidKey,
     InvalidMetadata,
@@ -22,7 +24,7 @@ from .errors import (
     Unsupported,
 )
 from .factory import DataStoreFactory, UploadForm
-from .item import DataItem, Flag
+from .item import DataItem, Entry, Flag
 from .registry import open_store
 from .store import DataStore
 
@@ -38,8 +40,11 @@ __all__ = [
     "DataStoreFactory",
     "DecryptionError",
     "EncryptedStore",
+    "Entry",
     "Flag",
     "IntegrityError",
+    "InvalidArgument",
+    "InvalidArgumentType",
     "InvalidFlags",
     "InvalidKey",
     "InvalidMetadata",
@@ -59,9 +64,13 @@ __version__ = "0.1.0"
 
 # Loaded when first named, with the cryptography package they need.
 _LAZY = {"EncryptedStore": ".crypto", "Keyring": ".crypto"}
+# Subpackages reachable as attributes after a bare ``import persisty_blobs`` (``pb.stores``).
+_SUBPACKAGES = {"stores", "sync", "testing"}
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

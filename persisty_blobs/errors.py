@@ -10,6 +10,8 @@ escapes the public API. Catch the class that matches what you can act on::
     ├── InvalidKey              (also ValueError)
     ├── InvalidMetadata         (also ValueError)
     ├── InvalidFlags            (also ValueError)
+    ├── InvalidArgument         (also ValueError) a bad range, limit, precondition or option
+    ├── InvalidArgumentType     (also TypeError) an argument of the wrong type
     ├── RangeNotSatisfiable
     ├── TooLarge
     ├── ContentTypeNotAllowed
@@ -33,6 +35,8 @@ __all__ = [
     "ContentTypeNotAllowed",
     "DecryptionError",
     "IntegrityError",
+    "InvalidArgument",
+    "InvalidArgumentType",
     "InvalidFlags",
     "InvalidKey",
     "InvalidMetadata",
@@ -88,6 +92,15 @@ class InvalidMetadata(BlobError, ValueError):
 
 class InvalidFlags(BlobError, ValueError):
     """A flag that is not a ``Flag``."""
+
+
+class InvalidArgument(BlobError, ValueError):
+    """An argument out of its range: a negative offset, ``end < start``, a bad ``limit``, a
+    precondition that is not an etag, an option a store cannot take."""
+
+
+class InvalidArgumentType(BlobError, TypeError):
+    """An argument of the wrong type (``True`` is not an offset)."""
 
 
 class RangeNotSatisfiable(BlobError):

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
 
-__all__ = ["DataItem", "Flag"]
+__all__ = ["DataItem", "Entry", "Flag"]
 
 
 class Flag(enum.StrEnum):
@@ -45,3 +45,30 @@ class DataItem:
 
     def __hash__(self) -> int:
         return hash((self.namespace, self.key, self.etag))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Entry:
+    """One line of ``DataStore.scan``: what a diff needs, had without reading any content.
+
+    ``checksum`` is None where the store cannot know it without reading the content (a file
+    another program wrote); ``flags`` is None where they cost one request per item (S3 tags).
+    """
+
+    key: str
+    size: int
+    etag: str
+    updated_at: datetime
+    checksum: str | None = None
+    flags: frozenset[Flag] | None = None
+
+    @classmethod
+    def of(cls, item: DataItem) -> Entry:
+        return cls(
+            key=item.key,
+            size=item.size,
+            etag=item.etag,
+            updated_at=item.updated_at,
+            checksum=item.checksum,
+            flags=item.flags,
+        )

@@ -1,24 +1,31 @@
-"""``DataStore``: the portable API, over the small ``Driver`` interface that each store implements.
+"""``DataStore``: the portable API that users hold, over the small ``Driver`` (``driver.py``)
+that each store implements.
 
 The split is go-cloud's ``blob.Bucket`` over ``driver.Bucket``. ``DataStore`` validates every
 argument once, before any I/O; computes size and SHA-256 while streaming; checks preconditions
 early (the driver checks them again, race-free, when it commits) and builds the conveniences.
-A driver implements only the primitives below, each with its contract in its docstring.
 """
 
 from __future__ import annotations
 
 import builtins
 import copy as copy_module
-import io
-from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-from .errors import AlreadyExists, NotFound, PreconditionFailed, RangeNotSatisfiable
-from .item import DataItem, Flag
+from ._seekable import seekable
+from .driver import (
+    LIST_PAGE_SIZE,
+    Capabilities,
+    Driver,
+    DriverWriter,
+    ItemHeader,
+    WriteSpec,
+    check_precondition,
+)
+from .errors import InvalidArgument, InvalidArgumentType, NotFound
+from .item import DataItem, Entry, Flag
 from .keys import (
     guess_content_type,
     validate_content_type,
@@ -30,161 +37,31 @@ from .keys import (
 )
 from .streams import ItemReader, ItemWriter, feed
 
-__all__ = [
-    "DataStore",
-    "Driver",
-    "DriverWriter",
-    "ItemHeader",
-    "WriteSpec",
-    "check_precondition",
-    "clip_range",
-    "etag_for",
-]
+__all__ = ["DataStore"]
 
-_LIST_PAGE_SIZE = 1000
 _READ_BUFFER_SIZE = 64 * 1024
 
 
-@dataclass(frozen=True)
-class ItemHeader:
-    """What a new item carries besides its content, known before the content streams (a store
-    that must send it first, as S3 does when a multipart upload starts, takes it from here)."""
-
-    content_type: str
-    metadata: Mapping[str, str]
-    flags: frozenset[Flag]
-
-
-@dataclass(frozen=True)
-class WriteSpec:
-    """Everything a driver needs to commit a new item, known once its content has streamed."""
-
-    content_type: str
-    metadata: Mapping[str, str]
-    flags: frozenset[Flag]
-    size: int
-    checksum: str
-    if_match: str | None
-    if_none_match: bool
-
-
-def check_precondition(
-    current: DataItem | None, key: str, store: str, if_match: str | None, if_none_match: bool
-) -> None:
-    """Raise if the precondition fails against ``current``; drivers call it under their lock."""
-    if if_none_match and current is not None:
-        raise AlreadyExists("the item exists and if_none_match='*' was given", key=key, store=store)
-    if if_match is not None and (current is None or current.etag != if_match):
-        found = "is missing" if current is None else f"has etag {current.etag!r}"
-        raise PreconditionFailed(
-            f"if_match={if_match!r} failed: the item {found}", key=key, store=store
-        )
-
-
-def etag_for(checksum: str) -> str:
-    """The etag of content with this checksum: equal content has equal etags on every store."""
-    return checksum.removeprefix("sha256:")[:32]
-
-
-def clip_range(size: int, start: int, end: int | None, key: str, store: str) -> tuple[int, int]:
-    """The ``[start, stop)`` slice of an item of ``size`` bytes that a range request covers."""
-    if start > size:
-        raise RangeNotSatisfiable(
-            f"range starts at {start}, past the item's {size} bytes", key=key, store=store
-        )
-    return start, size if end is None else min(end, size)
-
-
-class DriverWriter(ABC):
-    """Receives one new item's content, then commits it atomically or discards it."""
-
-    @abstractmethod
-    def write(self, chunk: memoryview) -> None:
-        """Append ``chunk``: exactly the store's ``chunk_size`` bytes, but the last may be shorter.
-
-        The chunk's memory is reused once this returns: copy what must outlive the call.
-        """
-
-    @abstractmethod
-    def commit(self, spec: WriteSpec) -> DataItem:
-        """Make the item visible in one atomic step and return it.
-
-        Check ``spec``'s precondition against the current item race-free (under the same lock
-        or transaction as the swap). On any error raise and leave the old item untouched;
-        ``abort`` is called next. A new item starts with ``spec.flags``.
-        """
-
-    @abstractmethod
-    def abort(self) -> None:
-        """Discard everything written. Idempotent; never raises."""
-
-
-class Driver(ABC):
-    """The primitives a store implements. Arguments arrive validated; ``namespace`` "" is the
-    default namespace. Errors are raised as ``persisty_blobs.errors`` classes."""
-
-    #: How a store names itself in error messages, e.g. ``DirectoryStore('/srv/blobs')``.
-    name: str
-    #: The size of the chunks ``DriverWriter.write`` receives and reads are buffered in.
-    chunk_size: int
-
-    @abstractmethod
-    def stat(self, namespace: str, key: str) -> DataItem | None:
-        """The item, or None if it does not exist."""
-
-    @abstractmethod
-    def open_range(
-        self, namespace: str, key: str, start: int, end: int | None
-    ) -> tuple[DataItem, io.RawIOBase]:
-        """One version of the item and a reader of its bytes ``[start, min(end, size))``.
-
-        ``0 <= start`` and ``end is None or start <= end``. Raise ``NotFound`` if missing and
-        ``RangeNotSatisfiable`` if ``start > size`` (``clip_range`` does both checks). The item
-        returned is the version being read, even if the key is overwritten meanwhile.
-        """
-
-    @abstractmethod
-    def new_writer(self, namespace: str, key: str, header: ItemHeader) -> DriverWriter:
-        """A writer for a new version of ``key``, invisible until committed. ``header`` comes
-        again in the ``WriteSpec`` of ``commit``."""
-
-    @abstractmethod
-    def delete(self, namespace: str, key: str, if_match: str | None) -> bool:
-        """Delete the item; False if it did not exist. Check ``if_match`` race-free."""
-
-    @abstractmethod
-    def list_page(
-        self, namespace: str, prefix: str, after: str | None, limit: int, flag: Flag | None
-    ) -> list[DataItem]:
-        """Up to ``limit`` items whose key starts with ``prefix``, is greater than ``after``
-        and (if given) has ``flag``, in ascending key order. Fewer than ``limit`` means the end."""
-
-    @abstractmethod
-    def set_flags(self, namespace: str, key: str, flags: frozenset[Flag]) -> None:
-        """Replace the item's flags without touching its content; ``NotFound`` if missing."""
-
-    @abstractmethod
-    def namespaces(self) -> list[str]:
-        """Sorted names of the namespaces that hold items ("" when the default one does)."""
-
-    def copy(self, namespace: str, src_key: str, dst_key: str) -> DataItem | None:
-        """Copy inside the store, or return None to let ``DataStore`` stream it."""
+def _offset(value: object, name: str, *, minimum: int = 0, optional: bool = False) -> int | None:
+    """``value`` checked as an offset or count: an int (never a bool) of at least ``minimum``."""
+    if value is None and optional:
         return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentType(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise InvalidArgument(f"{name} must be >= {minimum}, not {value}")
+    return value
 
-    def count(self, namespace: str, prefix: str, flag: Flag | None) -> int:
-        """The number of items ``list_page`` would return in all."""
-        total, after = 0, None
-        while page := self.list_page(namespace, prefix, after, _LIST_PAGE_SIZE, flag):
-            total += len(page)
-            after = page[-1].key
-        return total
 
-    def close(self) -> None:  # noqa: B027 (an optional hook: most drivers hold nothing)
-        """Release what the driver holds."""
+def _one_flag(flag: Flag | str | None) -> Flag | None:
+    return None if flag is None else next(iter(validate_flags([flag])))
 
 
 class DataStore:
     """A store of binary items: the public API of every store and layer."""
+
+    #: Items per listing request; the conformance suite lowers it to page through tens of items.
+    list_page_size: int = LIST_PAGE_SIZE
 
     def __init__(self, driver: Driver, namespace: str = "") -> None:
         self._driver = driver
@@ -200,6 +77,16 @@ class DataStore:
         """The size in which this store moves content."""
         return self._driver.chunk_size
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this store can do (``driver.Capabilities``)."""
+        return self._driver.capabilities
+
+    @property
+    def namespace_name(self) -> str:
+        """The namespace this view reads and writes ("" is the default)."""
+        return self._namespace
+
     # Reading -----------------------------------------------------------------------------
 
     def get(self, key: str) -> DataItem | None:
@@ -211,13 +98,12 @@ class DataStore:
     def open(self, key: str, start: int = 0, end: int | None = None) -> ItemReader:
         """A streaming reader of bytes ``[start, end)``; ``.item`` is the version being read."""
         validate_key(key)
-        if not isinstance(start, int) or start < 0:
-            raise ValueError(f"start must be an int >= 0, not {start!r}")
-        if end is not None and (not isinstance(end, int) or end < start):
-            raise ValueError(f"end must be None or an int >= start ({start}), not {end!r}")
+        _offset(start, "start")
+        _offset(end, "end", minimum=start, optional=True)
         item, raw = self._driver.open_range(self._namespace, key, start, end)
+        reader = seekable(self._driver, self._namespace, item, raw, start, end)
         # Reads of at least the buffer's size go straight into the caller's memory.
-        return ItemReader.over(raw, item, min(self.chunk_size, _READ_BUFFER_SIZE))
+        return ItemReader.over(reader, item, min(self.chunk_size, _READ_BUFFER_SIZE))
 
     def read_bytes(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         with self.open(key, start, end) as reader:
@@ -240,16 +126,21 @@ class DataStore:
         metadata: Mapping[str, str] | None = None,
         if_match: str | None = None,
         if_none_match: str | None = None,
+        flags: Iterable[Flag | str] | None = None,
     ) -> DataItem:
-        """Store ``data`` (bytes-like, a binary file or an iterable of bytes) under ``key``."""
+        """Store ``data`` (bytes-like, a binary file or an iterable of bytes) under ``key``,
+        with ``flags`` set in the same step."""
         if isinstance(data, str):
-            raise TypeError("data must be bytes-like, a binary file or an iterable of bytes")
+            raise InvalidArgumentType(
+                "data must be bytes-like, a binary file or an iterable of bytes, not str"
+            )
         with self.writer(
             key,
             content_type=content_type,
             metadata=metadata,
             if_match=if_match,
             if_none_match=if_none_match,
+            flags=flags,
         ) as writer:
             feed(writer, data)
         assert writer.item is not None
@@ -263,9 +154,11 @@ class DataStore:
         metadata: Mapping[str, str] | None = None,
         if_match: str | None = None,
         if_none_match: str | None = None,
+        flags: Iterable[Flag | str] | None = None,
     ) -> ItemWriter:
         """A writable file, committed as ``key`` on a clean ``with`` exit (then ``.item``)."""
-        return self._writer(key, content_type, metadata, frozenset(), if_match, if_none_match)
+        checked_flags = frozenset() if flags is None else validate_flags(flags)
+        return self._writer(key, content_type, metadata, checked_flags, if_match, if_none_match)
 
     def _writer(
         self,
@@ -281,10 +174,12 @@ class DataStore:
             guess_content_type(key) if content_type is None else validate_content_type(content_type)
         )
         checked_metadata = validate_metadata(metadata)
-        if if_none_match not in (None, "*"):
-            raise ValueError(f"if_none_match takes only '*', not {if_none_match!r}")
-        if if_match is not None and (not isinstance(if_match, str) or if_none_match):
-            raise ValueError("if_match takes one etag str, and not together with if_none_match")
+        if if_none_match is not None and if_none_match != "*":
+            raise InvalidArgument(f"if_none_match takes only '*', not {if_none_match!r}")
+        if if_match is not None and not isinstance(if_match, str):
+            raise InvalidArgumentType(f"if_match takes an etag str, not {type(if_match).__name__}")
+        if if_match is not None and if_none_match is not None:
+            raise InvalidArgument("if_match and if_none_match cannot be given together")
         create_only = if_none_match == "*"
         if create_only or if_match is not None:
             # Fail before a large body is consumed; the driver checks again when it commits.
@@ -309,12 +204,21 @@ class DataStore:
 
     def delete(self, key: str, *, if_match: str | None = None) -> bool:
         """Delete ``key``; True if it existed. A missing key is not an error."""
-        return self._driver.delete(self._namespace, validate_key(key), if_match)
+        validate_key(key)
+        if if_match is not None and not isinstance(if_match, str):
+            raise InvalidArgumentType(f"if_match takes an etag str, not {type(if_match).__name__}")
+        return self._driver.delete(self._namespace, key, if_match)
 
     def copy(self, src_key: str, dst_key: str) -> DataItem:
-        """Copy content, content type, metadata and flags; overwrites ``dst_key``."""
+        """Copy content, content type, metadata and flags; overwrites ``dst_key``. Copying an
+        item onto itself leaves it as it is and returns it."""
         validate_key(src_key)
         validate_key(dst_key)
+        if src_key == dst_key:
+            item = self.get(src_key)
+            if item is None:
+                raise NotFound("no such item to copy", key=src_key, store=repr(self))
+            return item
         copied = self._driver.copy(self._namespace, src_key, dst_key)
         if copied is not None:
             return copied
@@ -330,6 +234,8 @@ class DataStore:
     def set_flags(self, key: str, flags: Iterable[Flag | str]) -> None:
         """Replace the item's flags (an empty collection clears them)."""
         validate_key(key)
+        if flags is None:
+            raise InvalidArgumentType("flags must be a collection of Flag (empty clears), not None")
         self._driver.set_flags(self._namespace, key, validate_flags(flags))
 
     # Listing -----------------------------------------------------------------------------
@@ -346,17 +252,16 @@ class DataStore:
         validate_prefix(prefix)
         if after is not None:
             validate_prefix(after)
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise ValueError(f"limit must be None or an int >= 0, not {limit!r}")
-        wanted = None if flag is None else next(iter(validate_flags([flag])))
-        return self._pages(prefix, after, limit, wanted)
+        _offset(limit, "limit", optional=True)
+        return self._pages(prefix, after, limit, _one_flag(flag))
 
     def _pages(
         self, prefix: str, after: str | None, limit: int | None, flag: Flag | None
     ) -> Iterator[DataItem]:
         remaining = limit
         while remaining is None or remaining > 0:
-            size = _LIST_PAGE_SIZE if remaining is None else min(remaining, _LIST_PAGE_SIZE)
+            page_size = self.list_page_size
+            size = page_size if remaining is None else min(remaining, page_size)
             page = self._driver.list_page(self._namespace, prefix, after, size, flag)
             yield from page
             if len(page) < size:
@@ -365,10 +270,26 @@ class DataStore:
             if remaining is not None:
                 remaining -= len(page)
 
+    def scan(self, prefix: str = "", *, after: str | None = None) -> Iterator[Entry]:
+        """Every item under ``prefix`` (after ``after``) as an ``Entry``, in ascending key
+        order: the cheapest listing the store has (one request per page, no content read)."""
+        validate_prefix(prefix)
+        if after is not None:
+            validate_prefix(after)
+        return self._scan_pages(prefix, after)
+
+    def _scan_pages(self, prefix: str, after: str | None) -> Iterator[Entry]:
+        size = self.list_page_size
+        while True:
+            page = self._driver.scan_page(self._namespace, prefix, after, size)
+            yield from page
+            if len(page) < size:
+                return
+            after = page[-1].key
+
     def count(self, prefix: str = "", *, flag: Flag | str | None = None) -> int:
         validate_prefix(prefix)
-        wanted = None if flag is None else next(iter(validate_flags([flag])))
-        return self._driver.count(self._namespace, prefix, wanted)
+        return self._driver.count(self._namespace, prefix, _one_flag(flag))
 
     # Namespaces and lifetime -------------------------------------------------------------
 

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
 
+    from .driver import DriverWriter
     from .item import DataItem
-    from .store import DriverWriter
 
 __all__ = [
     "BytesRangeRaw",

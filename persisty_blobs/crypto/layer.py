@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import io
 
+from ..driver import Driver, DriverWriter, ItemHeader, WriteSpec, clip_range
 from ..errors import IntegrityError, InvalidMetadata, TransientError
 from ..item import DataItem, Flag
 from ..keys import validate_metadata
-from ..store import DataStore, Driver, DriverWriter, ItemHeader, WriteSpec, clip_range
+from ..store import DataStore
 from ..streams import BytesRangeRaw, ItemWriter, read_fully
 from ._decrypting import DecryptingRaw
 from ._sealed import KEY_ID, Record, associated_data, open_record, seal, segment_size_of

@@ -16,9 +16,9 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..driver import DriverWriter, ItemHeader, WriteSpec
 from ..errors import NotFound, PreconditionFailed, TooLarge, TransientError
 from ..item import DataItem
-from ..store import DriverWriter, ItemHeader, WriteSpec
 from ._s3_objects import encode_metadata, s3_errors, sha256_header, tagging_of
 
 if TYPE_CHECKING:

@@ -19,13 +19,12 @@ Tables (``blobs`` is the default ``table_prefix``):
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .._liveness import local_owner, owner_is_gone
 from ..errors import (
     BlobError,
     DecryptionError,
@@ -36,7 +35,6 @@ from ..errors import (
 )
 from ..keys import MAX_KEY_BYTES
 from ..registry import require
-from ._files import process_alive
 
 require("sqlalchemy", extra="sql")
 
@@ -228,27 +226,3 @@ def _mapped(error: sa.exc.DBAPIError, store: str, key: str | None) -> BlobError:
     ):
         return TransientError(message, key=key, store=store)
     return BlobError(message, key=key, store=store)
-
-
-def local_owner() -> str | None:
-    """Who is writing, in a form ``owner_is_gone`` can check on the same machine: boot,
-    PID namespace and PID. None where that cannot be told (then only the lease decides)."""
-    if sys.platform != "linux":
-        return None
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
-            boot = file.read().strip()
-        pid_namespace = os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return None
-    return f"{boot}:{pid_namespace}:{os.getpid()}"
-
-
-def owner_is_gone(owner: str | None) -> bool:
-    """True only if ``owner`` ran on this machine, in this PID namespace, and has exited."""
-    here = local_owner()
-    if owner is None or here is None:
-        return False
-    boot, namespace, pid = owner.rsplit(":", 2)
-    same_machine = here.startswith(f"{boot}:{namespace}:")
-    return same_machine and pid.isdigit() and not process_alive(int(pid))

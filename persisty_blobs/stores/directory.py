@@ -23,11 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from secrets import token_hex
 
-from ..errors import InvalidKey, NotFound, Unsupported, from_os_error
-from ..item import DataItem, Flag
-from ..keys import guess_content_type, validate_key
-from ..store import (
-    DataStore,
+from ..driver import (
     Driver,
     DriverWriter,
     ItemHeader,
@@ -36,6 +32,10 @@ from ..store import (
     clip_range,
     etag_for,
 )
+from ..errors import InvalidKey, NotFound, Unsupported, from_os_error
+from ..item import DataItem, Flag
+from ..keys import guess_content_type, validate_key
+from ..store import DataStore
 from ._files import (
     RESERVED,
     FileRangeRaw,

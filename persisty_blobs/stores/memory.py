@@ -7,10 +7,7 @@ import io
 import threading
 from datetime import UTC, datetime
 
-from ..errors import NotFound
-from ..item import DataItem, Flag
-from ..store import (
-    DataStore,
+from ..driver import (
     Driver,
     DriverWriter,
     ItemHeader,
@@ -19,6 +16,9 @@ from ..store import (
     clip_range,
     etag_for,
 )
+from ..errors import NotFound
+from ..item import DataItem, Flag
+from ..store import DataStore
 from ..streams import BytesRangeRaw
 
 __all__ = ["MemoryStore"]

@@ -20,11 +20,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Self
 
+from ..driver import Driver, DriverWriter, ItemHeader, clip_range
 from ..errors import NotFound, PreconditionFailed, TransientError
 from ..item import DataItem, Flag
 from ..keys import validate_prefix
 from ..registry import require
-from ..store import DataStore, Driver, DriverWriter, ItemHeader, clip_range
+from ..store import DataStore
 from ..streams import BytesRangeRaw, HandsOutBytes
 from ._s3_factory import S3DataStoreFactory
 from ._s3_objects import Layout, flags_of, item_of, s3_errors, tag_set_of

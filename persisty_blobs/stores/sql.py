@@ -26,10 +26,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from ..errors import IntegrityError, NotFound, TransientError
-from ..item import DataItem, Flag
-from ..store import (
-    DataStore,
+from ..driver import (
     Driver,
     DriverWriter,
     ItemHeader,
@@ -38,6 +35,9 @@ from ..store import (
     clip_range,
     etag_for,
 )
+from ..errors import IntegrityError, NotFound, TransientError
+from ..item import DataItem, Flag
+from ..store import DataStore
 from ..streams import BytesRangeRaw
 from ._sql_connect import is_conflict, prepare_sqlite
 from ._sql_read import ChunkRangeRaw, Compiled, Queries
