@@ -1,0 +1,80 @@
+"""How the state database stores versions and flags: compact JSON with a version number, so
+a newer library can still read what an older one wrote."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from ..item import Entry
+from .model import Version
+
+__all__ = [
+    "FORMAT",
+    "decode_flags",
+    "decode_version",
+    "encode_flags",
+    "encode_version",
+    "version_of",
+]
+
+FORMAT = 1
+
+
+def version_of(entry: Entry | None) -> Version | None:
+    if entry is None:
+        return None
+    return Version(
+        etag=entry.etag,
+        size=entry.size,
+        checksum=entry.checksum,
+        flags=None if entry.flags is None else frozenset(str(flag) for flag in entry.flags),
+        updated_at=entry.updated_at,
+    )
+
+
+def encode_flags(flags: frozenset[str] | None) -> str | None:
+    return None if flags is None else ",".join(sorted(flags))
+
+
+def decode_flags(text: str | None) -> frozenset[str] | None:
+    if text is None:
+        return None
+    return frozenset(part for part in text.split(",") if part)
+
+
+def encode_version(version: Version | None) -> dict[str, Any] | None:
+    if version is None:
+        return None
+    return {
+        "etag": version.etag,
+        "size": version.size,
+        "checksum": version.checksum,
+        "flags": encode_flags(version.flags),
+        "at": None if version.updated_at is None else version.updated_at.timestamp(),
+    }
+
+
+def decode_version(data: dict[str, Any] | None) -> Version | None:
+    if data is None:
+        return None
+    at = data.get("at")
+    return Version(
+        etag=data["etag"],
+        size=data["size"],
+        checksum=data.get("checksum"),
+        flags=decode_flags(data.get("flags")),
+        updated_at=None if at is None else datetime.fromtimestamp(at, UTC),
+    )
+
+
+def dumps(value: dict[str, Any]) -> str:
+    return json.dumps({"v": FORMAT, **value}, separators=(",", ":"))
+
+
+def loads(text: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(text)
+    if data.get("v") != FORMAT:
+        raise ValueError(f"plan format {data.get('v')!r}, this library reads {FORMAT}")
+    return data

@@ -1,0 +1,149 @@
+"""Carrying out one planned action and saying what the base becomes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import (
+    AlreadyExists,
+    DecryptionError,
+    IntegrityError,
+    PreconditionFailed,
+    TransientError,
+)
+from ..item import DataItem
+from ..store import DataStore
+from ._transfer import Trash, conflict_key, copy_version, delete_version, set_flags_version
+from .model import Action, ActionKind, Status, Version
+from .state import Outcome
+
+__all__ = ["failure_status", "perform", "retry_limit"]
+
+#: A download that fails authentication or its checksum is tried this often, then left failed.
+INTEGRITY_ATTEMPTS = 3
+
+
+def _flags(item: DataItem) -> frozenset[str]:
+    return frozenset(str(flag) for flag in item.flags)
+
+
+def _base(action: Action, a: DataItem, b: DataItem, key: str | None = None) -> Outcome:
+    return Outcome(
+        namespace=action.namespace,
+        key=key or action.key,
+        checksum=a.checksum or b.checksum,
+        size=a.size,
+        etag_a=a.etag,
+        etag_b=b.etag,
+        flags=_flags(b),
+    )
+
+
+def perform(
+    action: Action,
+    a: DataStore,
+    b: DataStore,
+    trash: Trash | None,
+    on_bytes: Callable[[int], None],
+) -> list[Outcome]:
+    """Do ``action`` (``a`` and ``b`` are the namespace's views) and return the new bases."""
+    kind, key = action.kind, action.key
+    if kind is ActionKind.UPLOAD:
+        assert action.a is not None
+        _keep(trash, b, action, action.b)
+        source, copy = copy_version(a, b, key, action.a, action.b, on_bytes=on_bytes)
+        return [_base(action, source, copy)]
+    if kind is ActionKind.DOWNLOAD:
+        assert action.b is not None
+        _keep(trash, a, action, action.a)
+        source, copy = copy_version(b, a, key, action.b, action.a, on_bytes=on_bytes)
+        return [_base(action, copy, source)]
+    if kind in (ActionKind.DELETE_A, ActionKind.DELETE_B):
+        side, version = (a, action.a) if kind is ActionKind.DELETE_A else (b, action.b)
+        assert version is not None
+        _keep(trash, side, action, version)
+        delete_version(side, key, version)
+        return [Outcome(namespace=action.namespace, key=key, forget=True)]
+    if kind in (ActionKind.FLAGS_A, ActionKind.FLAGS_B):
+        return [_flags_outcome(action, a, b)]
+    if kind is ActionKind.KEEP_BOTH:
+        return _keep_both(action, a, b, on_bytes)
+    if kind is ActionKind.ADOPT:
+        assert action.a is not None
+        assert action.b is not None
+        return [
+            Outcome(
+                namespace=action.namespace,
+                key=key,
+                checksum=action.a.checksum or action.b.checksum,
+                size=action.a.size,
+                etag_a=action.a.etag,
+                etag_b=action.b.etag,
+                flags=action.b.flags if action.b.flags is not None else action.a.flags,
+            )
+        ]
+    assert kind is ActionKind.FORGET, "CONFLICT rows are never claimed"
+    return [Outcome(namespace=action.namespace, key=key, forget=True)]
+
+
+def _keep(trash: Trash | None, side: DataStore, action: Action, version: Version | None) -> None:
+    if trash is not None and version is not None:
+        trash.keep(side, action.namespace, action.key, version)
+
+
+def _flags_outcome(action: Action, a: DataStore, b: DataStore) -> Outcome:
+    assert action.a is not None
+    assert action.b is not None
+    if action.kind is ActionKind.FLAGS_A:
+        flags = action.b.flags if action.b.flags is not None else frozenset()
+        after_a = set_flags_version(a, action.key, action.a, flags)
+        etag_a, etag_b = after_a.etag, action.b.etag
+    else:
+        flags = action.a.flags if action.a.flags is not None else frozenset()
+        after_b = set_flags_version(b, action.key, action.b, flags)
+        etag_a, etag_b = action.a.etag, after_b.etag
+    return Outcome(
+        namespace=action.namespace,
+        key=action.key,
+        checksum=action.a.checksum or action.b.checksum,
+        size=action.a.size,
+        etag_a=etag_a,
+        etag_b=etag_b,
+        flags=flags,
+    )
+
+
+def _keep_both(
+    action: Action, a: DataStore, b: DataStore, on_bytes: Callable[[int], None]
+) -> list[Outcome]:
+    """a's version is kept as ``<key>.conflict-a-<time>`` on both sides; b's takes the key."""
+    assert action.a is not None
+    assert action.b is not None
+    loser = conflict_key(action.key, "a")
+    _, kept_b = copy_version(a, b, action.key, action.a, None, dst_key=loser, on_bytes=on_bytes)
+    _, copy_a = copy_version(a, a, action.key, action.a, None, dst_key=loser)
+    source_b, replaced = copy_version(b, a, action.key, action.b, action.a, on_bytes=on_bytes)
+    return [
+        _base(action, replaced, source_b),
+        _base(action, copy_a, kept_b, key=loser),
+    ]
+
+
+def failure_status(kind: ActionKind) -> Status:
+    if kind in (ActionKind.DELETE_A, ActionKind.DELETE_B):
+        return Status.PENDING_DELETE
+    if kind in (ActionKind.UPLOAD, ActionKind.FLAGS_B):
+        return Status.FAILED_UPLOAD
+    return Status.FAILED_DOWNLOAD
+
+
+def retry_limit(error: BaseException, kind: ActionKind, max_attempts: int) -> int:
+    """How many attempts in all an action that raised ``error`` gets in one run: what a retry
+    can fix gets ``max_attempts``; a failed authentication on a download, 3; the rest, 1."""
+    if isinstance(error, IntegrityError | DecryptionError) and kind is not ActionKind.UPLOAD:
+        return INTEGRITY_ATTEMPTS
+    if isinstance(error, PreconditionFailed | AlreadyExists):
+        return 1  # changed meanwhile: the next run plans it again, as a conflict if need be
+    if isinstance(error, TransientError):
+        return max_attempts
+    return 1

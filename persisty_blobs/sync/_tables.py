@@ -1,0 +1,107 @@
+"""The state database's tables and their schema version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import BlobError, Unsupported
+
+__all__ = ["SCHEMA_VERSION", "Tables", "connect"]
+
+SCHEMA_VERSION = 1
+
+
+def _key_type(length: int) -> Any:
+    # Keys must sort by their UTF-8 bytes, as every store's scan does, for the merge.
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
+
+
+@dataclass(frozen=True)
+class Tables:
+    schema: sa.Table
+    items: sa.Table
+    runs: sa.Table
+
+
+def _define(prefix: str) -> tuple[sa.MetaData, Tables]:
+    metadata = sa.MetaData()
+    schema = sa.Table(
+        f"{prefix}_schema", metadata, sa.Column("version", sa.Integer, nullable=False)
+    )
+    items = sa.Table(
+        f"{prefix}_items",
+        metadata,
+        sa.Column("pair", _key_type(200), primary_key=True),
+        sa.Column("namespace", _key_type(255), primary_key=True),
+        sa.Column("key", _key_type(1024), primary_key=True),
+        sa.Column("base_checksum", sa.String(80)),
+        sa.Column("base_size", sa.BigInteger),
+        sa.Column("base_etag_a", sa.String(200)),
+        sa.Column("base_etag_b", sa.String(200)),
+        sa.Column("base_flags", sa.String(200)),
+        sa.Column("base_at", sa.Float),
+        sa.Column("status", sa.String(20)),
+        sa.Column("priority", sa.Integer, nullable=False, server_default="2"),
+        sa.Column("action", sa.String(20)),
+        sa.Column("plan", sa.Text),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text),
+        sa.Column("run_id", sa.String(40)),
+        sa.Column("lease_owner", sa.String(200)),
+        sa.Column("lease_until", sa.Float),
+        sa.Column("resolution", sa.String(10)),
+    )
+    sa.Index(f"{prefix}_queue", items.c.pair, items.c.run_id, items.c.status, items.c.priority)
+    runs = sa.Table(
+        f"{prefix}_runs",
+        metadata,
+        sa.Column("pair", _key_type(200), primary_key=True),
+        sa.Column("run_id", sa.String(40), nullable=False),
+        sa.Column("owner", sa.String(200), nullable=False),
+        sa.Column("phase", sa.String(20), nullable=False),
+        sa.Column("lease_until", sa.Float, nullable=False),
+    )
+    return metadata, Tables(schema=schema, items=items, runs=runs)
+
+
+def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
+    """An engine on ``url`` with the tables created (or checked: a newer schema is refused)."""
+    if not prefix.replace("_", "").isalnum() or len(prefix) > 30:
+        raise ValueError(f"table_prefix must be 1-30 letters, digits or '_', not {prefix!r}")
+    options: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        options["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            options["poolclass"] = sa.pool.StaticPool
+    elif url.startswith("postgresql"):
+        options["connect_args"] = {"connect_timeout": 10}
+    engine = sa.create_engine(url, **options)
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _wal(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            if url not in ("sqlite://", "sqlite:///:memory:"):
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    metadata, tables = _define(prefix)
+    try:
+        with engine.begin() as connection:
+            metadata.create_all(connection, checkfirst=True)
+            version = connection.execute(sa.select(tables.schema.c.version)).scalar()
+            if version is None:
+                connection.execute(sa.insert(tables.schema).values(version=SCHEMA_VERSION))
+            elif version > SCHEMA_VERSION:
+                raise Unsupported(
+                    f"the sync state at {engine.url!r} has schema {version}; this library "
+                    f"reads up to {SCHEMA_VERSION}: upgrade persisty-blobs"
+                )
+    except sa.exc.SQLAlchemyError as error:
+        engine.dispose()
+        raise BlobError(f"cannot open the sync state at {engine.url!r}: {error}") from error
+    return engine, tables

@@ -1,0 +1,104 @@
+"""The writes a run makes to one side: each conditional on the version the plan saw, each copy
+streamed and checked against the source's checksum before it is committed."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ..errors import IntegrityError, PreconditionFailed
+from ..item import DataItem
+from ..store import DataStore
+from .model import Version
+
+__all__ = ["Trash", "conflict_key", "copy_version", "delete_version", "set_flags_version"]
+
+_BLOCK = 1024 * 1024
+
+
+def conflict_key(key: str, side: str, when: datetime | None = None) -> str:
+    stamp = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{key}.conflict-{side}-{stamp}"
+
+
+@dataclass(frozen=True)
+class Trash:
+    """Where a run keeps what it deletes or overwrites on a side (rclone's ``--backup-dir``):
+    the key ``<UTC time>/@<namespace>/<key>`` in the side's namespace ``name``."""
+
+    name: str
+
+    def keep(self, side: DataStore, namespace: str, key: str, version: Version) -> None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        target = side.namespace(self.name)
+        copy_version(side, target, key, version, None, dst_key=f"{stamp}/@{namespace}/{key}")
+
+
+def copy_version(
+    source: DataStore,
+    target: DataStore,
+    key: str,
+    version: Version,
+    replaces: Version | None,
+    *,
+    dst_key: str | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> tuple[DataItem, DataItem]:
+    """Stream ``version`` of ``source[key]`` onto ``target[dst_key or key]``, written only if
+    the target still holds ``replaces`` (None: only if absent). The copy is hashed as it
+    streams and discarded unless it matches the source's checksum. Returns (source item,
+    new target item)."""
+    with source.open(key) as reader:
+        item = reader.item
+        if item.etag != version.etag:
+            raise PreconditionFailed(
+                "changed since the plan; the next run decides", key=key, store=repr(source)
+            )
+        digest = hashlib.sha256()
+        with target.writer(
+            dst_key or key,
+            content_type=item.content_type,
+            metadata=item.metadata,
+            flags=item.flags,
+            if_match=None if replaces is None else replaces.etag,
+            if_none_match="*" if replaces is None else None,
+        ) as writer:
+            while block := reader.read(_BLOCK):
+                digest.update(block)
+                writer.write(block)
+                if on_bytes is not None:
+                    on_bytes(len(block))
+            copied = f"sha256:{digest.hexdigest()}"
+            if item.checksum is not None and copied != item.checksum:
+                raise IntegrityError(
+                    f"read {copied}, the source's checksum is {item.checksum}",
+                    key=key,
+                    store=repr(source),
+                )
+    assert writer.item is not None
+    if writer.item.checksum is not None and writer.item.checksum != copied:
+        raise IntegrityError("the copy's checksum differs", key=key, store=repr(target))
+    return item, writer.item
+
+
+def delete_version(side: DataStore, key: str, version: Version) -> None:
+    """Delete ``key`` if it still holds ``version``; already gone is done."""
+    side.delete(key, if_match=version.etag)
+
+
+def set_flags_version(
+    side: DataStore, key: str, version: Version, flags: frozenset[str]
+) -> DataItem:
+    """Set ``flags`` on ``key`` if it still holds ``version``; returns the item after."""
+    current = side.get(key)
+    if current is None or current.etag != version.etag:
+        raise PreconditionFailed(
+            "changed since the plan; the next run decides", key=key, store=repr(side)
+        )
+    side.set_flags(key, flags)
+    after = side.get(key)
+    if after is None:
+        raise PreconditionFailed("deleted while its flags were set", key=key, store=repr(side))
+    return after

@@ -1,0 +1,224 @@
+"""The 3-way diff: each side's listing is compared with the base (the last version both sides
+agreed on), never the two sides' etags with each other, and each key gets one action.
+
+====================  ==================  ======================  =====================
+a \\ b                 unchanged           changed                 deleted
+====================  ==================  ======================  =====================
+unchanged             nothing             download                delete on a
+changed               upload              equal: adopt, else      the change wins
+                                          conflict                (copied back)
+deleted               delete on b         the change wins         forget the base
+====================  ==================  ======================  =====================
+
+With no base, a key on one side is copied to the other, and a key on both is adopted when the
+contents are equal (no transfer) or else is a conflict. A flag-only change (same etag, other
+flags) is copied without the content; when both sides changed flags, b's win.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from ..item import Entry
+from ..store import DataStore
+from . import _codec
+from .model import Action, ActionKind, Priority
+from .state import BaseRow
+
+__all__ = ["Differ", "merge"]
+
+Policy = Literal["keep-both", "prefer-a", "prefer-b", "newer", "manual"]
+Direction = Literal["both", "push", "pull"]
+POLICIES: tuple[str, ...] = ("keep-both", "prefer-a", "prefer-b", "newer", "manual")
+DIRECTIONS: tuple[str, ...] = ("both", "push", "pull")
+
+_Triple = tuple[str, Entry | None, Entry | None, BaseRow | None]
+
+
+def merge(a: Iterator[Entry], b: Iterator[Entry], rows: Iterator[BaseRow]) -> Iterator[_Triple]:
+    """Walk three key-ordered streams together: (key, a's entry, b's entry, base row)."""
+    next_a, next_b, next_row = next(a, None), next(b, None), next(rows, None)
+    while next_a is not None or next_b is not None or next_row is not None:
+        key = min(item.key for item in (next_a, next_b, next_row) if item is not None)
+        entry_a = next_a if next_a is not None and next_a.key == key else None
+        entry_b = next_b if next_b is not None and next_b.key == key else None
+        row = next_row if next_row is not None and next_row.key == key else None
+        yield key, entry_a, entry_b, row
+        if entry_a is not None:
+            next_a = next(a, None)
+        if entry_b is not None:
+            next_b = next(b, None)
+        if row is not None:
+            next_row = next(rows, None)
+
+
+def _flags(entry: Entry) -> frozenset[str] | None:
+    return None if entry.flags is None else frozenset(str(flag) for flag in entry.flags)
+
+
+def _side(entry: Entry | None, base_etag: str | None, row: BaseRow | None) -> str:
+    if row is None or not row.has_base:
+        return "absent" if entry is None else "new"
+    if entry is None:
+        return "deleted"
+    if entry.etag != base_etag:
+        return "changed"
+    flags = _flags(entry)
+    if flags is not None and row.flags is not None and flags != row.flags:
+        return "flags"
+    return "unchanged"
+
+
+@dataclass
+class Differ:
+    """Decides each key's action for one namespace of a pair."""
+
+    namespace: str
+    a: DataStore
+    b: DataStore
+    policy: Policy = "keep-both"
+    direction: Direction = "both"
+    flag: str | None = None
+    #: Called with the store and entry whose checksum the listing lacked, once it is hashed.
+    on_hash: Callable[[str, int], None] | None = None
+
+    def decide(
+        self, key: str, a: Entry | None, b: Entry | None, row: BaseRow | None
+    ) -> Action | None:
+        if self.flag is not None and not self._in_scope(a, b, row):
+            return None
+        kind, reason = self._kind(key, a, b, row)
+        if kind is None or not self._allowed(kind):
+            return None
+        size = {ActionKind.UPLOAD: a, ActionKind.DOWNLOAD: b, ActionKind.KEEP_BOTH: a}.get(kind)
+        moved = 0 if size is None else size.size
+        if kind is ActionKind.KEEP_BOTH and b is not None:
+            moved += b.size
+        return Action(
+            kind=kind,
+            namespace=self.namespace,
+            key=key,
+            a=_codec.version_of(a),
+            b=_codec.version_of(b),
+            size=moved,
+            priority=row.priority if row is not None else Priority.MEDIUM,
+            reason=reason,
+        )
+
+    def _in_scope(self, a: Entry | None, b: Entry | None, row: BaseRow | None) -> bool:
+        marks = [_flags(entry) for entry in (a, b) if entry is not None]
+        marks.append(row.flags if row is not None else None)
+        return any(flags is not None and self.flag in flags for flags in marks)
+
+    def _allowed(self, kind: ActionKind) -> bool:
+        if self.direction == "push":
+            return not kind.writes_a and kind is not ActionKind.KEEP_BOTH
+        if self.direction == "pull":
+            return not kind.writes_b and kind is not ActionKind.KEEP_BOTH
+        return True
+
+    def _kind(
+        self, key: str, a: Entry | None, b: Entry | None, row: BaseRow | None
+    ) -> tuple[ActionKind | None, str]:
+        if row is not None and row.status is not None and row.status.value == "local_only":
+            return (ActionKind.FORGET, "local-only item gone") if a is None else (None, "")
+        side_a = _side(a, None if row is None else row.etag_a, row)
+        side_b = _side(b, None if row is None else row.etag_b, row)
+        quiet = ("unchanged", "flags")
+        if side_a == "absent" and side_b == "absent":
+            return ActionKind.FORGET, "on neither side"
+        if side_a == "new" and side_b == "absent":
+            return ActionKind.UPLOAD, "new on a"
+        if side_a == "absent" and side_b == "new":
+            return ActionKind.DOWNLOAD, "new on b"
+        if side_a in ("new", "changed") and side_b in ("new", "changed"):
+            return self._both_present(key, a, b, row, f"{side_a} on both")
+        if side_a == "deleted" and side_b == "deleted":
+            return ActionKind.FORGET, "deleted on both"
+        if side_a in quiet and side_b in quiet:
+            return self._flags_only(a, b, row, side_a, side_b)
+        if side_a in quiet:
+            if side_b == "changed":
+                return ActionKind.DOWNLOAD, "changed on b"
+            return ActionKind.DELETE_A, "deleted on b"
+        if side_b in quiet:
+            if side_a == "changed":
+                return ActionKind.UPLOAD, "changed on a"
+            return ActionKind.DELETE_B, "deleted on a"
+        # One side changed, the other deleted: the change wins unless the policy says otherwise.
+        resolution = None if row is None else row.resolution
+        if side_a == "changed":
+            if resolution == "b" or (resolution is None and self.policy == "prefer-b"):
+                return ActionKind.DELETE_A, "changed on a, deleted on b: b preferred"
+            if resolution is None and self.policy == "manual":
+                return ActionKind.CONFLICT, "changed on a, deleted on b"
+            return ActionKind.UPLOAD, "changed on a, deleted on b: the change wins"
+        if resolution == "a" or (resolution is None and self.policy == "prefer-a"):
+            return ActionKind.DELETE_B, "deleted on a, changed on b: a preferred"
+        if resolution is None and self.policy == "manual":
+            return ActionKind.CONFLICT, "deleted on a, changed on b"
+        return ActionKind.DOWNLOAD, "deleted on a, changed on b: the change wins"
+
+    def _flags_only(
+        self, a: Entry | None, b: Entry | None, row: BaseRow | None, side_a: str, side_b: str
+    ) -> tuple[ActionKind | None, str]:
+        assert a is not None
+        assert b is not None
+        assert row is not None
+        if side_a == "flags" and side_b == "flags":
+            if _flags(a) == _flags(b):
+                return ActionKind.ADOPT, "same flags set on both"
+            return ActionKind.FLAGS_A, "flags changed on both: b's win"
+        if side_a == "flags":
+            return ActionKind.FLAGS_B, "flags changed on a"
+        if side_b == "flags":
+            return ActionKind.FLAGS_A, "flags changed on b"
+        if row.status is not None and row.status.value != "synced":
+            return ActionKind.ADOPT, f"in sync (was {row.status.value})"
+        return None, ""
+
+    def _both_present(
+        self, key: str, a: Entry | None, b: Entry | None, row: BaseRow | None, reason: str
+    ) -> tuple[ActionKind | None, str]:
+        assert a is not None
+        assert b is not None
+        if a.size == b.size and self.checksum(self.a, a) == self.checksum(self.b, b):
+            flags_a, flags_b = _flags(a), _flags(b)
+            if flags_a is not None and flags_b is not None and flags_a != flags_b:
+                return ActionKind.FLAGS_A, f"{reason}, equal content: b's flags win"
+            return ActionKind.ADOPT, f"{reason}, equal content"
+        resolution = None if row is None else row.resolution
+        choice = resolution or {"prefer-a": "a", "prefer-b": "b"}.get(self.policy)
+        if choice is None and self.policy == "newer":
+            choice = "a" if a.updated_at > b.updated_at else "b"
+        if choice == "a":
+            return ActionKind.UPLOAD, f"conflict ({reason}): a's version kept"
+        if choice == "b":
+            return ActionKind.DOWNLOAD, f"conflict ({reason}): b's version kept"
+        if self.policy == "manual":
+            return ActionKind.CONFLICT, f"conflict: {reason}"
+        if self.direction == "push":
+            return ActionKind.UPLOAD, f"conflict ({reason}): pushed"
+        if self.direction == "pull":
+            return ActionKind.DOWNLOAD, f"conflict ({reason}): pulled"
+        return ActionKind.KEEP_BOTH, f"conflict: {reason}"
+
+    def checksum(self, store: DataStore, entry: Entry) -> str | None:
+        """The entry's checksum: from the listing, else the item, else its content hashed."""
+        if entry.checksum is not None:
+            return entry.checksum
+        item = store.get(entry.key)
+        if item is not None and item.etag == entry.etag and item.checksum is not None:
+            return item.checksum
+        digest = hashlib.sha256()
+        with store.open(entry.key) as reader:
+            if reader.item.etag != entry.etag:
+                return None  # changed since the listing: the next run sees the new version
+            while block := reader.read(1024 * 1024):
+                digest.update(block)
+        if self.on_hash is not None:
+            self.on_hash(entry.key, entry.size)
+        return f"sha256:{digest.hexdigest()}"

@@ -1,0 +1,265 @@
+"""``Replicator``: syncs two stores through a ``SyncState``.
+
+A run lists both sides (``scan``), streams the lists beside the base through the 3-way diff
+(``diff.py``), records the plan in the state, checks the delete guards, and only then acts
+(``executor.py``). Every write is conditional on the version the plan saw, and the base moves
+only after a verified transfer, so a run killed at any point is finished by the next one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Literal
+
+from ..errors import BlobError, InvalidArgument
+from ..item import Entry, Flag
+from ..keys import validate_flags, validate_key, validate_namespace, validate_prefix
+from ..store import DataStore
+from . import _runs
+from ._transfer import Trash
+from .diff import DIRECTIONS, POLICIES, Differ, Direction, Policy, merge
+from .executor import Executor
+from .model import (
+    Action,
+    ActionKind,
+    ItemState,
+    Priority,
+    ProgressCallback,
+    ProgressEvent,
+    Status,
+    SyncReport,
+)
+from .state import SyncState
+
+__all__ = ["Replicator", "SyncAborted"]
+
+_BATCH = 500
+
+
+class SyncAborted(BlobError):
+    """A safety check stopped the run before it changed either side: too many deletes, or
+    an empty listing of a side that had items."""
+
+
+class Replicator:
+    """Replicates between ``a`` (local) and ``b`` (remote). See ``../shared/DESIGN.md``."""
+
+    def __init__(
+        self,
+        a: DataStore,
+        b: DataStore,
+        state: SyncState,
+        *,
+        pair: str = "default",
+        direction: Direction = "both",
+        namespaces: list[str] | None = None,
+        prefix: str = "",
+        conflict: Policy = "keep-both",
+        max_delete: float = 0.5,
+        force: bool = False,
+        trash: str | None = None,
+        flag: Flag | str | None = None,
+        concurrency: int = 4,
+        max_attempts: int = 5,
+        retry_delay: float = 1.0,
+    ) -> None:
+        if direction not in DIRECTIONS:
+            raise InvalidArgument(f"direction is one of {DIRECTIONS}, not {direction!r}")
+        if conflict not in POLICIES:
+            raise InvalidArgument(f"conflict is one of {POLICIES}, not {conflict!r}")
+        if not 0 <= max_delete <= 1:
+            raise InvalidArgument(f"max_delete is a fraction from 0 to 1, not {max_delete!r}")
+        if concurrency < 1 or max_attempts < 1:
+            raise InvalidArgument("concurrency and max_attempts must be at least 1")
+        if not pair or len(pair) > 200:
+            raise InvalidArgument("pair is a name of 1 to 200 characters")
+        self.a, self.b, self.state, self.pair = a, b, state, pair
+        self.direction: Direction = direction
+        self.namespaces = (
+            None if namespaces is None else [validate_namespace(n) for n in namespaces]
+        )
+        self.prefix = validate_prefix(prefix)
+        self.conflict: Policy = conflict
+        self.max_delete, self.force = max_delete, force
+        self.trash = None if trash is None else Trash(validate_namespace(trash))
+        self.flag = None if flag is None else str(next(iter(validate_flags([flag]))))
+        self.concurrency, self.max_attempts, self.retry_delay = (
+            concurrency,
+            max_attempts,
+            retry_delay,
+        )
+
+    # Planning ---------------------------------------------------------------------------
+
+    def _namespaces(self) -> list[str]:
+        if self.namespaces is not None:
+            return sorted(self.namespaces)
+        names = set(self.a.namespaces()) | set(self.b.namespaces())
+        names |= set(self.state.namespaces(self.pair))
+        if self.trash is not None:
+            names.discard(self.trash.name)
+        return sorted(names)
+
+    def _views(self, namespace: str) -> tuple[DataStore, DataStore]:
+        return self.a.namespace(namespace), self.b.namespace(namespace)
+
+    def _actions(self, tally: _Tally) -> Iterator[Action]:
+        for namespace in self._namespaces():
+            a, b = self._views(namespace)
+            differ = Differ(namespace, a, b, self.conflict, self.direction, self.flag)
+            scan_a = tally.count("a", a.scan(self.prefix))
+            scan_b = tally.count("b", b.scan(self.prefix))
+            rows = self.state.rows(self.pair, namespace, self.prefix)
+            for key, entry_a, entry_b, row in merge(scan_a, scan_b, rows):
+                if row is not None and row.has_base:
+                    tally.base += 1
+                action = differ.decide(key, entry_a, entry_b, row)
+                if action is not None:
+                    tally.add(action)
+                    yield action
+
+    def plan(self) -> list[Action]:
+        """What a run would do now. Writes nothing to either store or to the state."""
+        return list(self._actions(_Tally()))
+
+    # Running ------------------------------------------------------------------------------
+
+    def run(self, *, progress: ProgressCallback | None = None) -> SyncReport:
+        """Plan, check the guards, then carry the plan out; see ``SyncReport``."""
+        started = time.monotonic()
+        report = SyncReport()
+        self.state.release_dead_leases(self.pair)
+        run_id, planner = _runs.begin_run(self.state, self.pair)
+        if planner:
+            report.conflicts = self._record(run_id, progress).conflicts
+        elif not self._await_plan(run_id):
+            report.seconds = time.monotonic() - started
+            return report
+        executor = Executor(
+            state=self.state,
+            pair=self.pair,
+            run_id=run_id,
+            views=self._views,
+            report=report,
+            concurrency=self.concurrency,
+            max_attempts=self.max_attempts,
+            retry_delay=self.retry_delay,
+            trash=self.trash,
+            progress=progress,
+            planner=planner,
+        )
+        try:
+            executor.run()
+        finally:
+            if planner:
+                _runs.end_run(self.state, self.pair, run_id)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _record(self, run_id: str, progress: ProgressCallback | None) -> _Tally:
+        tally = _Tally()
+        try:
+            batch: list[Action] = []
+            for action in self._actions(tally):
+                batch.append(action)
+                if len(batch) >= _BATCH:
+                    self.state.record_plan(self.pair, run_id, batch)
+                    batch = []
+                    _runs.renew_run(self.state, self.pair, run_id)
+            self.state.record_plan(self.pair, run_id, batch)
+            self._check(tally)
+        except BaseException:
+            self.state.discard(self.pair, run_id)
+            _runs.end_run(self.state, self.pair, run_id)
+            raise
+        self.state.activate(self.pair, run_id)
+        _runs.renew_run(self.state, self.pair, run_id, "executing")
+        if progress is not None:
+            progress(ProgressEvent(kind="planned", items=tally.items, bytes=tally.bytes))
+        return tally
+
+    def _check(self, tally: _Tally) -> None:
+        if self.force or tally.base == 0:
+            return
+        for side in ("a", "b"):
+            if tally.listed[side] == 0:
+                raise SyncAborted(
+                    f"side {side} listed no items but the base holds {tally.base}: a wrong "
+                    f"or unmounted store? Nothing was changed (force=True to sync anyway)",
+                    store=repr(self.a if side == "a" else self.b),
+                )
+            deletes = tally.deletes[side]
+            if deletes > self.max_delete * tally.base:
+                raise SyncAborted(
+                    f"the run would delete {deletes} of {tally.base} items on side {side}, "
+                    f"over max_delete={self.max_delete}; nothing was changed "
+                    f"(force=True to sync anyway)",
+                    store=repr(self.a if side == "a" else self.b),
+                )
+
+    def _await_plan(self, run_id: str) -> bool:
+        """Wait while another process plans the run this one joins; False if it ended."""
+        while (phase := _runs.run_phase(self.state, self.pair, run_id)) == "planning":
+            time.sleep(0.1)
+        return phase == "executing"
+
+    # The queue ------------------------------------------------------------------------------
+
+    def status(self, key: str, *, namespace: str = "") -> Status | None:
+        found = self.state.item(self.pair, validate_namespace(namespace), validate_key(key))
+        return None if found is None else found.status
+
+    def items(
+        self, *, status: Status | None = None, namespace: str | None = None
+    ) -> Iterator[ItemState]:
+        return self.state.items(self.pair, status=status, namespace=namespace)
+
+    def set_priority(
+        self, key: str, priority: Priority | str | int, *, namespace: str = ""
+    ) -> None:
+        self.state.set_priority(
+            self.pair, validate_namespace(namespace), validate_key(key), Priority.of(priority)
+        )
+
+    def resolve(self, key: str, keep: Literal["a", "b"], *, namespace: str = "") -> None:
+        """Settle a CONFLICT: the next run copies side ``keep``'s version over the other."""
+        if keep not in ("a", "b"):
+            raise InvalidArgument(f"keep is 'a' or 'b', not {keep!r}")
+        self.state.mark(
+            self.pair,
+            validate_namespace(namespace),
+            validate_key(key),
+            Status.PENDING_UPLOAD if keep == "a" else Status.PENDING_DOWNLOAD,
+            resolution=keep,
+        )
+
+    def progress(self) -> dict[Status, int]:
+        return self.state.progress(self.pair)
+
+
+class _Tally:
+    """What a plan adds up to, for the guards and the progress totals."""
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.items = 0
+        self.bytes = 0
+        self.listed = {"a": 0, "b": 0}
+        self.deletes = {"a": 0, "b": 0}
+        self.conflicts = 0
+
+    def count(self, side: str, entries: Iterator[Entry]) -> Iterator[Entry]:
+        for entry in entries:
+            self.listed[side] += 1
+            yield entry
+
+    def add(self, action: Action) -> None:
+        self.items += 1
+        self.bytes += action.size
+        if action.kind is ActionKind.DELETE_A:
+            self.deletes["a"] += 1
+        elif action.kind is ActionKind.DELETE_B:
+            self.deletes["b"] += 1
+        elif action.kind is ActionKind.CONFLICT:
+            self.conflicts += 1

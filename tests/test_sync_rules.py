@@ -1,0 +1,227 @@
+"""The diff's rules, each cell of the table, conflicts, flags and directions, between real
+stores with a real state database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from persisty_blobs import DataStore, Flag
+from persisty_blobs.stores.memory import MemoryStore
+from persisty_blobs.sync import ActionKind, Replicator, Status, SyncState
+
+from .sync_support import contents
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> SyncState:
+    return SyncState(tmp_path / "state.db")
+
+
+def synced(a: DataStore, b: DataStore, state: SyncState, **options: object) -> Replicator:
+    """A replicator whose first run has made ``a`` and ``b`` equal."""
+    replicator = Replicator(a, b, state, retry_delay=0.01, **options)  # type: ignore[arg-type]
+    report = replicator.run()
+    assert report.ok, report.failures
+    assert contents(a) == contents(b)
+    return replicator
+
+
+def kinds(replicator: Replicator) -> dict[str, ActionKind]:
+    return {action.key: action.kind for action in replicator.plan()}
+
+
+def test_first_sync_copies_both_ways_and_then_nothing_is_planned(state: SyncState) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    a.put("only-a", b"A", metadata={"who": "a"}, flags=[Flag.PENDING])
+    b.put("only-b", b"B", content_type="text/plain")
+    replicator = synced(a, b, state)
+    assert b.get("only-a").metadata == {"who": "a"}  # type: ignore[union-attr]
+    assert b.get_flags("only-a") == {Flag.PENDING}
+    assert a.get("only-b").content_type == "text/plain"  # type: ignore[union-attr]
+    assert replicator.plan() == []
+    assert replicator.progress()[Status.SYNCED] == 2
+
+
+def test_every_cell_of_the_rules_table(state: SyncState) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    for key in ("uu", "uc", "ud", "cu", "cc-same", "cc-diff", "du", "dd"):
+        a.put(key, b"base " + key.encode())
+    replicator = synced(a, b, state, conflict="prefer-b")
+    b.put("uc", b"b changed")
+    b.delete("ud")
+    a.put("cu", b"a changed")
+    a.put("cc-same", b"same change")
+    b.put("cc-same", b"same change")
+    a.put("cc-diff", b"a's")
+    b.put("cc-diff", b"b's")
+    a.delete("du")
+    a.delete("dd")
+    b.delete("dd")
+    assert kinds(replicator) == {
+        "uc": ActionKind.DOWNLOAD,
+        "ud": ActionKind.DELETE_A,
+        "cu": ActionKind.UPLOAD,
+        "cc-same": ActionKind.ADOPT,
+        "cc-diff": ActionKind.DOWNLOAD,  # conflict, b preferred
+        "du": ActionKind.DELETE_B,
+        "dd": ActionKind.FORGET,
+    }
+    report = replicator.run()
+    assert report.ok
+    assert report.bytes == len(b"b changed") + len(b"a changed") + len(b"b's")
+    assert contents(a) == contents(b)
+    assert a.read_bytes("cc-diff") == b"b's"
+    assert replicator.plan() == []
+
+
+@pytest.mark.parametrize(
+    ("policy", "winner"), [("prefer-a", b"a's"), ("prefer-b", b"b's"), ("newer", b"b's")]
+)
+def test_conflict_policies_pick_one_version(state: SyncState, policy: str, winner: bytes) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    a.put("doc", b"base")
+    replicator = synced(a, b, state, conflict=policy)
+    a.put("doc", b"a's")
+    b.put("doc", b"b's")  # later: "newer" picks it
+    assert replicator.run().ok
+    assert a.read_bytes("doc") == b.read_bytes("doc") == winner
+    assert [entry.key for entry in a.scan()] == ["doc"]
+
+
+def test_keep_both_keeps_the_loser_under_a_conflict_name_on_both_sides(state: SyncState) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    a.put("doc", b"base")
+    replicator = synced(a, b, state)
+    a.put("doc", b"a's")
+    b.put("doc", b"b's")
+    assert replicator.run().ok
+    keys = [entry.key for entry in a.scan()]
+    assert keys[0] == "doc"
+    assert len(keys) == 2
+    assert keys[1].startswith("doc.conflict-a-")
+    assert contents(a) == contents(b)
+    assert a.read_bytes(keys[1]) == b"a's"
+    assert a.read_bytes("doc") == b"b's"
+    assert replicator.plan() == []
+
+
+def test_manual_conflicts_wait_for_the_caller(state: SyncState) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    a.put("doc", b"base")
+    replicator = synced(a, b, state, conflict="manual")
+    a.put("doc", b"a's")
+    b.put("doc", b"b's")
+    report = replicator.run()
+    assert report.conflicts == 1
+    assert replicator.status("doc") is Status.CONFLICT
+    assert a.read_bytes("doc") == b"a's"
+    assert b.read_bytes("doc") == b"b's"
+    replicator.resolve("doc", "a")
+    assert replicator.run().ok
+    assert b.read_bytes("doc") == b"a's"
+    assert replicator.status("doc") is Status.SYNCED
+
+
+def test_change_against_delete_the_change_wins(state: SyncState) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    a.put("x", b"base")
+    a.put("y", b"base")
+    replicator = synced(a, b, state)
+    a.put("x", b"edited on a")
+    b.delete("x")
+    a.delete("y")
+    b.put("y", b"edited on b")
+    assert kinds(replicator) == {"x": ActionKind.UPLOAD, "y": ActionKind.DOWNLOAD}
+    assert replicator.run().ok
+    assert b.read_bytes("x") == b"edited on a"
+    assert a.read_bytes("y") == b"edited on b"
+
+
+def test_identical_content_without_a_base_is_adopted_without_a_transfer(state: SyncState) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    for index in range(5):
+        a.put(f"k{index}", b"same %d" % index)
+        b.put(f"k{index}", b"same %d" % index)
+    b.put("k4", b"different")
+    replicator = Replicator(a, b, state)
+    plan = kinds(replicator)
+    assert [plan[f"k{index}"] for index in range(4)] == [ActionKind.ADOPT] * 4
+    assert plan["k4"] is ActionKind.KEEP_BOTH
+    report = replicator.run()
+    assert report.count(ActionKind.ADOPT) == 4
+    assert report.bytes == len(b"same 4") + len(b"different")
+
+
+def test_flag_changes_move_without_content_and_b_wins_when_both_change(state: SyncState) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    a.put("one", b"1")
+    a.put("two", b"2")
+    replicator = synced(a, b, state)
+    a.set_flags("one", [Flag.PROCESSING])
+    a.set_flags("two", [Flag.PROCESSING])
+    b.set_flags("two", [Flag.PROCESSED])
+    assert kinds(replicator) == {"one": ActionKind.FLAGS_B, "two": ActionKind.FLAGS_A}
+    report = replicator.run()
+    assert report.bytes == 0
+    assert b.get_flags("one") == {Flag.PROCESSING}
+    assert a.get_flags("two") == b.get_flags("two") == {Flag.PROCESSED}
+    assert replicator.plan() == []
+
+
+@pytest.mark.parametrize("direction", ["push", "pull"])
+def test_push_and_pull_never_write_to_the_source(state: SyncState, direction: str) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    a.put("shared", b"base")
+    Replicator(a, b, state).run()
+    a.put("a-new", b"A")
+    b.put("b-new", b"B")
+    a.put("shared", b"a edit")
+    b.put("shared", b"b edit")
+    source, target = (a, b) if direction == "push" else (b, a)
+    before = contents(source)
+    replicator = Replicator(a, b, state, direction=direction)  # type: ignore[arg-type]
+    assert replicator.run().ok
+    assert contents(source) == before
+    assert contents(target)["", "shared"] == before["", "shared"]
+    new_key = "a-new" if direction == "push" else "b-new"
+    assert contents(target)["", new_key] == before["", new_key]
+
+
+def test_namespaces_are_separate_items_everywhere(state: SyncState) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    a.namespace("alice").put("doc", b"alice's")
+    a.namespace("bob").put("doc", b"bob's")
+    a.put("doc", b"default")
+    replicator = synced(a, b, state)
+    assert b.namespace("alice").read_bytes("doc") == b"alice's"
+    assert b.namespace("bob").read_bytes("doc") == b"bob's"
+    assert replicator.status("doc", namespace="alice") is Status.SYNCED
+    a.namespace("alice").delete("doc")
+    assert kinds(replicator) == {"doc": ActionKind.DELETE_B}
+    only_bob = Replicator(a, b, state, namespaces=["bob"])
+    assert only_bob.plan() == []
+    assert replicator.run().ok
+    assert b.namespace("bob").exists("doc")
+    assert not b.namespace("alice").exists("doc")
+
+
+def test_flag_limits_a_run_to_items_carrying_it(state: SyncState) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    a.put("flagged", b"1", flags=[Flag.PENDING])
+    a.put("plain", b"2")
+    report = Replicator(a, b, state, flag="pending").run()
+    assert report.count(ActionKind.UPLOAD) == 1
+    assert [entry.key for entry in b.scan()] == ["flagged"]
+
+
+def test_plan_writes_nothing_to_either_store_or_the_state(state: SyncState) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    a.put("x", b"1")
+    b.put("y", b"2")
+    replicator = Replicator(a, b, state)
+    before = contents(a), contents(b)
+    assert len(replicator.plan()) == 2
+    assert (contents(a), contents(b)) == before
+    assert list(replicator.items()) == []

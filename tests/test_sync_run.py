@@ -1,0 +1,222 @@
+"""Running a sync: priorities, retries, failures that block nothing, delete guards, trash and
+progress; the faults come from a real layer over real stores."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from persisty_blobs import IntegrityError, NotFound, PermissionDenied, TransientError
+from persisty_blobs.stores.memory import MemoryStore
+from persisty_blobs.sync import (
+    ActionKind,
+    Priority,
+    ProgressEvent,
+    Replicator,
+    Status,
+    SyncAborted,
+    SyncState,
+)
+
+from .sync_support import Faulty, contents
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> SyncState:
+    return SyncState(tmp_path / "state.db")
+
+
+def filled(count: int, size: int = 10) -> MemoryStore:
+    store = MemoryStore()
+    for index in range(count):
+        store.put(f"item-{index:04}", bytes([index % 256]) * size)
+    return store
+
+
+def test_one_failing_item_blocks_nothing_and_a_later_run_retries_it(state: SyncState) -> None:
+    broken = {"item-0003"}
+    remote = Faulty(fault=lambda op, key: PermissionDenied("no") if key in broken else None)
+    local = filled(10)
+    replicator = Replicator(local, remote, state, retry_delay=0.001)
+    report = replicator.run()
+    assert [(key, kind) for _, key, kind, _ in report.failures] == [
+        ("item-0003", ActionKind.UPLOAD)
+    ]
+    assert report.count(ActionKind.UPLOAD) == 9
+    assert remote.counts.writes.get("item-0003") is None  # refused at once, not retried
+    assert replicator.status("item-0003") is Status.FAILED_UPLOAD
+    assert "PermissionDenied" in (state.item("default", "", "item-0003").last_error or "")  # type: ignore[union-attr]
+    broken.clear()
+    assert replicator.run().ok
+    assert contents(local) == contents(remote)
+    assert replicator.status("item-0003") is Status.SYNCED
+
+
+def test_transient_errors_are_retried_with_backoff_then_fail(state: SyncState) -> None:
+    calls: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def flaky(operation: str, key: str) -> BaseException | None:
+        if operation != "write":
+            return None
+        with lock:
+            calls[key] = calls.get(key, 0) + 1
+            count = calls[key]
+        if key == "item-0000" and count <= 2:
+            return TransientError("503")
+        if key == "item-0001":
+            return TransientError("down for good")
+        return None
+
+    local, remote = filled(3), Faulty(fault=flaky)
+    report = Replicator(local, remote, state, max_attempts=4, retry_delay=0.001).run()
+    assert calls["item-0000"] == 3
+    assert calls["item-0001"] == 4
+    assert [key for _, key, _, _ in report.failures] == ["item-0001"]
+    assert remote.exists("item-0000")
+    assert state.item("default", "", "item-0001").attempts == 4  # type: ignore[union-attr]
+
+
+def test_a_download_that_fails_authentication_is_tried_three_times(state: SyncState) -> None:
+    remote = Faulty(
+        filled(4), fault=lambda op, key: IntegrityError("tag") if key == "item-0002" else None
+    )
+    local = MemoryStore()
+    report = Replicator(local, remote, state, retry_delay=0.001).run()
+    assert remote.counts.reads.get("item-0002") is None  # the fault comes before the read count
+    assert [key for _, key, _, _ in report.failures] == ["item-0002"]
+    assert Replicator(local, remote, state).status("item-0002") is Status.FAILED_DOWNLOAD
+    assert sorted(entry.key for entry in local.scan()) == ["item-0000", "item-0001", "item-0003"]
+
+
+def test_not_found_fails_at_once_instead_of_forever(state: SyncState) -> None:
+    attempts: list[str] = []
+
+    def vanished(operation: str, key: str) -> BaseException | None:
+        if operation != "read":
+            return None
+        attempts.append(key)
+        return NotFound("gone")
+
+    report = Replicator(MemoryStore(), Faulty(filled(1), vanished), state, retry_delay=0.001).run()
+    assert attempts == ["item-0000"]
+    assert report.failures[0][2] is ActionKind.DOWNLOAD
+
+
+def test_highest_priority_first_and_a_raise_mid_run_goes_next(state: SyncState) -> None:
+    local = filled(12)
+    order: list[str] = []
+    replicator = Replicator(local, MemoryStore(), state, concurrency=1)
+    replicator.plan()
+    for key in ("item-0005", "item-0009"):
+        state.mark("default", "", key, Status.PENDING_UPLOAD, priority="high")
+
+    def record(event: ProgressEvent) -> None:
+        if event.kind == "done":
+            order.append(event.key)
+            if len(order) == 3:
+                replicator.set_priority("item-0011", Priority.URGENT)
+
+    assert replicator.run(progress=record).ok
+    assert order[:2] == ["item-0005", "item-0009"]
+    assert order[3] == "item-0011"
+
+
+def test_max_delete_stops_the_run_before_it_changes_anything(state: SyncState) -> None:
+    local, remote = filled(10), MemoryStore()
+    Replicator(local, remote, state).run()
+    for index in range(6):
+        local.delete(f"item-{index:04}")
+    local.put("new", b"n")
+    replicator = Replicator(local, remote, state)
+    with pytest.raises(SyncAborted, match="delete 6 of 10"):
+        replicator.run()
+    assert len(contents(remote)) == 10
+    assert not remote.exists("new")
+    assert replicator.progress()[Status.PENDING_DELETE] == 0
+    report = Replicator(local, remote, state, force=True).run()
+    assert report.count(ActionKind.DELETE_B) == 6
+    assert contents(local) == contents(remote)
+
+
+def test_an_empty_listing_of_a_side_that_had_items_aborts(state: SyncState) -> None:
+    local, remote = filled(3), MemoryStore()
+    Replicator(local, remote, state).run()
+    with pytest.raises(SyncAborted, match="listed no items"):
+        Replicator(MemoryStore(), remote, state, max_delete=1.0).run()
+    assert len(contents(remote)) == 3
+
+
+def test_a_listing_error_aborts_before_any_change(state: SyncState) -> None:
+    failing = {"on": False}
+    remote = Faulty(fault=lambda op, key: TransientError("list") if failing["on"] else None)
+    local = filled(3)
+    Replicator(local, remote, state).run()
+    local.put("new", b"n")
+    failing["on"] = True
+    with pytest.raises(TransientError):
+        Replicator(local, remote, state).run()
+    failing["on"] = False
+    assert not remote.exists("new")
+
+
+def test_deletes_run_after_transfers_and_not_at_all_if_one_failed(state: SyncState) -> None:
+    local, remote = filled(4), Faulty(MemoryStore())
+    Replicator(local, remote, state).run()
+    local.delete("item-0000")
+    local.put("item-0001", b"changed")
+    remote.fault = lambda op, key: PermissionDenied("no") if op == "write" else None
+    report = Replicator(local, remote, state, retry_delay=0.001).run()
+    assert report.deletes_skipped == 1
+    assert remote.exists("item-0000")
+    assert Replicator(local, remote, state).status("item-0000") is Status.PENDING_DELETE
+    remote.fault = lambda op, key: None
+    report = Replicator(local, remote, state).run()
+    assert report.ok
+    assert not remote.exists("item-0000")
+
+
+def test_trash_keeps_what_a_run_deleted_or_overwrote(state: SyncState) -> None:
+    local, remote = filled(2), MemoryStore()
+    Replicator(local, remote, state, trash="trash").run()
+    old = remote.read_bytes("item-0001")
+    local.delete("item-0000")
+    local.put("item-0001", b"new")
+    assert Replicator(local, remote, state, trash="trash").run().ok
+    kept = {
+        entry.key.split("/", 1)[1]: remote.namespace("trash").read_bytes(entry.key)
+        for entry in remote.namespace("trash").scan()
+    }
+    assert kept == {"@/item-0000": bytes([0]) * 10, "@/item-0001": old}
+    assert "trash" not in local.namespaces()
+
+
+def test_progress_events_and_the_report_add_up(state: SyncState) -> None:
+    events: list[ProgressEvent] = []
+    report = Replicator(filled(5, size=100), MemoryStore(), state).run(progress=events.append)
+    planned = [event for event in events if event.kind == "planned"]
+    assert [(event.items, event.bytes) for event in planned] == [(5, 500)]
+    assert sum(event.bytes for event in events if event.kind == "bytes") == 500
+    assert len([event for event in events if event.kind == "done"]) == 5
+    assert report.bytes == 500
+    assert report.count(ActionKind.UPLOAD) == 5
+    assert report.seconds > 0
+
+
+def test_a_change_made_during_the_run_is_never_overwritten(state: SyncState) -> None:
+    local, other_writer = filled(1), MemoryStore()
+    sneaked: list[str] = []
+
+    def sneak(operation: str, key: str) -> BaseException | None:
+        if operation == "write" and not sneaked:
+            sneaked.append(key)
+            remote.put(key, b"written by someone else")
+        return None
+
+    remote = Faulty(other_writer, sneak)
+    report = Replicator(local, remote, state, retry_delay=0.001).run()
+    assert not report.ok
+    assert remote.read_bytes("item-0000") == b"written by someone else"
+    assert Replicator(local, remote, state).plan()[0].kind is ActionKind.KEEP_BOTH
