@@ -1,15 +1,74 @@
+import threading
 from collections.abc import Iterator
 
 import pytest
 
+import persisty_blobs as pb
 from persisty_blobs.stores import MemoryStore
 from persisty_blobs.testing import StoreConformance
+from persisty_blobs.testing._support import Workers
 
 
 class TestMemoryStore(StoreConformance):
-    content_in_process = True
-
     @pytest.fixture
     def store(self) -> Iterator[MemoryStore]:
         with MemoryStore() as store:
             yield store
+
+
+def test_open_store_takes_the_stores_options() -> None:
+    store = pb.open_store("memory://", chunk_size=1000)
+    assert isinstance(store, MemoryStore)
+    assert store.chunk_size == 1000
+    with pytest.raises(TypeError, match="chunk_size"):
+        pb.open_store("memory://", chunk_size="big")
+    with pytest.raises(pb.InvalidArgument, match="chunk_size"):
+        MemoryStore(chunk_size=0)
+
+
+def test_capabilities() -> None:
+    capabilities = MemoryStore().capabilities
+    assert capabilities.content_in_process
+    assert not capabilities.shared_across_processes
+    assert capabilities.nested_keys
+
+
+def test_listing_pages_by_bisection_over_many_keys() -> None:
+    store = MemoryStore()
+    names = [f"k{index:06d}" for index in range(20_000)]
+    for name in reversed(names):  # the costly order for the sorted index
+        store.put(name, b"")
+    store.delete(names[5])
+    assert [item.key for item in store.list("k0000", limit=7)] == names[:5] + names[6:8]
+    assert [entry.key for entry in store.scan(after=names[-3])] == names[-2:]
+    assert store.count("k01") == 10_000
+    assert store.namespaces() == [""]
+    for name in names:
+        store.delete(name)
+    assert store.namespaces() == []
+
+
+def test_a_failing_worker_fails_the_test_in_its_own_thread() -> None:
+    def fail(index: int) -> None:
+        assert index < 0, "a reader saw wrong content"
+
+    workers = Workers()
+    workers.start(fail, 1)
+    with pytest.raises(AssertionError, match="wrong content"):
+        workers.join()
+    two = Workers()
+    two.start(fail, 1)
+    two.start(fail, 2)
+    with pytest.raises(BaseExceptionGroup):
+        two.join()
+
+
+def test_a_hung_worker_fails_the_test() -> None:
+    release = threading.Event()
+    workers = Workers()
+    workers.start(release.wait)
+    try:
+        with pytest.raises(pytest.fail.Exception, match="still running"):
+            workers.join(timeout=0.2)
+    finally:
+        release.set()

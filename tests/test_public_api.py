@@ -36,8 +36,23 @@ def test_every_error_is_exported_and_derives_from_blob_error() -> None:
         assert issubclass(error_class, pb.BlobError)
         assert getattr(pb, error_class.__name__) is error_class
     assert issubclass(pb.NotFound, KeyError)
-    for value_error in (pb.InvalidKey, pb.InvalidMetadata, pb.InvalidFlags):
+    for value_error in (pb.InvalidKey, pb.InvalidMetadata, pb.InvalidFlags, pb.InvalidArgument):
         assert issubclass(value_error, ValueError)
+    assert issubclass(pb.InvalidArgumentType, TypeError)
+
+
+def test_stores_after_a_bare_import() -> None:
+    # The README writes pb.stores.DirectoryStore after `import persisty_blobs as pb` alone.
+    code = (
+        "import persisty_blobs as pb;"
+        "print(pb.stores.DirectoryStore.__name__, pb.stores.MemoryStore.__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["DirectoryStore", "MemoryStore"]
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        _ = pb.no_such_thing
 
 
 def test_import_pulls_in_no_optional_dependency() -> None:
@@ -71,6 +86,7 @@ def test_os_errors_map_onto_the_tree() -> None:
 
 def test_open_store_schemes() -> None:
     assert isinstance(pb.open_store("memory://"), stores.MemoryStore)
+    assert pb.open_store("memory://", chunk_size=4096).chunk_size == 4096
     with pytest.raises(pb.Unsupported, match="no store for the URL scheme 'ftp'"):
         pb.open_store("ftp://example/bucket")
 

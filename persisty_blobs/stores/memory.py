@@ -1,13 +1,17 @@
-"""``MemoryStore``: the reference store. Everything lives in a dict behind one lock."""
+"""``MemoryStore``: the reference store. Everything lives in a dict behind one lock, beside a
+sorted list of each namespace's keys, so a page of a listing costs a bisection and the page."""
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import io
 import threading
-from datetime import UTC, datetime
+from typing import Any
 
+from .. import driver as driver_module
 from ..driver import (
+    Capabilities,
     Driver,
     DriverWriter,
     ItemHeader,
@@ -16,7 +20,7 @@ from ..driver import (
     clip_range,
     etag_for,
 )
-from ..errors import NotFound
+from ..errors import InvalidArgument, InvalidArgumentType, NotFound
 from ..item import DataItem, Flag
 from ..store import DataStore
 from ..streams import BytesRangeRaw
@@ -30,21 +34,31 @@ class MemoryStore(DataStore):
     """Items in this process's memory, gone when it ends. Thread-safe."""
 
     def __init__(self, *, chunk_size: int = 64 * 1024) -> None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+            raise InvalidArgumentType(f"chunk_size must be an int, not {type(chunk_size).__name__}")
+        if chunk_size < 1:
+            raise InvalidArgument(f"chunk_size must be at least 1, not {chunk_size}")
         super().__init__(_MemoryDriver(chunk_size))
 
     @classmethod
-    def from_url(cls, url: str) -> MemoryStore:
-        """``memory://``: a new, empty store."""
-        return cls()
+    def from_url(cls, url: str, **options: Any) -> MemoryStore:
+        """``memory://``: a new, empty store; ``options`` are the constructor's."""
+        return cls(**options)
 
 
 class _MemoryDriver(Driver):
     name = "MemoryStore()"
+    # A forked child gets a copy of the items, not the parent's store.
+    capabilities = Capabilities(
+        server_side_copy=True, content_in_process=True, shared_across_processes=False
+    )
 
     def __init__(self, chunk_size: int) -> None:
         self.chunk_size = chunk_size
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], _Entry] = {}
+        # Each namespace's keys in ascending order: str order is UTF-8 byte order.
+        self._keys: dict[str, list[str]] = {}
 
     def stat(self, namespace: str, key: str) -> DataItem | None:
         entry = self._entries.get((namespace, key))
@@ -64,7 +78,7 @@ class _MemoryDriver(Driver):
         with self._lock:
             current = self.stat(namespace, key)
             check_precondition(current, key, self.name, spec.if_match, spec.if_none_match)
-            now = datetime.now(UTC)
+            now = driver_module.utc_now()
             item = DataItem(
                 key=key,
                 namespace=namespace,
@@ -77,6 +91,9 @@ class _MemoryDriver(Driver):
                 metadata=spec.metadata,
                 flags=spec.flags,
             )
+            if current is None:
+                # Appending is the cheap case: a sync writes keys in ascending order.
+                bisect.insort(self._keys.setdefault(namespace, []), key)
             self._entries[namespace, key] = (item, content)
             return item
 
@@ -84,22 +101,31 @@ class _MemoryDriver(Driver):
         with self._lock:
             current = self.stat(namespace, key)
             check_precondition(current, key, self.name, if_match, False)
-            return self._entries.pop((namespace, key), None) is not None
+            if current is None:
+                return False
+            del self._entries[namespace, key]
+            keys = self._keys[namespace]
+            del keys[bisect.bisect_left(keys, key)]
+            if not keys:
+                del self._keys[namespace]
+            return True
 
     def list_page(
         self, namespace: str, prefix: str, after: str | None, limit: int, flag: Flag | None
     ) -> list[DataItem]:
+        items: list[DataItem] = []
         with self._lock:
-            items = [
-                item
-                for (space, key), (item, _) in self._entries.items()
-                if space == namespace
-                and key.startswith(prefix)
-                and (after is None or key > after)
-                and (flag is None or flag in item.flags)
-            ]
-        items.sort(key=lambda item: item.key)
-        return items[:limit]
+            keys = self._keys.get(namespace, [])
+            index = bisect.bisect_left(keys, prefix)
+            if after is not None:
+                index = max(index, bisect.bisect_right(keys, after))
+            # Keys under a prefix are contiguous in sorted order.
+            while len(items) < limit and index < len(keys) and keys[index].startswith(prefix):
+                item = self._entries[namespace, keys[index]][0]
+                if flag is None or flag in item.flags:
+                    items.append(item)
+                index += 1
+        return items
 
     def set_flags(self, namespace: str, key: str, flags: frozenset[Flag]) -> None:
         with self._lock:
@@ -108,7 +134,7 @@ class _MemoryDriver(Driver):
 
     def namespaces(self) -> list[str]:
         with self._lock:
-            return sorted({namespace for namespace, _ in self._entries})
+            return sorted(self._keys)
 
     def copy(self, namespace: str, src_key: str, dst_key: str) -> DataItem:
         item, content = self._entry(namespace, src_key)

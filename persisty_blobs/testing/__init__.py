@@ -13,14 +13,19 @@ new, empty store; pytest then runs the whole suite against it::
             with DirectoryStore(tmp_path / "store") as store:
                 yield store
 
-Set ``content_in_process = True`` on a store that keeps content in the process's memory (it
-skips the bounded-memory test). The bounded-memory test is marked ``slow``. Importing this
-module needs pytest.
+The suite reads ``store.capabilities`` (``persisty_blobs.driver.Capabilities``) and skips, with
+the reason, what a store declares it cannot do. It fails a test whose worker thread fails or
+hangs, whatever the project's warning filters. The bounded-memory test is marked ``slow``.
+Importing this module needs pytest.
 """
 
+from ._arguments import ArgumentTests
 from ._concurrency import ConcurrencyTests
 from ._content import ContentTests
 from ._listing import ListingTests, NamespaceTests
+from ._processes import ProcessTests
+from ._scanning import ScanTests
+from ._seeking import SeekTests
 from ._writes import AtomicityTests, CopyTests, FlagTests, PreconditionTests, ValidationTests
 
 __all__ = ["StoreConformance"]
@@ -28,13 +33,17 @@ __all__ = ["StoreConformance"]
 
 class StoreConformance(
     ContentTests,
+    SeekTests,
+    ArgumentTests,
     PreconditionTests,
     AtomicityTests,
     ValidationTests,
     CopyTests,
     FlagTests,
     ListingTests,
+    ScanTests,
     NamespaceTests,
     ConcurrencyTests,
+    ProcessTests,
 ):
     """Every behaviour of ``DataStore`` that a user relies on, whatever the store."""

@@ -1,70 +1,13 @@
-"""Conformance: threads writing and reading at once, and memory bounded while streaming."""
+"""Conformance: threads writing and reading at once."""
 
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import sys
 import threading
-import warnings
-from collections.abc import Callable, Iterator
-from multiprocessing.connection import Connection
-from pathlib import Path
-from typing import ClassVar
-
-import pytest
 
 from ..errors import AlreadyExists, PreconditionFailed
 from ..store import DataStore
-from ._support import keys, payload, pieces
-
-BIG_ITEM = 256 * 1024 * 1024
-RSS_BUDGET = 64 * 1024 * 1024
-
-
-def _run_threads(count: int, target: Callable[[int], None]) -> None:
-    errors: list[BaseException] = []
-
-    def guarded(index: int) -> None:
-        try:
-            target(index)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(f"{field} missing from /proc/self/status")
-
-
-def _put_and_read_big_item(store: DataStore, report: Connection) -> None:
-    try:
-        block = payload(1024 * 1024, seed=11)
-
-        def blocks() -> Iterator[bytes]:
-            for _ in range(BIG_ITEM // len(block)):
-                yield block
-
-        Path("/proc/self/clear_refs").write_text("5")  # restart the peak-RSS count here
-        start_kib = _status_kib("VmRSS")
-        item = store.put("big/item.bin", blocks())
-        digest = hashlib.sha256()
-        with store.open("big/item.bin") as reader:
-            while part := reader.read(1024 * 1024):
-                digest.update(part)
-        peak_kib = _status_kib("VmHWM")
-        report.send((item.size, digest.hexdigest(), (peak_kib - start_kib) * 1024))
-    except BaseException as exc:
-        report.send(repr(exc))
+from ._support import Workers, keys, payload, pieces, run_threads
 
 
 def _race_has_one_winner(
@@ -80,20 +23,17 @@ def _race_has_one_winner(
         except loss:
             outcomes.append("lost")
 
-    _run_threads(8, put)
+    run_threads(8, put)
     assert sorted(outcomes) == ["lost"] * 7 + ["won"]
     assert store.read_bytes(key).startswith(b"writer ")
 
 
 class ConcurrencyTests:
-    #: True for stores that hold content in this process (the memory store).
-    content_in_process: ClassVar[bool] = False
-
     def test_writers_of_distinct_keys(self, store: DataStore) -> None:
         def write(index: int) -> None:
             store.put(f"thread/{index:02d}", payload(3000 + index, seed=index))
 
-        _run_threads(20, write)
+        run_threads(20, write)
         assert keys(store.list("thread/")) == [f"thread/{index:02d}" for index in range(20)]
         for index in range(20):
             assert store.read_bytes(f"thread/{index:02d}") == payload(3000 + index, seed=index)
@@ -114,13 +54,14 @@ class ConcurrencyTests:
             while writing.is_set():
                 assert hashlib.sha256(store.read_bytes("contended")).digest() in allowed
 
-        readers = threading.Thread(target=_run_threads, args=(3, read))
-        readers.start()
+        readers = Workers()
+        for index in range(3):
+            readers.start(read, index)
         try:
-            _run_threads(8, overwrite)
+            run_threads(8, overwrite)
         finally:
             writing.clear()
-            readers.join(timeout=120)
+            readers.join()
         final = store.read_bytes("contended")
         assert final in versions
         item = store.get("contended")
@@ -133,30 +74,3 @@ class ConcurrencyTests:
     def test_if_match_race_has_one_winner(self, store: DataStore) -> None:
         etag = store.put("guarded", b"original").etag
         _race_has_one_winner(store, "guarded", PreconditionFailed, if_match=etag)
-
-    @pytest.mark.slow
-    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for RSS")
-    def test_big_item_streams_in_bounded_memory(self, store: DataStore) -> None:
-        if self.content_in_process:
-            pytest.skip("this store keeps content in the process's memory by design")
-        context = multiprocessing.get_context("fork")
-        receiver, sender = context.Pipe(duplex=False)
-        with warnings.catch_warnings():
-            # Python 3.12+ warns about fork with threads; the child uses none it inherits.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            child = context.Process(target=_put_and_read_big_item, args=(store, sender))
-            child.start()
-        try:
-            assert receiver.poll(timeout=240), "the child process did not report"
-            result = receiver.recv()
-        finally:
-            child.join(timeout=60)
-        assert isinstance(result, tuple), result
-        size, sha256_hex, peak_growth = result
-        block = payload(1024 * 1024, seed=11)
-        expected = hashlib.sha256()
-        for _ in range(BIG_ITEM // len(block)):
-            expected.update(block)
-        assert size == BIG_ITEM
-        assert sha256_hex == expected.hexdigest()
-        assert peak_growth < RSS_BUDGET, f"peak RSS grew by {peak_growth / 2**20:.1f} MiB"

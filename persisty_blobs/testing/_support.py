@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 
-from ..item import DataItem
+import pytest
+
+from ..item import DataItem, Entry
 from ..store import DataStore
+
+#: ``list_page_size`` in the paging tests: tens of items cross several pages.
+PAGE = 5
+#: How long a worker thread or child process may run before the test fails as hung.
+WORKER_TIMEOUT = 120.0
 
 LONG_KEY = "/".join(["k" * 200] * 4 + ["l" * 220])  # 1024 bytes; each segment fits a file name
 WEIRD_KEYS = [
@@ -63,7 +72,7 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def keys(items: Iterator[DataItem] | list[DataItem]) -> list[str]:
+def keys(items: Iterable[DataItem | Entry]) -> list[str]:
     return [item.key for item in items]
 
 
@@ -74,3 +83,49 @@ def by_utf8(strings: list[str]) -> list[str]:
 def assert_empty(store: DataStore) -> None:
     assert list(store.list()) == []
     assert store.count() == 0
+
+
+class Workers:
+    """Threads whose failures fail the test that started them.
+
+    pytest only warns about an exception in a thread (an error only where a project sets
+    ``filterwarnings = error``), and a thread that never ends would hang the run. ``join``
+    re-raises what the workers raised in the test's own thread, and fails the test if one is
+    still running at the deadline.
+    """
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+
+    def start(self, target: Callable[..., object], *args: object) -> None:
+        def guarded() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:
+                self._errors.append(exc)
+
+        # A daemon: a hung worker must not keep the test run from ending either.
+        thread = threading.Thread(target=guarded, name=f"worker-{len(self._threads)}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def join(self, timeout: float = WORKER_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        hung = [thread.name for thread in self._threads if thread.is_alive()]
+        if len(self._errors) == 1:
+            raise self._errors[0]
+        if self._errors:
+            raise BaseExceptionGroup("worker threads failed", self._errors)
+        if hung:
+            pytest.fail(f"{len(hung)} worker thread(s) still running after {timeout:.0f} s: {hung}")
+
+
+def run_threads(count: int, target: Callable[[int], object]) -> None:
+    """Run ``target(0)`` ... ``target(count - 1)`` on threads at once; fail as ``Workers`` does."""
+    workers = Workers()
+    for index in range(count):
+        workers.start(target, index)
+    workers.join()

@@ -1,0 +1,157 @@
+"""Conformance: a store used in a forked child, and memory bounded while streaming (both in
+child processes)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import pytest
+
+from ..store import DataStore
+from ._support import WORKER_TIMEOUT, payload
+
+BIG_ITEM = 256 * 1024 * 1024
+RSS_BUDGET = 64 * 1024 * 1024
+FORK_ROUNDS = 1000
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"{field} missing from /proc/self/status")
+
+
+def _put_and_read_big_item(store: DataStore, report: Connection) -> None:
+    try:
+        block = payload(1024 * 1024, seed=11)
+
+        def blocks() -> Iterator[bytes]:
+            for _ in range(BIG_ITEM // len(block)):
+                yield block
+
+        Path("/proc/self/clear_refs").write_text("5")  # restart the peak-RSS count here
+        start_kib = _status_kib("VmRSS")
+        item = store.put("big/item.bin", blocks())
+        digest = hashlib.sha256()
+        with store.open("big/item.bin") as reader:
+            while part := reader.read(1024 * 1024):
+                digest.update(part)
+        peak_kib = _status_kib("VmHWM")
+        report.send((item.size, digest.hexdigest(), (peak_kib - start_kib) * 1024))
+    except BaseException as exc:
+        report.send(repr(exc))
+
+
+def _exercise(store: DataStore, owner: str, shared: dict[str, bytes]) -> str | None:
+    """``FORK_ROUNDS`` writes of this process's own keys, each followed by a read of its own
+    key or of a key both processes read; the first wrong answer, or None."""
+    names = sorted(shared)
+    for round_ in range(FORK_ROUNDS):
+        own = f"{owner}/{round_ % 10}"
+        content = f"{owner} {round_}".encode()
+        store.put(own, content)
+        if round_ % 2:
+            name = names[round_ % len(names)]
+            expected = shared[name]
+            got = store.read_bytes(name)
+            item = store.get(name)
+            if item is None or item.size != len(expected):
+                return f"round {round_}: get({name!r}) gave {item!r}"
+        else:
+            name, expected, got = own, content, store.read_bytes(own)
+        if got != expected:
+            return f"round {round_}: read {name!r} gave {got[:60]!r}, not {expected[:60]!r}"
+    return None
+
+
+def _wait_for_child(pid: int) -> int:
+    """The child's exit status; a child still running after ``WORKER_TIMEOUT`` is killed and
+    fails the test."""
+    deadline = time.monotonic() + WORKER_TIMEOUT
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"the forked child was still running after {WORKER_TIMEOUT:.0f} s")
+
+
+class ProcessTests:
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_used_before_fork_then_in_parent_and_child(self, store: DataStore) -> None:
+        if not store.capabilities.shared_across_processes:
+            pytest.skip("this store's items live in one process (capabilities)")
+        shared = {f"shared/{index}": payload(100 + index, seed=index) for index in range(20)}
+        for name, content in shared.items():
+            store.put(name, content)
+            assert store.read_bytes(name) == content  # pools and connections now in use
+        receive, send = os.pipe()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about fork with threads; the child uses none it inherits.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: never return into pytest
+            status = 2
+            try:
+                problem = _exercise(store, "child", shared)
+                os.write(send, (problem or "").encode()[:4000])
+                status = 0 if problem is None else 1
+            except BaseException as exc:
+                os.write(send, repr(exc).encode()[:4000])
+            finally:
+                os._exit(status)
+        os.close(send)
+        try:
+            problem = _exercise(store, "parent", shared)
+        finally:
+            code = _wait_for_child(pid)
+            with contextlib.closing(os.fdopen(receive, "rb")) as report:
+                child_problem = report.read().decode(errors="replace")
+        assert problem is None, f"parent: {problem}"
+        assert code == 0, f"child exited with {code}: {child_problem}"
+        for owner in ("child", "parent"):
+            for index in range(10):
+                last = FORK_ROUNDS - 10 + index
+                assert store.read_bytes(f"{owner}/{index}") == f"{owner} {last}".encode()
+
+    @pytest.mark.slow
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for RSS")
+    def test_big_item_streams_in_bounded_memory(self, store: DataStore) -> None:
+        if store.capabilities.content_in_process:
+            pytest.skip("this store keeps content in the process's memory (capabilities)")
+        context = multiprocessing.get_context("fork")
+        receiver, sender = context.Pipe(duplex=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            child = context.Process(target=_put_and_read_big_item, args=(store, sender))
+            child.start()
+        try:
+            assert receiver.poll(timeout=240), "the child process did not report"
+            result = receiver.recv()
+        finally:
+            child.join(timeout=60)
+            if child.is_alive():
+                child.kill()
+                child.join()
+        assert isinstance(result, tuple), result
+        size, sha256_hex, peak_growth = result
+        block = payload(1024 * 1024, seed=11)
+        expected = hashlib.sha256()
+        for _ in range(BIG_ITEM // len(block)):
+            expected.update(block)
+        assert size == BIG_ITEM
+        assert sha256_hex == expected.hexdigest()
+        assert peak_growth < RSS_BUDGET, f"peak RSS grew by {peak_growth / 2**20:.1f} MiB"
