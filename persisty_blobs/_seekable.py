@@ -111,6 +111,9 @@ class _SeekableRaw(_Seekable, io.RawIOBase):
 class _SeekablePassingRaw(_Seekable, HandsOutBytes):
     """The same over a ``HandsOutBytes`` reader, keeping its cheap ``read``."""
 
+    def readable(self) -> bool:
+        return True
+
     def seekable(self) -> bool:
         return True
 
