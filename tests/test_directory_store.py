@@ -1,4 +1,6 @@
 import hashlib
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -8,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from persisty_blobs import Flag, InvalidKey, PermissionDenied, open_store
+from persisty_blobs import BlobError, Flag, InvalidKey, PermissionDenied, Unsupported, open_store
+from persisty_blobs import _liveness as liveness_module
 from persisty_blobs.stores import DirectoryStore
-from persisty_blobs.stores import _files as files_module
-from persisty_blobs.stores import directory as directory_module
+from persisty_blobs.stores.directory import _driver as driver_module
+from persisty_blobs.stores.directory import _fileio as fileio_module
 from persisty_blobs.testing import StoreConformance
 
 
@@ -73,13 +76,13 @@ def test_a_folder_of_existing_files_is_adopted(root: Path, monkeypatch: pytest.M
     assert store.read_bytes("docs/readme.md") == b"# hello"
 
     hashed: list[int] = []
-    real_hash = files_module.sha256_of_fd
+    real_hash = fileio_module.sha256_of_fd
 
     def counting_hash(fd: int) -> str:
         hashed.append(fd)
         return real_hash(fd)
 
-    monkeypatch.setattr(directory_module, "sha256_of_fd", counting_hash)
+    monkeypatch.setattr(driver_module, "sha256_of_fd", counting_hash)
     again = store.get("photo.jpg")
     assert again is not None
     assert again.etag == items["photo.jpg"].etag
@@ -206,6 +209,13 @@ def test_open_store_file_url(root: Path) -> None:
         open_store("file://relative/path")
 
 
+def test_open_store_file_url_takes_the_constructors_options(root: Path) -> None:
+    store = open_store(root.as_uri(), chunk_size=4096)
+    assert store.chunk_size == 4096
+    with pytest.raises(ValueError, match="positive"):
+        open_store(root.as_uri(), chunk_size=0)
+
+
 def test_overwriting_a_large_item_releases_the_old_file(root: Path) -> None:
     store = DirectoryStore(root)
     old, new = b"o" * (9 * 2**20), b"n" * (9 * 2**20)
@@ -220,3 +230,221 @@ def test_overwriting_a_large_item_releases_the_old_file(root: Path) -> None:
         time.sleep(0.01)
     assert list(state.iterdir()) == []
     assert store.count() == 1
+
+
+def _tree(path: Path) -> list[str]:
+    return sorted(str(entry.relative_to(path)) for entry in path.rglob("*"))
+
+
+def test_a_symlinked_folder_out_of_the_root_is_never_written_through(
+    tmp_path: Path, root: Path
+) -> None:
+    outside = tmp_path / "outside"
+    (outside / "victim").mkdir(parents=True)
+    (outside / "kept.txt").write_bytes(b"kept")
+    store = DirectoryStore(root)
+    store.put("inside.txt", b"in")
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    (root / "deep").mkdir()
+    (root / "deep" / "link").symlink_to(outside, target_is_directory=True)
+    before = _tree(outside)
+
+    for key in ("link/victim/x", "link/new/x", "link/x", "deep/link/victim/x", "new/link/x"):
+        if key.startswith("new/"):
+            (root / "new").mkdir()
+            (root / "new" / "link").symlink_to(outside, target_is_directory=True)
+        with pytest.raises(PermissionDenied, match="outside"):
+            store.put(key, b"planted")
+        assert _tree(outside) == before, f"put({key!r}) created or removed nothing outside"
+        with pytest.raises(PermissionDenied):
+            store.delete(key)
+        with pytest.raises(PermissionDenied):
+            store.set_flags(key, [Flag.PENDING])
+    with pytest.raises(PermissionDenied), store.writer("link/victim/y") as writer:
+        writer.write(b"never")
+    assert _tree(outside) == before, "nothing outside the root is created or removed"
+    assert (outside / "victim").is_dir()
+    assert list((root / ".persisty-blobs" / "tmp").iterdir()) == []
+
+    for prefix in ("link/", "link/victim/", "link/k", "deep/link/", "new/link/"):
+        assert list(store.list(prefix)) == []
+        assert store.count(prefix) == 0
+        assert list(store.scan(prefix)) == []
+    assert [item.key for item in store.list()] == ["inside.txt"]
+    assert [entry.key for entry in store.scan()] == ["inside.txt"]
+    assert store.count() == 1
+
+
+def test_a_symlinked_folder_inside_the_root_is_followed_but_not_listed(root: Path) -> None:
+    store = DirectoryStore(root)
+    store.put("real/a.txt", b"a")
+    (root / "alias").symlink_to(root / "real", target_is_directory=True)
+    store.put("alias/b.txt", b"b")
+    assert (root / "real" / "b.txt").read_bytes() == b"b"
+    assert store.read_bytes("alias/a.txt") == b"a"
+    assert [item.key for item in store.list()] == ["real/a.txt", "real/b.txt"]
+    assert store.delete("alias/b.txt")
+    assert store.delete("alias/a.txt")
+    assert (root / "alias").is_symlink(), "pruning never removes a link"
+
+
+def test_a_writer_in_another_pid_namespace_keeps_its_temp_file(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = liveness_module.local_owner()
+    if here is None:
+        pytest.skip("no boot id or PID namespace to tell owners apart on this system")
+    boot, namespace, _ = here.split(":")
+    dead_here = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_here.wait()
+    # A live writer in another PID namespace: its PID names no process here.
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "getpid", lambda: dead_here.pid)
+        patched.setattr(
+            liveness_module, "local_owner", lambda: f"{boot}:{int(namespace) + 1}:{dead_here.pid}"
+        )
+        store = DirectoryStore(root)
+        writer = store.writer("a/live.bin")
+        writer.write(b"still writing")
+        writer.flush()
+    temps = _temp_files(root)
+    assert len(temps) == 1
+    DirectoryStore(root)  # cleans up after dead writers only
+    assert _temp_files(root) == temps
+    writer.close()
+    assert store.read_bytes("a/live.bin") == b"still writing"
+
+
+def test_a_dead_writers_records_and_folders_are_removed_on_open(root: Path) -> None:
+    store = DirectoryStore(root)
+    here = liveness_module.local_owner()
+    if here is None:
+        pytest.skip("no boot id or PID namespace to tell owners apart on this system")
+    boot, namespace, _ = here.split(":")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    owner = f"{boot}:{namespace}:{dead.pid}"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / ".persisty-blobs.tmp-0123").write_bytes(b"partial")
+    state = root / ".persisty-blobs" / "tmp"
+    record = {"folders": ["a", "b"], "keep": 0, "temp": ".persisty-blobs.tmp-0123"}
+    (state / f"{owner}~0001.write").write_text(json.dumps(record))
+    (state / f"{owner}~0002.side").write_text("{}")
+    lying = {"folders": ["a"], "keep": 0, "temp": "kept.txt"}
+    (root / "a" / "kept.txt").write_bytes(b"a user's file")
+    (state / f"{owner}~0003.write").write_text(json.dumps(lying))
+    DirectoryStore(root)
+    assert list(state.iterdir()) == []
+    assert _tree(root / "a") == ["kept.txt"], "only the store's own temp file is removed"
+    store.delete("a/kept.txt")
+    store.put("a", b"a file where the folder was")
+    assert store.read_bytes("a") == b"a file where the folder was"
+
+
+CHILD_STUCK_WRITER = """
+import sys, time
+from persisty_blobs.stores import DirectoryStore
+
+def stuck():
+    yield b"x" * 4096
+    time.sleep(600)
+
+DirectoryStore(sys.argv[1]).put("a/b/c", stuck())
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_put_below_a_key_does_not_block_the_key(root: Path) -> None:
+    DirectoryStore(root)
+    child = subprocess.Popen([sys.executable, "-c", CHILD_STUCK_WRITER, str(root)])
+    try:
+        deadline = time.monotonic() + 60
+        while not _temp_files(root):
+            assert child.poll() is None, "the writer ended before it was killed"
+            assert time.monotonic() < deadline, "the writer never started writing"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert (root / "a" / "b").is_dir()
+    store = DirectoryStore(root)
+    assert not (root / "a").exists()
+    store.put("a", b"fine")
+    assert [item.key for item in store.list()] == ["a"]
+
+
+def test_prefixes_longer_than_a_file_name_list_nothing(root: Path) -> None:
+    store = DirectoryStore(root)
+    store.put("x", b"x")
+    for prefix in ("y" * 300 + "/", "y" * 300 + "/z", "a/" + "y" * 300 + "/b/"):
+        assert list(store.list(prefix)) == []
+        assert store.count(prefix) == 0
+        assert list(store.scan(prefix)) == []
+    assert [item.key for item in store.list(after="w" * 300 + "/v")] == ["x"]
+    long_namespace = store.namespace("n" * 300)
+    assert list(long_namespace.list()) == []
+    assert long_namespace.count() == 0
+    assert long_namespace.get("x") is None
+    with pytest.raises(InvalidKey):
+        long_namespace.put("x", b"x")
+
+
+def test_errors_of_the_file_system_are_blob_errors(root: Path) -> None:
+    store = DirectoryStore(root)
+    store.put("a", b"file")
+    with pytest.raises(Unsupported):
+        store.put("a/b", b"below a file")
+    (root / "loop").symlink_to("loop")
+    with pytest.raises(BlobError):
+        store.get("loop")
+    with pytest.raises(BlobError):
+        store.put("loop/x", b"x")
+    assert [item.key for item in store.list()] == ["a"]
+
+
+def test_scan_reads_no_content_and_gives_no_checksum_it_does_not_have(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DirectoryStore(root)
+    store.put("ours.txt", b"ours", flags=[Flag.PENDING])
+    (root / "theirs.txt").write_bytes(b"theirs")
+    hashed: list[int] = []
+
+    def no_hashing(fd: int) -> str:
+        hashed.append(fd)
+        return "sha256:"
+
+    monkeypatch.setattr(driver_module, "sha256_of_fd", no_hashing)
+    ours, theirs = store.scan()
+    assert hashed == []
+    assert ours.checksum == "sha256:" + hashlib.sha256(b"ours").hexdigest()
+    assert ours.flags == frozenset({Flag.PENDING})
+    assert theirs.checksum is None
+    assert theirs.flags == frozenset()
+    assert (theirs.size, theirs.key) == (6, "theirs.txt")
+    monkeypatch.undo()
+
+    item = store.get("theirs.txt")
+    assert item is not None
+    assert item.checksum == "sha256:" + hashlib.sha256(b"theirs").hexdigest()
+    assert item.etag == theirs.etag, "the etag of another program's file is had without reading"
+    store.set_flags("theirs.txt", [Flag.FAILED])
+    _, adopted = store.scan()
+    assert (adopted.etag, adopted.checksum) == (item.etag, item.checksum)
+    assert adopted.flags == frozenset({Flag.FAILED})
+    assert store.get("theirs.txt") == item.__class__(**{**item.__dict__, "flags": adopted.flags})
+
+    (root / "theirs.txt").write_bytes(b"edited")
+    _, edited = store.scan()
+    assert edited.etag != item.etag
+    assert (edited.checksum, edited.flags) == (None, frozenset())
+
+
+def test_capabilities(root: Path) -> None:
+    capabilities = DirectoryStore(root).capabilities
+    assert not capabilities.nested_keys
+    assert capabilities.local_clock
+    assert capabilities.flags_in_listing
+    assert capabilities.checksums_in_listing
+    assert capabilities.shared_across_processes
+    assert not capabilities.presign

@@ -1,0 +1,362 @@
+"""The directory store's driver: items as files, their sidecars, and the lock between them.
+
+A commit swaps the file and its sidecar under an exclusive lock on ``.persisty-blobs/lock``;
+readers take it shared, so they see a file with its own sidecar. ``updated_at`` is the file's
+mtime: a commit stamps it from ``driver.utc_now`` and never sets it below the mtime of the file
+it replaces, so an item's ``updated_at`` never goes backwards, even if the clock does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import stat
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+
+from ...driver import (
+    Capabilities,
+    Driver,
+    DriverWriter,
+    ItemHeader,
+    WriteSpec,
+    check_precondition,
+    clip_range,
+)
+from ...errors import InvalidKey, NotFound, Unsupported, from_os_error
+from ...item import DataItem, Entry, Flag
+from ...keys import guess_content_type
+from . import _listing
+from ._fileio import file_lock, sha256_of_fd, unlink_in_background
+from ._folders import check_inside, open_folders
+from ._names import RESERVED, encode_segment
+from ._readers import FileRangeRaw, WholeFileRaw
+from ._recovery import clean_interrupted_writes, owned_name
+from ._sidecars import Sidecar, SidecarStore, etag_of
+from ._time import updated_at
+from ._walk import Found, walk
+
+__all__ = ["DirectoryDriver"]
+
+_RELEASE_LATER_BYTES = 8 * 1024 * 1024
+_NAMESPACES = [RESERVED, "ns"]
+
+
+@dataclass
+class _Current:
+    """The file a key names right now, seen under the store's lock."""
+
+    link: os.stat_result  # of the name itself: a symlink, or the file
+    stat: os.stat_result  # of the file it leads to
+    sidecar: Sidecar
+
+
+class DirectoryDriver(Driver):
+    capabilities = Capabilities(nested_keys=False, local_clock=True)
+
+    def __init__(self, root: str, chunk_size: int) -> None:
+        self.name = f"DirectoryStore({root!r})"
+        self.chunk_size = chunk_size
+        try:
+            os.makedirs(root, exist_ok=True)
+            self.real_root = os.path.realpath(root)
+            self.state_dir = os.path.join(self.real_root, RESERVED)
+            self.sidecars = SidecarStore(self.state_dir)
+            os.makedirs(self.sidecars.meta_dir, exist_ok=True)
+            os.makedirs(self.sidecars.temp_dir, exist_ok=True)
+            self.lock_path = os.path.join(self.state_dir, "lock")
+            self._name_max = os.pathconf(self.real_root, "PC_NAME_MAX")
+            clean_interrupted_writes(self.real_root, self.sidecars.temp_dir, self.name)
+        except OSError as exc:
+            raise from_os_error(exc, store=self.name) from exc
+
+    # Names -------------------------------------------------------------------------------
+
+    def base(self, namespace: str) -> list[str]:
+        """The folders below the root that hold a namespace's files."""
+        return [*_NAMESPACES, encode_segment(namespace)] if namespace else []
+
+    def place(self, namespace: str, key: str) -> tuple[list[str], int, str]:
+        """The folders (below the root) of ``key``'s file, how many of them are never pruned,
+        and the file's name."""
+        names = [encode_segment(segment) for segment in key.split("/")]
+        for name in names:
+            if len(name.encode()) > self._name_max:
+                raise InvalidKey(
+                    f"a key segment of {len(name.encode())} bytes is longer than this file "
+                    f"system allows ({self._name_max})",
+                    key=key,
+                    store=self.name,
+                )
+        return self.base(namespace) + names[:-1], len(_NAMESPACES) if namespace else 0, names[-1]
+
+    @contextlib.contextmanager
+    def os_errors(self, key: str | None) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise from_os_error(exc, key=key, store=self.name) from exc
+
+    def conflict(self, key: str) -> Unsupported:
+        return Unsupported(
+            "a directory store cannot hold both a key and a key below it (as 'a' and 'a/b')",
+            key=key,
+            store=self.name,
+        )
+
+    # Reading -----------------------------------------------------------------------------
+
+    def stat(self, namespace: str, key: str) -> DataItem | None:
+        with self.os_errors(key):
+            opened = self._open_item(namespace, key)
+        if opened is None:
+            return None
+        os.close(opened[1])
+        return opened[0]
+
+    def open_range(
+        self, namespace: str, key: str, start: int, end: int | None
+    ) -> tuple[DataItem, io.RawIOBase]:
+        with self.os_errors(key):
+            opened = self._open_item(namespace, key)
+        if opened is None:
+            raise NotFound("no such item", key=key, store=self.name)
+        item, fd = opened
+        try:
+            first, stop = clip_range(item.size, start, end, key, self.name)
+        except BaseException:
+            os.close(fd)
+            raise
+        if first == 0 and stop == item.size:
+            # Only another program appending in place could make it read past ``item.size``.
+            return item, WholeFileRaw(fd, key, self.name)
+        return item, FileRangeRaw(fd, first, stop, key, self.name)
+
+    def _open_item(self, namespace: str, key: str) -> tuple[DataItem, int] | None:
+        folders, keep, name = self.place(namespace, key)
+        chain = open_folders(self.real_root, folders, keep=keep, store=self.name)
+        if chain is None:
+            return None
+        try:
+            return self.open_in(chain.fd, name, chain.shown(name), namespace, key)
+        finally:
+            chain.close()
+
+    def open_in(
+        self, folder: int, name: str, shown: str, namespace: str, key: str
+    ) -> tuple[DataItem, int] | None:
+        """The current version of the file ``name`` in ``folder`` and an open descriptor on it,
+        or None if there is none."""
+        # Shared lock: a commit cannot swap the file and drop its sidecar in between.
+        with file_lock(self.lock_path, exclusive=False):
+            opened = self._open_file(folder, name, shown)
+            if opened is None:
+                return None
+            fd, file_stat = opened
+            try:
+                sidecar = self.sidecars.read(file_stat)
+            except BaseException:
+                os.close(fd)
+                raise
+        try:
+            if sidecar is None or sidecar.checksum is None:
+                sidecar = self._adopt(folder, name, fd, file_stat, sidecar)
+        except BaseException:
+            os.close(fd)
+            raise
+        return self.item(namespace, key, file_stat, sidecar), fd
+
+    def _open_file(self, folder: int, name: str, shown: str) -> tuple[int, os.stat_result] | None:
+        """An open descriptor on the regular file ``name`` in ``folder`` inside the root."""
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            file_stat = os.fstat(fd)
+            if not stat.S_ISREG(file_stat.st_mode):
+                os.close(fd)
+                return None
+            check_inside(fd, self.real_root, shown, self.name)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, file_stat
+
+    def _adopt(
+        self, folder: int, name: str, fd: int, file_stat: os.stat_result, known: Sidecar | None
+    ) -> Sidecar:
+        """A file another program wrote: hash it once, and keep that (with any flags set on it)
+        while the file keeps its inode, size and mtime."""
+        flags = [] if known is None else known.flags
+        checksum = sha256_of_fd(fd)
+        sidecar = Sidecar(file_stat.st_size, file_stat.st_mtime_ns, checksum, flags=flags)
+        sidecar.adopted = True
+        with file_lock(self.lock_path, exclusive=True), contextlib.suppress(OSError):
+            now = os.stat(name, dir_fd=folder)
+            if now.st_ino == file_stat.st_ino and sidecar.describes(now):
+                self.sidecars.write(file_stat.st_ino, sidecar, durable=False)
+        return sidecar
+
+    def item(
+        self, namespace: str, key: str, file_stat: os.stat_result, sidecar: Sidecar
+    ) -> DataItem:
+        return DataItem(
+            key=key,
+            namespace=namespace,
+            size=file_stat.st_size,
+            etag=etag_of(file_stat, sidecar),
+            content_type=sidecar.content_type or guess_content_type(key),
+            updated_at=updated_at(file_stat),
+            checksum=sidecar.checksum,
+            metadata=sidecar.metadata,
+            flags=frozenset(Flag(flag) for flag in sidecar.flags),
+        )
+
+    # Writing (callers hold the exclusive lock where noted) ----------------------------------
+
+    def new_writer(self, namespace: str, key: str, header: ItemHeader) -> DriverWriter:
+        from ._writer import DirectoryWriter  # the writer calls back into this module
+
+        return DirectoryWriter(self, namespace, key)
+
+    def current(self, folder: int, name: str, shown: str) -> _Current | None:
+        """The file ``name`` in ``folder``, under the exclusive lock (never hashed: its etag
+        comes from its sidecar or, for another program's file, from its identity)."""
+        try:
+            link = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        opened = self._open_file(folder, name, shown)
+        if opened is None:
+            return None
+        fd, file_stat = opened
+        os.close(fd)
+        sidecar = self.sidecars.read(file_stat)
+        if sidecar is None:
+            sidecar = Sidecar(file_stat.st_size, file_stat.st_mtime_ns, None, adopted=True)
+        return _Current(link, file_stat, sidecar)
+
+    def forget(self, current: _Current) -> None:
+        """Drop the sidecar of a file that no longer has a name (not a symlink's target, nor a
+        file still reachable through another hard link)."""
+        if stat.S_ISREG(current.link.st_mode) and current.link.st_nlink <= 1:
+            self.sidecars.remove(current.stat.st_ino)
+
+    def commit(
+        self, namespace: str, key: str, folder: int, name: str, temp: str, temp_fd: int,
+        spec: WriteSpec, shown: str,
+    ) -> DataItem:  # fmt: skip
+        """Swap the fsynced temp file ``temp`` (open as ``temp_fd``) in as ``name``."""
+        with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
+            current = self.current(folder, name, shown)
+            current_item = None if current is None else self._item_of(namespace, key, current)
+            check_precondition(current_item, key, self.name, spec.if_match, spec.if_none_match)
+            written = os.fstat(temp_fd)
+            if current is not None and current.stat.st_mtime_ns > written.st_mtime_ns:
+                # The clock went back: keep updated_at where it was, durably like the rest.
+                os.utime(temp_fd, ns=(written.st_atime_ns, current.stat.st_mtime_ns))
+                os.fsync(temp_fd)
+                written = os.fstat(temp_fd)
+            sidecar = Sidecar(
+                written.st_size,
+                written.st_mtime_ns,
+                spec.checksum,
+                spec.content_type,
+                dict(spec.metadata),
+                sorted(spec.flags),
+            )
+            self.sidecars.write(written.st_ino, sidecar, durable=True)
+            replaced = (
+                None if current is None else self._keep_for_later_release(folder, name, current)
+            )
+            try:
+                os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+            except OSError as exc:
+                self.sidecars.remove(written.st_ino)
+                if replaced is not None:
+                    unlink_in_background(replaced)
+                if isinstance(exc, IsADirectoryError):
+                    raise self.conflict(key) from None
+                raise
+            os.fsync(folder)
+            if current is not None:
+                self.forget(current)
+        if replaced is not None:
+            unlink_in_background(replaced)
+        return self.item(namespace, key, written, sidecar)
+
+    def _keep_for_later_release(self, folder: int, name: str, current: _Current) -> str | None:
+        """Give a large file that is about to be replaced a second name in the state folder,
+        so that ``os.replace`` does not free its blocks while the writer waits."""
+        if current.link.st_nlink != 1 or current.stat.st_size < _RELEASE_LATER_BYTES:
+            return None
+        keeper = os.path.join(self.sidecars.temp_dir, owned_name("old"))
+        try:
+            os.link(name, keeper, src_dir_fd=folder, follow_symlinks=False)
+        except OSError:  # another file system (a mount inside the root), or no hard links
+            return None
+        return keeper
+
+    def _item_of(self, namespace: str, key: str, current: _Current) -> DataItem:
+        return self.item(namespace, key, current.stat, current.sidecar)
+
+    def delete(self, namespace: str, key: str, if_match: str | None) -> bool:
+        folders, keep, name = self.place(namespace, key)
+        with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
+            chain = open_folders(self.real_root, folders, keep=keep, store=self.name)
+            try:
+                current = None if chain is None else self.current(chain.fd, name, chain.shown(name))
+                current_item = None if current is None else self._item_of(namespace, key, current)
+                check_precondition(current_item, key, self.name, if_match, False)
+                if chain is None or current is None:
+                    return False
+                os.unlink(name, dir_fd=chain.fd)
+                os.fsync(chain.fd)
+                self.forget(current)
+                chain.prune()
+            finally:
+                if chain is not None:
+                    chain.close()
+        return True
+
+    def set_flags(self, namespace: str, key: str, flags: frozenset[Flag]) -> None:
+        folders, keep, name = self.place(namespace, key)
+        with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
+            chain = open_folders(self.real_root, folders, keep=keep, store=self.name)
+            if chain is None:
+                raise NotFound("no such item", key=key, store=self.name)
+            try:
+                current = self.current(chain.fd, name, chain.shown(name))
+            finally:
+                chain.close()
+            if current is None:
+                raise NotFound("no such item", key=key, store=self.name)
+            current.sidecar.flags = sorted(flags)
+            self.sidecars.write(current.stat.st_ino, current.sidecar, durable=True)
+
+    # Listing (``_listing``) ----------------------------------------------------------------
+
+    def list_page(
+        self, namespace: str, prefix: str, after: str | None, limit: int, flag: Flag | None
+    ) -> list[DataItem]:
+        with self.os_errors(None):
+            return _listing.items(self, namespace, prefix, after, limit, flag)
+
+    def scan_page(self, namespace: str, prefix: str, after: str | None, limit: int) -> list[Entry]:
+        with self.os_errors(None):
+            return _listing.entries(self, namespace, prefix, after, limit)
+
+    def count(self, namespace: str, prefix: str, flag: Flag | None) -> int:
+        if flag is not None:
+            return super().count(namespace, prefix, flag)
+        with self.os_errors(None):
+            return _listing.count(self, namespace, prefix)
+
+    def namespaces(self) -> list[str]:
+        with self.os_errors(None):
+            return _listing.namespaces(self)
+
+    def files(self, namespace: str, prefix: str, after: str | None) -> Generator[Found, None, None]:
+        return walk(self.real_root, self.base(namespace), prefix, after, self.name)

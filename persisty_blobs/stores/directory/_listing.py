@@ -1,0 +1,102 @@
+"""The directory driver's listings: ``list`` pages, ``scan`` pages, ``count``, namespaces."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from typing import TYPE_CHECKING
+
+from ...errors import PermissionDenied
+from ...item import DataItem, Entry, Flag
+from ._fileio import file_lock
+from ._names import decode_name
+from ._sidecars import etag_of
+from ._time import updated_at
+
+if TYPE_CHECKING:
+    from ._driver import DirectoryDriver
+
+__all__ = ["count", "entries", "items", "namespaces"]
+
+
+def items(
+    driver: DirectoryDriver,
+    namespace: str,
+    prefix: str,
+    after: str | None,
+    limit: int,
+    flag: Flag | None,
+) -> list[DataItem]:
+    found: list[DataItem] = []
+    if limit == 0:
+        return found
+    with contextlib.closing(driver.files(namespace, prefix, after)) as files:
+        for file in files:
+            try:
+                opened = driver.open_in(file.folder, file.name, file.path, namespace, file.key)
+            except PermissionDenied:  # swapped for a link out of the root meanwhile
+                continue
+            if opened is None:  # deleted since the folder was read
+                continue
+            os.close(opened[1])
+            if flag is None or flag in opened[0].flags:
+                found.append(opened[0])
+                if len(found) == limit:
+                    break
+    return found
+
+
+def entries(
+    driver: DirectoryDriver, namespace: str, prefix: str, after: str | None, limit: int
+) -> list[Entry]:
+    """A stat per file and a read of its sidecar (a failed open for another program's file),
+    never the content: a file without a current sidecar has no checksum here. The shared lock
+    keeps each file with its own sidecar, as a commit swaps both under the exclusive one."""
+    found: list[Entry] = []
+    if limit == 0:
+        return found
+    files = driver.files(namespace, prefix, after)
+    with file_lock(driver.lock_path, exclusive=False), contextlib.closing(files):
+        for file in files:
+            try:
+                file_stat = os.stat(file.name, dir_fd=file.folder)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if not stat.S_ISREG(file_stat.st_mode):
+                continue
+            sidecar = driver.sidecars.read(file_stat)
+            flags = frozenset() if sidecar is None else frozenset(map(Flag, sidecar.flags))
+            found.append(
+                Entry(
+                    key=file.key,
+                    size=file_stat.st_size,
+                    etag=etag_of(file_stat, sidecar),
+                    updated_at=updated_at(file_stat),
+                    checksum=None if sidecar is None else sidecar.checksum,
+                    flags=flags,
+                )
+            )
+            if len(found) == limit:
+                break
+    return found
+
+
+def count(driver: DirectoryDriver, namespace: str, prefix: str) -> int:
+    with contextlib.closing(driver.files(namespace, prefix, None)) as files:
+        return sum(1 for _ in files)
+
+
+def namespaces(driver: DirectoryDriver) -> list[str]:
+    names = [""] if _holds_items(driver, "") else []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(os.path.join(driver.state_dir, "ns")):
+            name = decode_name(entry.name)
+            if name is not None and _holds_items(driver, name):
+                names.append(name)
+    return sorted(names)
+
+
+def _holds_items(driver: DirectoryDriver, namespace: str) -> bool:
+    with contextlib.closing(driver.files(namespace, "", None)) as files:
+        return next(files, None) is not None

@@ -1,0 +1,45 @@
+"""Names on disk: how key segments map to file names, and which names are the store's own.
+
+Names that start with ``.persisty-blobs`` (and not ``.persisty-blobs~``) belong to the store:
+its state folder and its temp files. A key segment that starts with ``.persisty-blobs`` is
+stored with a ``~`` after that prefix, so no key can ever name one of them.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from ...errors import InvalidKey
+from ...keys import validate_key
+
+__all__ = ["RESERVED", "TEMP_PREFIX", "decode_name", "encode_segment", "is_key", "temp_name"]
+
+RESERVED = ".persisty-blobs"
+TEMP_PREFIX = f"{RESERVED}.tmp-"
+_ESCAPED = RESERVED + "~"
+
+
+def encode_segment(segment: str) -> str:
+    """The name on disk of one key segment."""
+    return _ESCAPED + segment[len(RESERVED) :] if segment.startswith(RESERVED) else segment
+
+
+def decode_name(name: str) -> str | None:
+    """The key segment a name on disk stands for; None for the store's own files."""
+    if name.startswith(_ESCAPED):
+        return RESERVED + name[len(_ESCAPED) :]
+    return None if name.startswith(RESERVED) else name
+
+
+def temp_name() -> str:
+    """A new temp file's name: the store's own, so it is never listed."""
+    return TEMP_PREFIX + secrets.token_hex(8)
+
+
+def is_key(key: str) -> bool:
+    """Whether a path found on disk is a valid key (files named otherwise are not items)."""
+    try:
+        validate_key(key)
+    except InvalidKey:
+        return False
+    return True

@@ -1,0 +1,111 @@
+"""Sidecars: what a file cannot say about itself (checksum, content type, metadata, flags).
+
+A sidecar lives under ``<root>/.persisty-blobs/meta/``, keyed by the file's inode: a rename keeps
+the inode, so content and sidecar switch together in one ``os.replace``. It holds the size and
+mtime it was written for; a file another program edits (new size or mtime) no longer matches,
+and its stale metadata is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+from ...driver import etag_for
+from ...item import Flag
+from ._fileio import write_all
+from ._recovery import owned_name
+
+__all__ = ["Sidecar", "SidecarStore", "etag_of"]
+
+_FLAGS = frozenset(flag.value for flag in Flag)
+
+
+@dataclass
+class Sidecar:
+    """A file's sidecar, valid while the file keeps ``size`` and ``mtime_ns``.
+
+    ``adopted``: the file was written by another program; its checksum (if known) was computed
+    here, and its etag comes from the file's identity, so listing it never reads its content.
+    """
+
+    size: int
+    mtime_ns: int
+    checksum: str | None
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    adopted: bool = False
+
+    def describes(self, stat: os.stat_result) -> bool:
+        return self.size == stat.st_size and self.mtime_ns == stat.st_mtime_ns
+
+    def valid(self) -> bool:
+        """Whether a sidecar read from disk has the shape this module writes."""
+        return (
+            type(self.size) is int
+            and type(self.mtime_ns) is int
+            and isinstance(self.checksum, str | None)
+            and isinstance(self.content_type, str | None)
+            and isinstance(self.metadata, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in self.metadata.items())
+            and isinstance(self.flags, list)
+            and all(isinstance(flag, str) and flag in _FLAGS for flag in self.flags)
+            and isinstance(self.adopted, bool)
+        )
+
+
+def etag_of(stat: os.stat_result, sidecar: Sidecar | None) -> str:
+    """The etag of the file ``stat`` describes: from the checksum of content this store wrote,
+    else from the file's identity (inode, size, mtime), which any change of content replaces."""
+    if sidecar is not None and sidecar.checksum is not None and not sidecar.adopted:
+        return etag_for(sidecar.checksum)
+    identity = f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+    return hashlib.blake2b(identity, digest_size=16).hexdigest()
+
+
+class SidecarStore:
+    """The sidecars of one store, and the state folder's ``tmp`` they are written through."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.meta_dir = os.path.join(state_dir, "meta")
+        self.temp_dir = os.path.join(state_dir, "tmp")
+
+    def _path(self, inode: int) -> str:
+        return os.path.join(self.meta_dir, f"{inode % 256:02x}", str(inode))
+
+    def read(self, stat: os.stat_result) -> Sidecar | None:
+        """The sidecar of the file ``stat`` describes, or None (none, stale, or damaged)."""
+        try:
+            with open(self._path(stat.st_ino), "rb") as file:
+                sidecar = Sidecar(**json.load(file))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+        return sidecar if sidecar.valid() and sidecar.describes(stat) else None
+
+    def write(self, inode: int, sidecar: Sidecar, *, durable: bool) -> None:
+        target = self._path(inode)
+        temp = os.path.join(self.temp_dir, owned_name("side"))
+        data = json.dumps(sidecar.__dict__, separators=(",", ":")).encode()
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(temp, target)
+        if durable:
+            folder = os.open(os.path.dirname(target), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+
+    def remove(self, inode: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(inode))
