@@ -30,7 +30,7 @@ from .model import (
     Status,
     SyncReport,
 )
-from .state import SyncState
+from .state import BaseRow, SyncState
 
 __all__ = ["Replicator", "SyncAborted"]
 
@@ -116,7 +116,7 @@ class Replicator:
                     tally.base += 1
                 action = differ.decide(key, entry_a, entry_b, row)
                 if action is not None:
-                    tally.add(action)
+                    tally.add(action, row)
                     yield action
 
     def plan(self) -> list[Action]:
@@ -183,7 +183,7 @@ class Replicator:
         if self.force or tally.base == 0:
             return
         for side in ("a", "b"):
-            if tally.listed[side] == 0:
+            if tally.listed[side] == 0 and tally.base > tally.requested:
                 raise SyncAborted(
                     f"side {side} listed no items but the base holds {tally.base}: a wrong "
                     f"or unmounted store? Nothing was changed (force=True to sync anyway)",
@@ -248,16 +248,19 @@ class _Tally:
         self.listed = {"a": 0, "b": 0}
         self.deletes = {"a": 0, "b": 0}
         self.conflicts = 0
+        self.requested = 0
 
     def count(self, side: str, entries: Iterator[Entry]) -> Iterator[Entry]:
         for entry in entries:
             self.listed[side] += 1
             yield entry
 
-    def add(self, action: Action) -> None:
+    def add(self, action: Action, row: BaseRow | None) -> None:
         self.items += 1
         self.bytes += action.size
-        if action.kind is ActionKind.DELETE_A:
+        if row is not None and row.status is Status.PENDING_DELETE:
+            self.requested += 1  # a delete the caller asked for (BlobManager.delete)
+        elif action.kind is ActionKind.DELETE_A:
             self.deletes["a"] += 1
         elif action.kind is ActionKind.DELETE_B:
             self.deletes["b"] += 1

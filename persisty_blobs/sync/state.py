@@ -453,19 +453,10 @@ class SyncState:
             return connection.execute(query).scalar()
 
     def set_priority(self, pair: str, namespace: str, key: str, priority: Priority) -> None:
-        self.mark_priority(pair, namespace, key, priority)
+        """Set a key's priority, kept by every later plan (a row is made if need be)."""
+        values = {"pair": pair, "namespace": namespace, "key": key, "priority": int(priority)}
+        self._upsert([values], ["priority"])
         self.priority_changes += 1
-
-    def mark_priority(self, pair: str, namespace: str, key: str, priority: Priority) -> None:
-        import sqlalchemy as sa
-
-        items = self._tables.items
-        with self._lock, self._engine.begin() as connection:
-            connection.execute(
-                sa.update(items)
-                .where(items.c.pair == pair, items.c.namespace == namespace, items.c.key == key)
-                .values(priority=int(priority))
-            )
 
     def progress(self, pair: str) -> dict[Status, int]:
         import sqlalchemy as sa

@@ -1,0 +1,170 @@
+"""BlobManager: LEAP Soledad's client scenarios, correct where Soledad is not; and encrypted
+replication through an EncryptedStore over S3."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from persisty_blobs import EncryptedStore, Flag, Keyring, TransientError
+from persisty_blobs.stores.memory import MemoryStore
+from persisty_blobs.sync import BlobManager, Priority, Replicator, Status, SyncState
+
+from .sync_support import Faulty, contents
+
+MARKER = b"PLAINTEXT-MARKER-4f1d"
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> BlobManager:
+    return BlobManager(
+        MemoryStore(),
+        MemoryStore(),
+        keyring=Keyring.generate(),
+        state=SyncState(tmp_path / "state.db"),
+        retry_delay=0.001,
+    )
+
+
+def test_put_queues_uploads_listed_by_priority_and_sync_sends_them(manager: BlobManager) -> None:
+    manager.put("low", b"1", priority="low")
+    manager.put("urgent", b"2", priority=Priority.URGENT)
+    manager.put("medium", b"3")
+    manager.put("high", b"4", priority=3)
+    manager.put("private", b"5", local_only=True)
+    pending = manager.local_list(status=Status.PENDING_UPLOAD)
+    assert pending == ["urgent", "high", "medium", "low"]
+    assert manager.local_list(status=Status.LOCAL_ONLY) == ["private"]
+    assert manager.sync().ok
+    assert sorted(manager.remote_list()) == ["high", "low", "medium", "urgent"]
+    assert manager.count() == 4
+    assert manager.sync_progress()["SYNCED"] == 4
+    assert manager.sync_progress()["LOCAL_ONLY"] == 1
+
+
+def test_refresh_keeps_priorities_of_pending_downloads(manager: BlobManager) -> None:
+    for key in ("a", "b", "c"):
+        manager.remote.put(key, b"remote " + key.encode())
+    manager.set_priority("b", "urgent")
+    failing = Replicator(
+        manager.local,
+        Faulty(manager.remote, lambda op, key: TransientError("x") if op == "read" else None),
+        manager.state,
+        pair=manager.pair,
+        max_attempts=1,
+    )
+    failing.run()
+    assert manager.state.item(manager.pair, "", "b").priority is Priority.URGENT  # type: ignore[union-attr]
+    assert manager.local_list(status=Status.FAILED_DOWNLOAD)[0] == "b"
+    assert manager.sync().ok
+    assert manager.get("b").read() == b"remote b"  # type: ignore[union-attr]
+
+
+def test_get_downloads_now_when_missing_locally(manager: BlobManager) -> None:
+    manager.remote.put("doc", b"from the server")
+    reader = manager.get("doc")
+    assert reader is not None
+    assert reader.read() == b"from the server"
+    assert manager.local.read_bytes("doc") == b"from the server"
+    assert manager.get("missing") is None
+    assert manager.sync().ok
+    assert manager.sync_progress()["SYNCED"] == 1
+
+
+def test_delete_while_the_remote_is_down_is_carried_out_by_a_later_sync(tmp_path: Path) -> None:
+    down = threading.Event()
+    remote = Faulty(fault=lambda op, key: TransientError("down") if down.is_set() else None)
+    manager = BlobManager(MemoryStore(), remote, state=SyncState(tmp_path / "s.db"))
+    manager.put("doc", b"x")
+    assert manager.sync().ok
+    down.set()
+    manager.delete("doc")
+    assert manager.local_list(status=Status.PENDING_DELETE) == ["doc"]
+    down.clear()
+    assert remote.exists("doc")
+    assert manager.sync().ok
+    assert not remote.exists("doc")
+    assert manager.sync_progress()["PENDING_DELETE"] == 0
+
+
+def test_server_side_deletes_propagate(manager: BlobManager) -> None:
+    manager.put("doc", b"x")
+    manager.put("keep", b"y")
+    assert manager.sync().ok
+    manager.remote.delete("doc")
+    assert manager.sync().ok
+    assert not manager.local.exists("doc")
+    assert manager.local.exists("keep")
+
+
+def test_flags_filter_the_remote_list(manager: BlobManager) -> None:
+    for key in ("a", "b", "c"):
+        manager.put(key, b"x")
+    assert manager.sync().ok
+    manager.set_flags("b", [Flag.PROCESSING])
+    assert manager.remote_list(filter_flag=Flag.PROCESSING) == ["b"]
+    assert manager.get_flags("b") == {Flag.PROCESSING}
+    assert manager.sync().ok
+    assert manager.local.get_flags("b") == {Flag.PROCESSING}
+
+
+def test_namespaces_and_count(manager: BlobManager) -> None:
+    manager.put("x", b"1", namespace="alice")
+    manager.put("x", b"2", namespace="bob")
+    manager.put("y", b"3", namespace="bob")
+    assert manager.sync().ok
+    assert manager.count(namespace="bob") == 2
+    assert manager.remote_list(namespace="alice") == ["x"]
+    assert manager.get("x", namespace="bob").read() == b"2"  # type: ignore[union-attr]
+
+
+def test_a_tampered_blob_fails_after_three_tries_and_the_rest_sync(tmp_path: Path) -> None:
+    raw = MemoryStore()
+    keyring = Keyring.generate()
+    writer = BlobManager(MemoryStore(), raw, keyring=keyring, state=SyncState(tmp_path / "w.db"))
+    for key in ("a", "b", "c"):
+        writer.put(key, MARKER + key.encode() * 100)
+    assert writer.sync().ok
+    item = raw.get("b")
+    assert item is not None
+    tampered = bytearray(raw.read_bytes("b"))
+    tampered[-20] ^= 1
+    raw.put("b", bytes(tampered), metadata=item.metadata)
+    counting = Faulty(raw)
+    reader = BlobManager(
+        MemoryStore(),
+        counting,
+        keyring=keyring,
+        state=SyncState(tmp_path / "r.db"),
+        retry_delay=0.001,
+    )
+    report = reader.sync()
+    assert [key for _, key, _, _ in report.failures] == ["b"]
+    assert counting.counts.reads["b"] == 3
+    assert reader.local_list(status=Status.FAILED_DOWNLOAD) == ["b"]
+    assert sorted(entry.key for entry in reader.local.scan()) == ["a", "c"]
+
+
+def test_encrypted_replication_over_s3(tmp_path: Path, s3_endpoint: str, s3_bucket: str) -> None:
+    from persisty_blobs.stores.s3 import S3Store
+    from persisty_blobs.testing.moto import moto_client
+
+    keyring = Keyring.generate()
+    bucket = S3Store(s3_bucket, client=moto_client(s3_endpoint))
+    laptop, phone = MemoryStore(), MemoryStore()
+    laptop.put("notes/today.txt", MARKER + b" laptop", metadata={"title": MARKER.decode()})
+    phone.namespace("photos").put("cat.jpg", MARKER + b" phone")
+    to_laptop = Replicator(laptop, EncryptedStore(bucket, keyring), SyncState(tmp_path / "l.db"))
+    to_phone = Replicator(phone, EncryptedStore(bucket, keyring), SyncState(tmp_path / "p.db"))
+    for replicator in (to_laptop, to_phone, to_laptop):
+        assert replicator.run().ok
+    assert contents(laptop) == contents(phone)
+    assert len(contents(laptop)) == 2
+    for namespace in bucket.namespaces():
+        for item in bucket.namespace(namespace).list():
+            assert MARKER not in bucket.namespace(namespace).read_bytes(item.key)
+            assert not any(MARKER.decode() in value for value in item.metadata.values())
+    assert to_laptop.plan() == []
+    assert to_phone.plan() == []
