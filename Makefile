@@ -10,11 +10,16 @@ $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.dev-installed: $(BIN)/activate setup.py pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+# The demo tours a directory store: the library alone, without the extras or the dev tools.
+$(VENV)/.installed: $(BIN)/activate setup.py pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-demo: $(VENV)/.dev-installed
+$(VENV)/.dev-installed: $(BIN)/activate setup.py pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
 	$(BIN)/python examples/tour.py ./demo-data
 
 lint: $(VENV)/.dev-installed

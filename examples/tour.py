@@ -5,6 +5,7 @@ Run it with ``make demo`` (or ``python examples/tour.py ./demo-data``).
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
@@ -30,9 +31,18 @@ def main(root: str) -> None:
     excerpt = store.read_bytes("notes/hello.txt", 7, 21)
     print(f"\nrange   bytes 7..21 of notes/hello.txt: {excerpt!r}")
 
+    with store.open("notes/hello.txt") as reader:
+        reader.seek(-5, io.SEEK_END)  # readers seek, by range reads underneath
+        print(f"seek    the last 5 bytes: {reader.read()!r}")
+
     store.set_flags("photos/2026/cat.jpg", [pb.Flag.PENDING])
+    store.put("inbox/new.txt", b"to process\n", flags=[pb.Flag.PENDING])  # flags in the same step
     pending = [listed.key for listed in store.list(flag=pb.Flag.PENDING)]
     print(f"flags   pending items: {pending}")
+
+    print("\nscan (the cheap listing a sync reads):")
+    for entry in store.scan():
+        print(f"  {entry.key:<24} {entry.size:>8} bytes  {entry.checksum}")
 
     try:
         store.put("notes/hello.txt", b"overwrite?", if_none_match="*")

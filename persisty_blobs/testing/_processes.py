@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ..store import DataStore
-from ._support import WORKER_TIMEOUT, payload
+from ._support import WORKER_TIMEOUT, Workers, payload
 
 BIG_ITEM = 256 * 1024 * 1024
 RSS_BUDGET = 64 * 1024 * 1024
@@ -114,13 +114,17 @@ class ProcessTests:
             finally:
                 os._exit(status)
         os.close(send)
+        # On a thread, so that a parent stuck on a socket the child took fails the test too.
+        problems: list[str | None] = []
+        parent = Workers()
+        parent.start(lambda: problems.append(_exercise(store, "parent", shared)))
         try:
-            problem = _exercise(store, "parent", shared)
+            parent.join()
         finally:
             code = _wait_for_child(pid)
             with contextlib.closing(os.fdopen(receive, "rb")) as report:
                 child_problem = report.read().decode(errors="replace")
-        assert problem is None, f"parent: {problem}"
+        assert problems == [None], f"parent: {problems}"
         assert code == 0, f"child exited with {code}: {child_problem}"
         for owner in ("child", "parent"):
             for index in range(10):
