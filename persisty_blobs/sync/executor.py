@@ -24,6 +24,10 @@ __all__ = ["Executor"]
 _FLUSH_SECONDS = 0.25
 _FLUSH_ITEMS = 500
 _MAX_DELAY = 30.0
+#: Actions leased at once. A raised priority is still seen at once in this process (the
+#: unstarted leases are given back and claimed again); other processes see it at their next
+#: claim.
+_CLAIM_BATCH = 32
 
 
 @dataclass(order=True)
@@ -93,7 +97,8 @@ class Executor:
                 )
             free = self.concurrency - len(running)
             if free > 0 and not ready:
-                for claim in self.state.claim(self.pair, self.run_id, 2 * free, deletes=deletes):
+                batch = max(_CLAIM_BATCH, 2 * self.concurrency)
+                for claim in self.state.claim(self.pair, self.run_id, batch, deletes=deletes):
                     sequence += 1
                     order = (-int(claim.action.priority), sequence, claim.namespace, claim.key)
                     heapq.heappush(ready, _Ready(order, claim))

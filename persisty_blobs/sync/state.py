@@ -245,58 +245,77 @@ class SyncState:
         return int(result.rowcount)
 
     def settle(self, pair: str, outcomes: Iterable[Outcome]) -> None:
-        """Write outcomes: a success sets the base and clears the queue, a failure records
-        the error and the attempts, ``forget`` drops the row."""
+        """Write outcomes in one transaction: a success sets the base and clears the queue, a
+        failure records the error and the attempts, ``forget`` drops the row."""
         import sqlalchemy as sa
 
         items = self._tables.items
-        with self._lock, self._engine.begin() as connection:
-            for outcome in outcomes:
-                where = (
-                    (items.c.pair == pair)
-                    & (items.c.namespace == outcome.namespace)
-                    & (items.c.key == outcome.key)
-                )
-                if outcome.forget:
-                    connection.execute(sa.delete(items).where(where))
-                    continue
-                if outcome.failed is not None:
-                    changes: dict[str, Any] = {
+        now = time.time()
+        bases: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []
+        forgotten: list[dict[str, Any]] = []
+        for outcome in outcomes:
+            where = {"pair": pair, "namespace": outcome.namespace, "key": outcome.key}
+            if outcome.forget:
+                forgotten.append(where)
+            elif outcome.failed is not None:
+                failures.append(
+                    {
+                        **_where_names(where),
                         "status": outcome.failed.value,
                         "last_error": (outcome.error or "")[:2000],
-                        "attempts": items.c.attempts + outcome.attempts,
+                        "more": outcome.attempts,
+                    }
+                )
+            else:
+                bases.append(
+                    {
+                        **where,
+                        "base_checksum": outcome.checksum,
+                        "base_size": outcome.size,
+                        "base_etag_a": outcome.etag_a,
+                        "base_etag_b": outcome.etag_b,
+                        "base_flags": _codec.encode_flags(outcome.flags),
+                        "base_at": now,
+                        "status": outcome.status.value,
+                        "action": None,
+                        "plan": None,
+                        "attempts": 0,
+                        "last_error": None,
                         "lease_owner": None,
                         "lease_until": None,
+                        "resolution": None,
+                        "priority": int(Priority.MEDIUM),
                     }
-                    connection.execute(sa.update(items).where(where).values(**changes))
-                    continue
-                base = {
-                    "base_checksum": outcome.checksum,
-                    "base_size": outcome.size,
-                    "base_etag_a": outcome.etag_a,
-                    "base_etag_b": outcome.etag_b,
-                    "base_flags": _codec.encode_flags(outcome.flags),
-                    "base_at": time.time(),
-                    "status": outcome.status.value,
-                    "action": None,
-                    "plan": None,
-                    "attempts": 0,
-                    "last_error": None,
-                    "lease_owner": None,
-                    "lease_until": None,
-                    "resolution": None,
-                }
-                updated = connection.execute(sa.update(items).where(where).values(**base))
-                if updated.rowcount == 0:
-                    connection.execute(
-                        sa.insert(items).values(
-                            pair=pair,
-                            namespace=outcome.namespace,
-                            key=outcome.key,
-                            priority=int(Priority.MEDIUM),
-                            **base,
-                        )
-                    )
+                )
+        matches = (
+            (items.c.pair == sa.bindparam("w_pair"))
+            & (items.c.namespace == sa.bindparam("w_namespace"))
+            & (items.c.key == sa.bindparam("w_key"))
+        )
+        with self._lock, self._engine.begin() as connection:
+            if bases:
+                keep = ("pair", "namespace", "key", "priority")
+                update = [name for name in bases[0] if name not in keep]
+                connection.execute(self._upsert_statement(update), bases)
+            if failures:
+                connection.execute(
+                    sa.update(items)
+                    .where(matches)
+                    .values(
+                        status=sa.bindparam("status"),
+                        last_error=sa.bindparam("last_error"),
+                        attempts=items.c.attempts + sa.bindparam("more"),
+                        lease_owner=None,
+                        lease_until=None,
+                    ),
+                    failures,
+                )
+            if forgotten:
+                connection.execute(
+                    sa.delete(items).where(matches),
+                    [_where_names(where) for where in forgotten],
+                )
 
     def mark(self, pair: str, namespace: str, key: str, status: Status, **fields: Any) -> None:
         """Set one row's status (creating the row): ``BlobManager`` queues with it."""
@@ -309,6 +328,12 @@ class SyncState:
         )
 
     def _upsert(self, values: list[dict[str, Any]], update: list[str]) -> None:
+        with self._lock, self._engine.begin() as connection:
+            connection.execute(self._upsert_statement(update), values)
+
+    def _upsert_statement(self, update: list[str]) -> Any:
+        """INSERT that updates only ``update`` of a row that exists (one statement for a
+        whole batch of rows)."""
         items = self._tables.items
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -318,12 +343,10 @@ class SyncState:
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
             statement = sqlite_insert(items)
-        statement = statement.on_conflict_do_update(
+        return statement.on_conflict_do_update(
             index_elements=["pair", "namespace", "key"],
             set_={name: statement.excluded[name] for name in update},
         )
-        with self._lock, self._engine.begin() as connection:
-            connection.execute(statement, values)
 
     # Claiming work -------------------------------------------------------------------------
 
@@ -354,15 +377,16 @@ class SyncState:
             query = query.with_for_update(skip_locked=True)
         with self._lock, self._engine.begin() as connection:
             rows = connection.execute(query).mappings().all()
-            for row in rows:
+            if rows:
                 connection.execute(
                     sa.update(items)
                     .where(
                         (items.c.pair == pair)
-                        & (items.c.namespace == row["namespace"])
-                        & (items.c.key == row["key"])
+                        & (items.c.namespace == sa.bindparam("w_namespace"))
+                        & (items.c.key == sa.bindparam("w_key"))
                     )
-                    .values(lease_owner=self.owner, lease_until=now + _LEASE_SECONDS)
+                    .values(lease_owner=self.owner, lease_until=now + _LEASE_SECONDS),
+                    [{"w_namespace": row["namespace"], "w_key": row["key"]} for row in rows],
                 )
         return [_claim(row) for row in rows]
 
@@ -474,6 +498,10 @@ class SyncState:
     @property
     def engine(self) -> Any:
         return self._engine
+
+
+def _where_names(where: dict[str, Any]) -> dict[str, Any]:
+    return {f"w_{name}": value for name, value in where.items()}
 
 
 def _base_row(row: Any) -> BaseRow:

@@ -1,0 +1,138 @@
+"""One measured sync step in its own process (peak RSS is its own); prints JSON.
+
+``python -m bench._sync_worker persisty A_DIR B_URL STATE``: one ``Replicator.run``.
+``python -m bench._sync_worker rclone SRC DST``: one ``rclone sync`` (its RSS is a child's).
+``python -m bench._sync_worker plan COUNT STATE``: the plan of COUNT unchanged items between
+two memory stores (setup untimed).
+``python -m bench._sync_worker fsync DIR COUNT SIZE``: COUNT files written and fsynced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from persisty_blobs import DataStore
+
+
+def _peak_rss(children: bool = False) -> int:
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss * 1024
+
+
+def persisty(a_dir: str, b_url: str, state: str) -> dict[str, Any]:
+    from persisty_blobs.stores import DirectoryStore
+    from persisty_blobs.sync import Replicator, SyncState
+
+    requests: dict[str, int] = {}
+    started = time.perf_counter()
+    with DirectoryStore(a_dir) as a, _target(b_url, requests) as b:
+        replicator = Replicator(a, b, SyncState(state), pair="bench", max_delete=1.0)
+        report = replicator.run()
+    seconds = time.perf_counter() - started
+    if not report.ok:
+        raise SystemExit(f"sync failed: {report.failures[:3]}")
+    return {
+        "seconds": seconds,
+        "peak_rss": _peak_rss(),
+        "bytes": report.bytes,
+        "requests": requests,
+    }
+
+
+def _target(url: str, requests: dict[str, int]) -> DataStore:
+    """The store at ``url``; on S3, with every request counted by operation."""
+    if not url.startswith("s3://"):
+        from persisty_blobs import open_store
+
+        return open_store(url)
+    import boto3
+
+    from persisty_blobs.stores.s3 import S3Store
+
+    parsed = urllib.parse.urlsplit(url)
+    endpoint = urllib.parse.parse_qs(parsed.query)["endpoint_url"][0]
+    client = boto3.client("s3", endpoint_url=endpoint)
+
+    def count(model: Any, **_: Any) -> None:
+        requests[model.name] = requests.get(model.name, 0) + 1
+
+    client.meta.events.register("before-call.s3", count)
+    return S3Store(parsed.netloc, client=client)
+
+
+def rclone(source: str, target: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    subprocess.run(["rclone", "sync", source, target], check=True, capture_output=True)
+    return {"seconds": time.perf_counter() - started, "peak_rss": _peak_rss(children=True)}
+
+
+def plan(count: str, state_path: str) -> dict[str, Any]:
+    from persisty_blobs.stores.memory import MemoryStore
+    from persisty_blobs.sync import Replicator, SyncState
+
+    total = int(count)
+    a, b = MemoryStore(), MemoryStore()
+    for store in (a, b):
+        seed = store.put("seed", b"")
+        for index in range(total):
+            store.copy("seed", f"item-{index:08}")
+        store.delete("seed")
+    state = SyncState(state_path)
+    rows = [
+        {
+            "pair": "bench",
+            "namespace": "",
+            "key": f"item-{index:08}",
+            "base_checksum": seed.checksum,
+            "base_size": 0,
+            "base_etag_a": seed.etag,
+            "base_etag_b": seed.etag,
+            "base_flags": "",
+            "status": "synced",
+            "priority": 2,
+            "attempts": 0,
+        }
+        for index in range(total)
+    ]
+    with state.engine.begin() as connection:
+        connection.execute(state.tables.items.insert(), rows)
+    del rows
+    rss_before = _peak_rss()
+    started = time.perf_counter()
+    actions = Replicator(a, b, state, pair="bench").plan()
+    seconds = time.perf_counter() - started
+    assert actions == [], actions[:3]
+    return {"seconds": seconds, "peak_rss": _peak_rss(), "setup_rss": rss_before}
+
+
+def fsync(directory: str, count: str, size: str) -> dict[str, Any]:
+    data = os.urandom(int(size))
+    started = time.perf_counter()
+    for index in range(int(count)):
+        path = os.path.join(directory, f"f{index}")
+        with open(path, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+    return {"seconds": time.perf_counter() - started, "peak_rss": _peak_rss()}
+
+
+STEPS: dict[str, Callable[..., dict[str, Any]]] = {
+    "persisty": persisty,
+    "rclone": rclone,
+    "plan": plan,
+    "fsync": fsync,
+}
+
+if __name__ == "__main__":
+    operation, *arguments = sys.argv[1:]
+    print(json.dumps(STEPS[operation](*arguments)))

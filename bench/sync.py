@@ -1,0 +1,171 @@
+"""Sync benchmark: ``Replicator`` against ``rclone sync`` on the same data in the same run.
+
+10,000 files of 10 KiB and 100 files of 10 MiB, directory -> directory and directory -> S3
+(moto on loopback): the first sync, a sync with nothing changed, and a sync after 1% of the
+files changed and 1% were deleted. Each step runs in its own process. Also the plan of many
+unchanged items between two memory stores, to show how its cost grows, and the bound that
+fsync puts on writing many small files on this disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ._harness import Row
+
+RESULTS = Path(__file__).parent / "results"
+SETS = {"10,000 x 10 KiB": (10_000, 10 * 1024), "100 x 10 MiB": (100, 10 * 1024 * 1024)}
+
+
+def step(operation: str, *arguments: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench._sync_worker", operation, *arguments],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def fill(directory: Path, count: int, size: int) -> None:
+    for index in range(count):
+        path = directory / f"d{index % 100:02}" / f"file-{index:05}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(size))
+
+
+def change(directory: Path, count: int, size: int) -> None:
+    """1% of the files rewritten, another 1% deleted."""
+    files = sorted(directory.rglob("*.bin"))
+    share = max(1, count // 100)
+    stride = max(2, len(files) // share)
+    for path in files[0::stride][:share]:
+        path.write_bytes(os.urandom(size))
+    for path in files[1::stride][:share]:
+        path.unlink()
+
+
+def moto_env() -> tuple[Any, dict[str, str]]:
+    from persisty_blobs.testing.moto import moto_server
+
+    server = moto_server()
+    endpoint = server.__enter__()
+    env = dict(os.environ)
+    env.update(
+        {
+            "RCLONE_CONFIG_MOTO_TYPE": "s3",
+            "RCLONE_CONFIG_MOTO_PROVIDER": "Other",
+            "RCLONE_CONFIG_MOTO_ENDPOINT": endpoint,
+            "RCLONE_CONFIG_MOTO_ACCESS_KEY_ID": "test",
+            "RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY": "test",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    return server, env
+
+
+def run(_size: int, _repeats: int) -> list[Row]:
+    """Runs every step and prints its table (sizes are fixed: the issue's data sets)."""
+    _print(_rows())
+    return []
+
+
+def _rows() -> list[dict[str, Any]]:
+    if shutil.which("rclone") is None:
+        print("rclone is not installed (apt-get install rclone): the sync benchmark needs it")
+        return []
+    rows: list[dict[str, Any]] = []
+    server, env = moto_env()
+    endpoint = env["RCLONE_CONFIG_MOTO_ENDPOINT"]
+    try:
+        for label, (count, size) in SETS.items():
+            for target in ("directory", "s3"):
+                rows += _pair(label, count, size, target, endpoint, env)
+    finally:
+        server.__exit__(None, None, None)
+    with tempfile.TemporaryDirectory() as work:
+        bound = step("fsync", work, "2000", str(10 * 1024))
+        rows.append({"name": "bound: 2,000 x 10 KiB written + fsync", "seconds": bound["seconds"]})
+    for count in (100_000, 1_000_000):
+        with tempfile.TemporaryDirectory() as work:
+            result = step("plan", f"{count}", f"{work}/state.db")
+            rows.append({"name": f"plan of {count:,} unchanged (memory)", **result})
+    return rows
+
+
+def _pair(
+    label: str, count: int, size: int, target: str, endpoint: str, env: dict[str, str]
+) -> list[dict[str, Any]]:
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        root = Path(work)
+        ours, theirs = root / "ours", root / "theirs"
+        fill(ours, count, size)
+        shutil.copytree(ours, theirs)
+        bucket = f"bench-{os.getpid()}-{target}-{count}"
+        if target == "s3":
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=endpoint)
+            client.create_bucket(Bucket=bucket)
+            client.create_bucket(Bucket=bucket + "-rclone")
+            our_target = f"s3://{bucket}?endpoint_url={endpoint}"
+            their_target = f"moto:{bucket}-rclone"
+        else:
+            our_target = f"file://{root / 'ours-copy'}"
+            their_target = str(root / "theirs-copy")
+        for phase in ("first", "no change", "1% changed, 1% deleted"):
+            if phase.startswith("1%"):
+                change(ours, count, size)
+                change(theirs, count, size)
+            mine = step("persisty", str(ours), our_target, str(root / "state.db"), env=env)
+            other = step("rclone", str(theirs), their_target, env=env)
+            rows.append(
+                {
+                    "name": f"{label}, {target}, {phase}",
+                    "seconds": mine["seconds"],
+                    "requests": mine["requests"],
+                    "rclone_seconds": other["seconds"],
+                    "ratio": other["seconds"] / mine["seconds"],
+                    "peak_rss": mine["peak_rss"],
+                    "rclone_peak_rss": other["peak_rss"],
+                }
+            )
+            print(_line(rows[-1]), flush=True)
+    return rows
+
+
+def _line(row: dict[str, Any]) -> str:
+    mib = 2**20
+    if "rclone_seconds" in row:
+        return (
+            f"| {row['name']:<46} | {row['seconds']:7.2f} s | {row['rclone_seconds']:7.2f} s "
+            f"| {row['ratio']:5.2f}x | {row['peak_rss'] / mib:6.1f} MiB "
+            f"| {row['rclone_peak_rss'] / mib:6.1f} MiB | {_requests(row)} |"
+        )
+    rss = f"{row['peak_rss'] / mib:6.1f} MiB" if "peak_rss" in row else ""
+    return f"| {row['name']:<46} | {row['seconds']:7.2f} s | | | {rss} | | |"
+
+
+def _requests(row: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(row["requests"].items()))
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
+    print("\n| step | persisty-blobs | rclone | ratio | peak RSS | rclone RSS | S3 requests |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(_line(row))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "sync.json").write_text(json.dumps(rows, indent=2))
