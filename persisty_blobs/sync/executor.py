@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from ..store import DataStore
 from . import _runs
 from ._perform import failure_status, perform, retry_limit
+from ._queue import Claim
 from ._transfer import Trash
 from .model import ProgressEvent, SyncReport
-from .state import Claim, Outcome, SyncState
+from .state import Outcome, SyncState
 
 __all__ = ["Executor"]
 
