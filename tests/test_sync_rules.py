@@ -3,6 +3,7 @@ stores with a real state database."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from persisty_blobs import DataStore, Flag
 from persisty_blobs.stores.memory import MemoryStore
 from persisty_blobs.sync import ActionKind, Replicator, Status, SyncState
 
-from .sync_support import contents
+from .sync_support import Faulty, contents
 
 
 @pytest.fixture
@@ -225,3 +226,31 @@ def test_plan_writes_nothing_to_either_store_or_the_state(state: SyncState) -> N
     assert len(replicator.plan()) == 2
     assert (contents(a), contents(b)) == before
     assert list(replicator.items()) == []
+
+
+def test_files_another_program_wrote_are_hashed_once_and_adopted(tmp_path: Path) -> None:
+    from persisty_blobs.stores.directory import DirectoryStore
+
+    for side in ("a", "b"):
+        (tmp_path / side / "photos").mkdir(parents=True)
+        (tmp_path / side / "photos" / "cat.jpg").write_bytes(b"the same cat")
+    (tmp_path / "b" / "photos" / "dog.jpg").write_bytes(b"a dog")
+    state = SyncState(tmp_path / "state.db")
+    with DirectoryStore(tmp_path / "a") as a_dir, DirectoryStore(tmp_path / "b") as b_dir:
+        a, b = Faulty(a_dir), Faulty(b_dir)
+        assert next(a.scan()).checksum is None
+        replicator = Replicator(a, b, state)
+        assert kinds(replicator) == {
+            "photos/cat.jpg": ActionKind.ADOPT,
+            "photos/dog.jpg": ActionKind.DOWNLOAD,
+        }
+        report = replicator.run()
+        assert report.ok
+        assert report.bytes == len(b"a dog")
+        base = state.item("default", "", "photos/cat.jpg")
+        assert base is not None
+        assert base.checksum == "sha256:" + hashlib.sha256(b"the same cat").hexdigest()
+        a.counts.reads.clear()
+        b.counts.reads.clear()
+        assert replicator.plan() == []
+        assert a.counts.reads == b.counts.reads == {}
