@@ -35,13 +35,13 @@ def test_capabilities() -> None:
 
 def test_listing_pages_by_bisection_over_many_keys() -> None:
     store = MemoryStore()
-    names = [f"k{index:06d}" for index in range(20_000)]
+    names = [f"k{index:06d}" for index in range(5_000)]
     for name in reversed(names):  # the costly order for the sorted index
         store.put(name, b"")
     store.delete(names[5])
     assert [item.key for item in store.list("k0000", limit=7)] == names[:5] + names[6:8]
     assert [entry.key for entry in store.scan(after=names[-3])] == names[-2:]
-    assert store.count("k01") == 10_000
+    assert store.count("k001") == 1_000
     assert store.namespaces() == [""]
     for name in names:
         store.delete(name)

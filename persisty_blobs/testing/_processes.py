@@ -23,6 +23,7 @@ from ._support import WORKER_TIMEOUT, Workers, payload
 BIG_ITEM = 256 * 1024 * 1024
 RSS_BUDGET = 64 * 1024 * 1024
 FORK_ROUNDS = 1000
+WRITE_EVERY = 10  # a durable write costs tens of reads on a disk or a server
 
 
 def _status_kib(field: str) -> int:
@@ -54,25 +55,36 @@ def _put_and_read_big_item(store: DataStore, report: Connection) -> None:
 
 
 def _exercise(store: DataStore, owner: str, shared: dict[str, bytes]) -> str | None:
-    """``FORK_ROUNDS`` writes of this process's own keys, each followed by a read of its own
-    key or of a key both processes read; the first wrong answer, or None."""
+    """``FORK_ROUNDS`` reads, of this process's own keys and of keys both processes read, with
+    a write of an own key every ``WRITE_EVERY`` rounds; the first wrong answer, or None."""
     names = sorted(shared)
+    mine: dict[str, bytes] = {}
     for round_ in range(FORK_ROUNDS):
-        own = f"{owner}/{round_ % 10}"
-        content = f"{owner} {round_}".encode()
-        store.put(own, content)
+        if round_ % WRITE_EVERY == 0:
+            own = f"{owner}/{round_ // WRITE_EVERY % 10}"
+            mine[own] = f"{owner} {round_}".encode()
+            store.put(own, mine[own])
         if round_ % 2:
             name = names[round_ % len(names)]
             expected = shared[name]
-            got = store.read_bytes(name)
             item = store.get(name)
             if item is None or item.size != len(expected):
                 return f"round {round_}: get({name!r}) gave {item!r}"
         else:
-            name, expected, got = own, content, store.read_bytes(own)
+            name = sorted(mine)[round_ % len(mine)]
+            expected = mine[name]
+        got = store.read_bytes(name)
         if got != expected:
             return f"round {round_}: read {name!r} gave {got[:60]!r}, not {expected[:60]!r}"
     return None
+
+
+def _last_writes(owner: str) -> dict[str, bytes]:
+    """What ``_exercise`` leaves in ``owner``'s keys."""
+    return {
+        f"{owner}/{round_ // WRITE_EVERY % 10}": f"{owner} {round_}".encode()
+        for round_ in range(0, FORK_ROUNDS, WRITE_EVERY)
+    }
 
 
 def _wait_for_child(pid: int) -> int:
@@ -127,9 +139,8 @@ class ProcessTests:
         assert problems == [None], f"parent: {problems}"
         assert code == 0, f"child exited with {code}: {child_problem}"
         for owner in ("child", "parent"):
-            for index in range(10):
-                last = FORK_ROUNDS - 10 + index
-                assert store.read_bytes(f"{owner}/{index}") == f"{owner} {last}".encode()
+            for name, content in _last_writes(owner).items():
+                assert store.read_bytes(name) == content, name
 
     @pytest.mark.slow
     @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for RSS")
