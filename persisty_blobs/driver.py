@@ -65,11 +65,15 @@ class Capabilities:
 @dataclass(frozen=True)
 class ItemHeader:
     """What a new item carries besides its content, known before the content streams (a store
-    that must send it first, as S3 does when a multipart upload starts, takes it from here)."""
+    that must send it first, as S3 does when a multipart upload starts, takes it from here).
+    The precondition comes again in ``WriteSpec``; a store whose backend checks it when the
+    upload starts (an HTTP PUT) sends it from here."""
 
     content_type: str
     metadata: Mapping[str, str]
     flags: frozenset[Flag]
+    if_match: str | None = None
+    if_none_match: bool = False
 
 
 @dataclass(frozen=True)

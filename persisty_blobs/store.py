@@ -198,7 +198,13 @@ class DataStore:
             )
             return sink.commit(spec)
 
-        header = ItemHeader(content_type=resolved_type, metadata=checked_metadata, flags=flags)
+        header = ItemHeader(
+            content_type=resolved_type,
+            metadata=checked_metadata,
+            flags=flags,
+            if_match=if_match,
+            if_none_match=create_only,
+        )
         sink = self._driver.new_writer(self._namespace, key, header)
         return ItemWriter(sink, self.chunk_size, commit)
 
