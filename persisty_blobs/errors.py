@@ -58,6 +58,8 @@ class BlobError(Exception):
     def __init__(self, message: str, *, key: str | None = None, store: str | None = None) -> None:
         details = [part for part in (_quoted("key", key), _quoted("store", store)) if part]
         super().__init__(f"{message} ({', '.join(details)})" if details else message)
+        #: The message without the key and store (a server sends this one to its clients).
+        self.message = message
         self.key = key
         self.store = store
 
