@@ -10,7 +10,7 @@ from persisty_blobs.keys import (
     validate_metadata,
     validate_namespace,
 )
-from persisty_blobs.stores._files import RESERVED, decode_name, encode_segment
+from persisty_blobs.stores.directory._names import RESERVED, decode_name, encode_segment
 
 segment_text = st.text(
     st.characters(blacklist_categories=["Cs"], blacklist_characters="/\\\x7f"), min_size=1
