@@ -132,20 +132,68 @@ def test_form_arguments_are_checked(factory: S3DataStoreFactory) -> None:
         factory.download_url("a", content_disposition="x\r\nSet-Cookie: y")
 
 
-def test_the_authorizer_refuses_or_scopes(store: S3Store) -> None:
-    def authorizer(store: S3Store, authorization: object | None) -> DataStore:
-        if not isinstance(authorization, str):
-            raise PermissionDenied("no user")
-        return store.namespace(authorization)
+def by_user(store: S3Store, authorization: object | None) -> DataStore:
+    if authorization not in ("alice", "bob"):
+        raise PermissionDenied("no such user")
+    assert isinstance(authorization, str)
+    return store.namespace(authorization)
 
-    factory = S3DataStoreFactory(store, authorizer=authorizer)
+
+def test_urls_and_forms_reach_only_the_callers_items(store: S3Store) -> None:
+    factory = S3DataStoreFactory(store, authorizer=by_user)
+    alice, bob = factory.create("alice"), factory.create("bob")
+    bobs = {"x": b"bob's x", "secret": b"bob's secret"}
+    for key, content in bobs.items():
+        bob.put(key, content)
+    store.put("x", b"the default namespace's x")
+    alice.put("x", b"alice's x")
+
+    def as_alice(key: str) -> httpx.Response:
+        return httpx.get(factory.download_url(key, authorization="alice"))
+
+    assert as_alice("x").content == b"alice's x"
+    for key in ("secret", "namespaces/bob/secret", "bob/secret", "items/x"):
+        response = as_alice(key)
+        assert response.status_code == 404
+        assert response.content not in bobs.values()
+    assert httpx.get(factory.download_url("x", authorization="bob")).content == b"bob's x"
+
+    url = factory.upload_url("x", authorization="alice")
+    assert httpx.put(url, content=b"alice's new x").status_code == 200
+    form = factory.upload_form("secret", authorization="alice")
+    assert policy_of(form.fields)["conditions"][1] == {"key": "app/namespaces/alice/secret"}
+    response = httpx.post(form.url, data=form.fields, files={"file": ("f", b"alice's secret")})
+    assert response.status_code == 204
+    # moto does not enforce a policy: what S3 would enforce is what the policy signs.
+    form = factory.upload_form(key_prefix="inbox/", authorization="alice")
+    assert ["starts-with", "$key", "app/namespaces/alice/inbox/"] in policy_of(form.fields)[
+        "conditions"
+    ]
+    files = {"file": ("../../bob/secret", b"alice's upload")}
+    assert httpx.post(form.url, data=form.fields, files=files).status_code == 204
+
+    assert {key: bob.read_bytes(key) for key in bobs} == bobs
+    assert alice.read_bytes("x") == b"alice's new x"
+    assert alice.read_bytes("secret") == b"alice's secret"
+    assert store.read_bytes("x") == b"the default namespace's x"
+
+
+def test_a_refused_caller_gets_no_url_or_form(store: S3Store) -> None:
+    factory = S3DataStoreFactory(store, authorizer=by_user)
     with pytest.raises(PermissionDenied):
         factory.create(None)
-    factory.create("alice").put("x", b"alice's")
-    assert store.namespace("alice").read_bytes("x") == b"alice's"
-    assert store.get("x") is None
-    alice = S3DataStoreFactory(store.namespace("alice"))
-    assert httpx.get(alice.download_url("x")).content == b"alice's"
+    with pytest.raises(PermissionDenied):
+        factory.download_url("x")
+    with pytest.raises(PermissionDenied):
+        factory.upload_url("x", authorization="mallory")
+    with pytest.raises(PermissionDenied):
+        factory.upload_form("x")
+
+
+def test_an_authorizer_must_give_an_s3_store(store: S3Store) -> None:
+    factory = S3DataStoreFactory(store, authorizer=lambda store, user: MemoryStore())
+    with pytest.raises(Unsupported, match="cannot presign"):
+        factory.download_url("x", authorization="alice")
 
 
 def test_only_an_s3_store_can_presign() -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import socket
 import threading
+import urllib.parse
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import botocore.exceptions
@@ -15,6 +18,7 @@ import pytest
 
 from persisty_blobs import (
     AlreadyExists,
+    Entry,
     Flag,
     InvalidMetadata,
     NotFound,
@@ -26,8 +30,9 @@ from persisty_blobs import (
     Unsupported,
     open_store,
 )
-from persisty_blobs.stores import S3Store, _s3_copy
-from persisty_blobs.stores._s3_objects import s3_errors
+from persisty_blobs.stores import S3Store
+from persisty_blobs.stores.s3 import _copy
+from persisty_blobs.stores.s3._errors import s3_errors
 from persisty_blobs.testing import StoreConformance
 from persisty_blobs.testing._support import payload, sha256
 from persisty_blobs.testing.moto import moto_client
@@ -96,17 +101,27 @@ def blocks(total: int, size: int = MiB, fail_after: int | None = None) -> Iterat
         yield block
 
 
-def test_large_put_is_a_concurrent_multipart_upload(store: S3Store) -> None:
+def test_large_put_is_a_concurrent_multipart_upload_then_a_checksummed_copy(
+    store: S3Store,
+) -> None:
     calls = Calls(store.client)
     data = b"".join(blocks(23 * MiB))
-    item = store.put("big.bin", blocks(23 * MiB))
+    item = store.put("big.bin", blocks(23 * MiB), metadata={"a": "b"}, flags=[Flag.PENDING])
     assert calls.names().count("UploadPart") == 5  # 4 parts of 5 MiB and one of 3 MiB
     assert "PutObject" not in calls.names()
     assert 2 <= calls.most_in_flight <= 4 + 1  # the parts (max_concurrency 4) and nothing else
-    assert item.etag.endswith("-5")
-    # A multipart object keeps no SHA-256 of its whole content (README: S3 store).
-    assert item.checksum is None
+    # The object is copied onto itself, conditionally, for S3 to compute its SHA-256.
+    names = calls.names()
+    assert names[names.index("CompleteMultipartUpload") + 1 :] == ["CopyObject"]
+    completed = next(p for name, p in calls.sent if name == "CompleteMultipartUpload")
+    copied = next(p for name, p in calls.sent if name == "CopyObject")
+    assert copied["CopySource"] == {"Bucket": store.bucket, "Key": "app/items/big.bin"}
+    assert copied["ChecksumAlgorithm"] == "SHA256"
+    assert copied["CopySourceIfMatch"] == copied["IfMatch"]
+    assert "IfMatch" not in completed
+    assert item.checksum == sha256(data)
     assert store.get("big.bin") == item
+    assert (item.metadata, item.flags) == ({"a": "b"}, frozenset({Flag.PENDING}))
     assert store.read_bytes("big.bin") == data
     assert dangling_uploads(store) == []
 
@@ -216,14 +231,17 @@ def test_copy_is_server_side(store: S3Store) -> None:
 def test_copy_above_copyobjects_limit_goes_in_parts(
     store: S3Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_s3_copy, "COPY_OBJECT_LIMIT", 5 * MiB)
-    monkeypatch.setattr(_s3_copy, "COPY_PART_SIZE", 5 * MiB)
+    monkeypatch.setattr(_copy, "COPY_OBJECT_LIMIT", 5 * MiB)
+    monkeypatch.setattr(_copy, "COPY_PART_SIZE", 5 * MiB)
     data = b"".join(blocks(12 * MiB))
     store.put("source.bin", blocks(12 * MiB), content_type="video/mp4")
     calls = Calls(store.client)
     copied = store.copy("source.bin", "copy.bin")
     assert calls.names().count("UploadPartCopy") == 3
     assert copied.content_type == "video/mp4"
+    # Above CopyObject's limit the SHA-256 of a multipart object lives in its metadata.
+    assert copied.checksum == store.get("source.bin").checksum == sha256(data)  # type: ignore[union-attr]
+    assert copied.metadata == {}
     assert store.read_bytes("copy.bin") == data
     assert dangling_uploads(store) == []
 
@@ -246,7 +264,7 @@ def test_open_store_reads_the_url(
         assert store.object_root == "photos/2026/items/"
         listed = store.client.list_objects_v2(Bucket=s3_bucket)["Contents"]
         assert [entry["Key"] for entry in listed] == ["photos/2026/items/a.jpg"]
-    with pytest.raises(ValueError, match="unknown S3 URL parameters"):
+    with pytest.raises(ValueError, match="unknown S3 URL parameter"):
         open_store(f"s3://{s3_bucket}?endpoint=x")
 
 
@@ -320,3 +338,55 @@ def test_conditional_multipart_completion_sends_the_condition(store: S3Store) ->
         store.put("big.bin", blocks(12 * MiB), if_none_match="*")
     assert store.get("big.bin") == second
     assert dangling_uploads(store) == []
+
+
+def put_directly(endpoint: str, bucket: str, object_keys: list[str]) -> None:
+    """Objects with one byte each, sent by eight plain HTTP connections: moto takes no
+    signature, and botocore's work per request would double the time."""
+    address = urllib.parse.urlsplit(endpoint)
+
+    def send(keys: list[str]) -> None:
+        connection = http.client.HTTPConnection(address.hostname or "", address.port)
+        try:
+            for key in keys:
+                connection.request("PUT", f"/{bucket}/{urllib.parse.quote(key)}", body=b"x")
+                with connection.getresponse() as response:
+                    response.read()
+                    assert response.status == 200
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(send, [object_keys[start::8] for start in range(8)]))
+
+
+@pytest.mark.slow
+def test_scan_is_the_listing_alone(store: S3Store, s3_endpoint: str) -> None:
+    count = 10_000
+    keys = [f"many/{index:05d}" for index in range(count)]
+    put_directly(s3_endpoint, store.bucket, [f"app/items/{key}" for key in keys])
+    calls = Calls(store.client)
+    entries = list(store.scan())
+    assert [entry.key for entry in entries] == keys
+    assert set(calls.names()) == {"ListObjectsV2"}
+    assert len(calls.names()) <= count // 1000 + 1
+    first = store.get(keys[0])
+    assert first is not None
+    assert entries[0] == Entry(key=keys[0], size=1, etag=first.etag, updated_at=first.updated_at)
+    assert (entries[0].checksum, entries[0].flags) == (None, None)
+
+
+def test_capabilities(store: S3Store) -> None:
+    capabilities = store.capabilities
+    assert (capabilities.presign, capabilities.server_side_copy) == (True, True)
+    assert (capabilities.flags_in_listing, capabilities.checksums_in_listing) == (False, False)
+    assert capabilities.local_clock is False
+
+
+def test_copy_onto_itself_leaves_the_item(store: S3Store) -> None:
+    item = store.put("a.txt", b"a", flags=[Flag.PENDING])
+    calls = Calls(store.client)
+    assert store.copy("a.txt", "a.txt") == item
+    assert "CopyObject" not in calls.names()
+    with pytest.raises(NotFound):
+        store.copy("missing", "missing")

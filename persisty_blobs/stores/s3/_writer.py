@@ -4,25 +4,36 @@ upload fed as data arrives, its parts uploaded concurrently.
 Every byte is copied once, from the caller's chunk into a part buffer, and handed to botocore
 as it is. At most ``max_concurrency`` parts are in flight; the next one fills meanwhile, so a
 writer holds at most ``(max_concurrency + 1) * part_size`` bytes. Whatever goes wrong, and on
-``abort``, the multipart upload is aborted: S3 then keeps neither an object nor the parts.
+``abort``, the multipart upload is aborted: S3 then keeps neither an object nor the parts,
+unless S3 cannot be reached to abort it (``S3Store.abort_incomplete_uploads`` cleans up).
+
+A completed multipart object is copied onto itself (``_copy.record_checksum``) so that S3
+holds its SHA-256 as it does for one ``PutObject``.
+
+A conditional write whose response is lost is retried by botocore, and S3 answers the retry
+with 412 (the object now exists, or has another etag). After a refusal of a retried request
+the writer looks at the object: if it is the one it sent, the write succeeded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import email.utils
+import hashlib
 import threading
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..driver import DriverWriter, ItemHeader, WriteSpec
-from ..errors import NotFound, PreconditionFailed, TooLarge, TransientError
-from ..item import DataItem
-from ._s3_objects import encode_metadata, s3_errors, sha256_header, tagging_of
+from ...driver import DriverWriter, ItemHeader, WriteSpec
+from ...errors import AlreadyExists, NotFound, PreconditionFailed, TooLarge, TransientError
+from ...item import DataItem
+from ._copy import record_checksum
+from ._errors import retried, s3_errors
+from ._layout import encode_metadata, sha256_header, tagging_of
 
 if TYPE_CHECKING:
-    from .s3 import S3Driver
+    from ._driver import S3Driver
 
 __all__ = ["S3Writer"]
 
@@ -136,35 +147,77 @@ class S3Writer(DriverWriter):
     # Commit --------------------------------------------------------------------------------
 
     def commit(self, spec: WriteSpec) -> DataItem:
+        if self._upload_id is None and spec.size > self._driver.multipart_threshold:
+            self._start_multipart()  # the last part took the size past the threshold
+        etag, updated_at = self._send(spec)
+        if self._upload_id is None:
+            return self._item(spec, etag, updated_at, spec.checksum)
+        # A multipart object has no SHA-256 of its whole content until it is copied onto
+        # itself, which makes S3 compute one (and check ours against it).
+        recorded = record_checksum(self._driver, self._namespace, self._key, spec, etag)
+        if recorded is None:
+            return self._item(spec, etag, updated_at, None)
+        etag, updated_at = recorded
+        return self._item(spec, etag, updated_at, spec.checksum)
+
+    def _send(self, spec: WriteSpec) -> tuple[str, datetime]:
+        """Put or complete the object; its etag and time."""
         if spec.if_none_match:
             conditions = {"IfNoneMatch": "*"}
         elif spec.if_match is not None:
             conditions = {"IfMatch": f'"{spec.if_match}"'}
         else:
             conditions = {}
-        if self._upload_id is None and spec.size > self._driver.multipart_threshold:
-            self._start_multipart()  # the last part took the size past the threshold
-        for attempt in range(_COMMIT_ATTEMPTS):
+        attempt = 0
+        while True:
             try:
                 with s3_errors(self._driver.name, self._key, create_only=spec.if_none_match):
                     if self._upload_id is None:
                         response = self._put_whole(spec, conditions)
                     else:
                         response = self._complete(conditions)
-                break
-            except NotFound as missing:
-                if spec.if_match is None:
-                    raise
-                # S3 answers a conditional write to a missing key with 404.
-                raise PreconditionFailed(
-                    f"if_match={spec.if_match!r} failed: the item is missing",
-                    key=self._key,
-                    store=self._driver.name,
-                ) from missing
+                return response["ETag"].strip('"'), _date_of(response)
+            except (AlreadyExists, PreconditionFailed, NotFound) as refused:
+                # The refusal may answer a retry of a request that S3 carried out, whose
+                # response was lost: then the object is this writer's.
+                landed = self._landed(spec) if attempt or retried(refused) else None
+                if landed is not None:
+                    return landed.etag, landed.updated_at
+                if isinstance(refused, NotFound) and spec.if_match is not None:
+                    # S3 answers a conditional write to a missing key with 404.
+                    raise PreconditionFailed(
+                        f"if_match={spec.if_match!r} failed: the item is missing",
+                        key=self._key,
+                        store=self._driver.name,
+                    ) from refused
+                raise
             except TransientError:
-                if attempt == _COMMIT_ATTEMPTS - 1:
+                attempt += 1
+                if attempt == _COMMIT_ATTEMPTS:
                     raise
-        return self._item(spec, response)
+
+    def _landed(self, spec: WriteSpec) -> DataItem | None:
+        """The current item if it is the one this writer sent: the same SHA-256 for a put,
+        the etag that S3 derives from exactly these parts for a multipart upload."""
+        current = self._driver.stat(self._namespace, self._key)
+        if current is None:
+            return None
+        if self._upload_id is None:
+            ours = (current.checksum, current.content_type, dict(current.metadata)) == (
+                spec.checksum,
+                spec.content_type,
+                dict(spec.metadata),
+            )
+        else:
+            ours = current.etag == self._multipart_etag()
+        return current if ours else None
+
+    def _multipart_etag(self) -> str:
+        """S3's etag of a multipart object: the MD5 of its parts' MD5s, and their count."""
+        digests = b"".join(
+            bytes.fromhex(done.result()["ETag"].strip('"')) for done in self._uploads
+        )
+        return f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(self._uploads)}"
 
     def _put_whole(self, spec: WriteSpec, conditions: dict[str, str]) -> Any:
         del self._part[self._filled :]
@@ -193,20 +246,20 @@ class S3Writer(DriverWriter):
             **conditions,
         )
 
-    def _item(self, spec: WriteSpec, response: dict[str, Any]) -> DataItem:
-        date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
-        updated_at = email.utils.parsedate_to_datetime(date) if date else datetime.now(UTC)
-        # What a later stat says: a multipart object has the header it began with, and no
-        # SHA-256 of its whole content.
-        sent: ItemHeader | WriteSpec = spec if self._upload_id is None else self._header
+    def _item(
+        self, spec: WriteSpec, etag: str, updated_at: datetime, checksum: str | None
+    ) -> DataItem:
+        # What a later stat says: a multipart object keeps the header it began with unless
+        # the copy that recorded its checksum wrote the spec's.
+        sent: ItemHeader | WriteSpec = spec if checksum is not None else self._header
         return DataItem(
             key=self._key,
             namespace=self._namespace,
             size=spec.size,
-            etag=response["ETag"].strip('"'),
+            etag=etag,
             content_type=sent.content_type,
-            updated_at=updated_at.astimezone(UTC),
-            checksum=spec.checksum if self._upload_id is None else None,
+            updated_at=updated_at,
+            checksum=checksum,
             metadata=dict(sent.metadata),
             flags=sent.flags,
         )
@@ -225,3 +278,10 @@ class S3Writer(DriverWriter):
                 self._driver.client.abort_multipart_upload(
                     Bucket=self._driver.bucket, Key=self._object_key, UploadId=upload_id
                 )
+
+
+def _date_of(response: Any) -> datetime:
+    """When S3 wrote the object, by the ``Date`` of its response (S3's own clock)."""
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    moment = email.utils.parsedate_to_datetime(date) if date else datetime.now(UTC)
+    return moment.astimezone(UTC)

@@ -1,12 +1,8 @@
-"""``S3Store``: items as objects in an S3 bucket (or any S3-compatible service), through boto3.
-
-The object layout, metadata, checksums and flags are described in ``_s3_objects``; the
-streaming multipart writer in ``_s3_write``; presigned URLs and upload forms in
-``_s3_factory`` (``S3DataStoreFactory``, importable from here).
+"""``S3Driver``: the driver primitives over one bucket and prefix.
 
 S3 returns no metadata, content type or tags in a listing, so ``list`` sends one
 ``HeadObject`` per item (and one ``GetObjectTagging`` per item that has tags), concurrently;
-``count`` needs only the listing.
+``scan`` and ``count`` need only the listing.
 """
 
 from __future__ import annotations
@@ -15,124 +11,38 @@ import io
 import itertools
 import os
 import threading
-import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Self
+from datetime import UTC, datetime
+from typing import Any
 
-from ..driver import Driver, DriverWriter, ItemHeader, clip_range
-from ..errors import NotFound, PreconditionFailed, TransientError
-from ..item import DataItem, Flag
-from ..keys import validate_prefix
-from ..registry import require
-from ..store import DataStore
-from ..streams import BytesRangeRaw, HandsOutBytes
-from ._s3_factory import S3DataStoreFactory
-from ._s3_objects import Layout, flags_of, item_of, s3_errors, tag_set_of
-from ._s3_write import S3Writer
+from ...driver import Capabilities, Driver, DriverWriter, ItemHeader, clip_range
+from ...errors import NotFound, PreconditionFailed, TransientError
+from ...item import DataItem, Entry, Flag
+from ...streams import BytesRangeRaw
+from ._client import forget_connections
+from ._copy import copy_object
+from ._errors import s3_errors
+from ._layout import Layout, flags_of, item_of, tag_set_of
+from ._reader import ResponseRaw, check_range
+from ._writer import S3Writer
 
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+__all__ = ["S3Driver"]
 
-__all__ = ["S3DataStoreFactory", "S3Store"]
-
-MiB = 1024 * 1024
-_MIN_PART = 5 * MiB  # S3's smallest part but the last
-_MAX_PART = 5 * 1024 * MiB
-_CHUNK = 1 * MiB
-_LIST_PAGE = 1000
+_CHUNK = 1024 * 1024
+_LIST_PAGE = 1000  # the most ListObjectsV2 returns
 _RANGED_READ_ATTEMPTS = 3
-
-
-class S3Store(DataStore):
-    """Items in ``bucket`` under ``prefix``. Without ``client``, one is made with boto3's
-    usual credential chain, ``endpoint_url`` and ``region``, and botocore's standard retry
-    mode (``max_attempts`` tries) before an error counts as transient."""
-
-    def __init__(
-        self,
-        bucket: str,
-        prefix: str = "",
-        *,
-        client: S3Client | None = None,
-        endpoint_url: str | None = None,
-        region: str | None = None,
-        multipart_threshold: int = 8 * MiB,
-        part_size: int = 8 * MiB,
-        max_concurrency: int = 4,
-        max_attempts: int = 5,
-    ) -> None:
-        if not _MIN_PART <= part_size <= _MAX_PART:
-            raise ValueError(f"part_size must be 5 MiB to 5 GiB (S3's limits), not {part_size}")
-        if multipart_threshold < part_size:
-            raise ValueError("multipart_threshold must be at least part_size")
-        if not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be an int >= 1, not {max_concurrency!r}")
-        if prefix:
-            validate_prefix(prefix.rstrip("/"))
-            prefix = prefix.rstrip("/") + "/"
-        owns_client = client is None  # a client the caller passed in stays open after close()
-        if client is None:
-            client = _new_client(endpoint_url, region, max_concurrency, max_attempts)
-        driver = S3Driver(
-            bucket, prefix, client, multipart_threshold, part_size, max_concurrency, owns_client
-        )
-        super().__init__(driver)
-
-    @property
-    def client(self) -> S3Client:
-        """The boto3 client this store uses."""
-        client: S3Client = self._s3.client
-        return client
-
-    @property
-    def bucket(self) -> str:
-        return self._s3.bucket
-
-    @property
-    def object_root(self) -> str:
-        """What the S3 key of every item of this store's namespace starts with."""
-        return self._s3.layout.root(self._namespace)
-
-    @property
-    def _s3(self) -> S3Driver:
-        assert isinstance(self._driver, S3Driver)
-        return self._driver
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """``s3://bucket/prefix?endpoint_url=…&region=…``; other options as keywords."""
-        parts = urllib.parse.urlsplit(url)
-        if not parts.netloc:
-            raise ValueError(f"an S3 URL names its bucket: s3://bucket/prefix, not {url!r}")
-        query = dict(urllib.parse.parse_qsl(parts.query))
-        unknown = set(query) - {"endpoint_url", "region"}
-        if unknown:
-            raise ValueError(f"unknown S3 URL parameters: {sorted(unknown)}")
-        prefix = urllib.parse.unquote(parts.path.lstrip("/"))
-        return cls(parts.netloc, prefix, **{**query, **options})
-
-
-def _new_client(
-    endpoint_url: str | None, region: str | None, max_concurrency: int, max_attempts: int
-) -> S3Client:
-    boto3 = require("boto3", extra="s3")
-    from botocore.config import Config
-
-    config = Config(
-        signature_version="s3v4",  # presigned URLs and forms too; AWS refuses the older one
-        retries={"mode": "standard", "max_attempts": max_attempts},
-        # Parts in flight, plus listing's HEADs, each hold a connection.
-        max_pool_connections=max(10, 2 * max_concurrency + 2),
-    )
-    client: S3Client = boto3.session.Session().client(
-        "s3", endpoint_url=endpoint_url, region_name=region, config=config
-    )
-    return client
 
 
 class S3Driver(Driver):
     chunk_size = _CHUNK
+    capabilities = Capabilities(
+        presign=True,
+        server_side_copy=True,
+        flags_in_listing=False,
+        checksums_in_listing=False,
+        local_clock=False,
+    )
 
     def __init__(
         self,
@@ -148,41 +58,73 @@ class S3Driver(Driver):
         self.bucket = bucket
         self.layout = Layout(prefix)
         # Untyped inside: the stubs' TypedDicts add nothing to calls whose shapes S3 defines.
-        self.client: Any = client
+        self._client: Any = client
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
         self.max_concurrency = max_concurrency
         self.owns_client = owns_client
         self._pool: ThreadPoolExecutor | None = None
-        self._pool_pid = 0
-        self._pool_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._bucket_seen = False
+
+    def _this_process(self) -> None:
+        """A forked child inherits neither the parent's threads nor the right to its pooled
+        connections: it gets a thread pool of its own and drops the inherited connections."""
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pool = None
+                forget_connections(self._client)
+                self._pid = os.getpid()
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client, safe to use in this process."""
+        self._this_process()
+        return self._client
 
     @property
     def pool(self) -> ThreadPoolExecutor:
-        """Threads for part uploads and listing's HEADs. A forked child inherits none of the
-        parent's threads, so it gets its own pool."""
-        with self._pool_lock:
-            if self._pool is None or self._pool_pid != os.getpid():
+        """Threads for part uploads and listing's HEADs."""
+        self._this_process()
+        with self._lock:
+            if self._pool is None:
                 self._pool = ThreadPoolExecutor(
                     max_workers=2 * self.max_concurrency, thread_name_prefix="persisty-s3"
                 )
-                self._pool_pid = os.getpid()
             return self._pool
 
     # Reading ------------------------------------------------------------------------------
 
     def stat(self, namespace: str, key: str) -> DataItem | None:
         try:
-            return self._head(namespace, key)
+            return self.head(namespace, key)
         except NotFound:
+            if not self._bucket_seen:
+                self._check_bucket()
             return None
 
-    def _head(self, namespace: str, key: str) -> DataItem:
+    def _check_bucket(self) -> None:
+        """A HEAD of a missing object and one in a missing bucket both get a bare 404: look
+        at the bucket once, so that a misspelt bucket fails instead of looking empty."""
+        try:
+            with s3_errors(self.name):
+                self.client.head_bucket(Bucket=self.bucket)
+        except NotFound as missing:
+            raise NotFound(
+                f"the bucket {self.bucket!r} does not exist", store=self.name
+            ) from missing
+        self._bucket_seen = True
+
+    def head(self, namespace: str, key: str) -> DataItem:
         object_key = self.layout.object_key(namespace, key)
         with s3_errors(self.name, key):
             head = self.client.head_object(
                 Bucket=self.bucket, Key=object_key, ChecksumMode="ENABLED"
             )
+        self._bucket_seen = True
         return item_of(namespace, key, head, self._flags(key, object_key, head))
 
     def _flags(self, key: str, object_key: str, response: Any) -> frozenset[Flag]:
@@ -207,7 +149,7 @@ class S3Driver(Driver):
         for _ in range(_RANGED_READ_ATTEMPTS):
             # A ranged GET carries no checksum: the HEAD describes the item, and the GET
             # must read the version the HEAD saw.
-            item = self._head(namespace, key)
+            item = self.head(namespace, key)
             first, stop = clip_range(item.size, start, end, key, self.name)
             if first == stop:
                 return item, BytesRangeRaw(b"", 0, 0)
@@ -221,6 +163,7 @@ class S3Driver(Driver):
                     )
             except (PreconditionFailed, NotFound):
                 continue  # overwritten or deleted since the HEAD: look again
+            check_range(got, first, stop, item.size, self.name, key)
             return item, ResponseRaw(got["Body"], self.name, key)
         raise TransientError(
             "the item kept changing while a range of it was opened", key=key, store=self.name
@@ -260,33 +203,34 @@ class S3Driver(Driver):
                 self.client.delete_object_tagging(Bucket=self.bucket, Key=object_key)
 
     def copy(self, namespace: str, src_key: str, dst_key: str) -> DataItem | None:
-        from ._s3_copy import copy_object
-
-        source = self._head(namespace, src_key)
+        source = self.head(namespace, src_key)
         copy_object(self, namespace, source, dst_key)
-        return self._head(namespace, dst_key)
+        return self.head(namespace, dst_key)
 
     # Listing ------------------------------------------------------------------------------
 
-    def _item_keys(self, namespace: str, prefix: str, after: str | None) -> Iterator[str]:
-        """The key of every item from ``after`` on, in key order."""
+    def _listed(
+        self, namespace: str, prefix: str, after: str | None, page_size: int = _LIST_PAGE
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each item from ``after`` on, in key order, as its key and its listing entry; pages
+        are requested as they are consumed."""
         root = self.layout.root(namespace)
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": root + prefix}
         if after is not None:
             arguments["StartAfter"] = root + after
         paginator = self.client.get_paginator("list_objects_v2")
         with s3_errors(self.name):
-            for page in paginator.paginate(**arguments, PaginationConfig={"PageSize": _LIST_PAGE}):
+            for page in paginator.paginate(**arguments, PaginationConfig={"PageSize": page_size}):
                 for listed in page.get("Contents", []):
                     key = self.layout.item_key(namespace, listed["Key"])
                     if key is not None:
-                        yield key
+                        yield key, listed
 
     def list_page(
         self, namespace: str, prefix: str, after: str | None, limit: int, flag: Flag | None
     ) -> list[DataItem]:
         found: list[DataItem] = []
-        keys = self._item_keys(namespace, prefix, after)
+        keys = (key for key, _ in self._listed(namespace, prefix, after))
         while len(found) < limit:
             batch = list(itertools.islice(keys, limit - len(found)))
             if not batch:
@@ -296,10 +240,22 @@ class S3Driver(Driver):
                     found.append(item)
         return found
 
+    def scan_page(self, namespace: str, prefix: str, after: str | None, limit: int) -> list[Entry]:
+        listed = self._listed(namespace, prefix, after, min(limit, _LIST_PAGE))
+        return [
+            Entry(
+                key=key,
+                size=entry["Size"],
+                etag=entry["ETag"].strip('"'),
+                updated_at=_utc(entry["LastModified"]),
+            )
+            for key, entry in itertools.islice(listed, limit)
+        ]
+
     def count(self, namespace: str, prefix: str, flag: Flag | None) -> int:
         if flag is not None:
             return super().count(namespace, prefix, flag)
-        return sum(1 for _ in self._item_keys(namespace, prefix, None))
+        return sum(1 for _ in self._listed(namespace, prefix, None))
 
     def namespaces(self) -> list[str]:
         names = []
@@ -317,45 +273,13 @@ class S3Driver(Driver):
         return sorted(names)
 
     def close(self) -> None:
-        with self._pool_lock:
+        with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
         if self.owns_client:
-            self.client.close()
+            self._client.close()
 
 
-class ResponseRaw(HandsOutBytes):
-    """The body of a GET response: ``read`` hands on urllib3's bytes as they are."""
-
-    def __init__(self, body: Any, store: str, key: str) -> None:
-        super().__init__()
-        self._body = body
-        self._store = store
-        self._key = key
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        with s3_errors(self._store, self._key):
-            try:
-                data: bytes = self._body.read(None if size is None or size < 0 else size)
-            except (OSError, ValueError) as error:
-                raise TransientError(
-                    f"reading the S3 response failed: {error}", key=self._key, store=self._store
-                ) from error
-        self._position += len(data)
-        return data
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def tell(self) -> int:
-        return self._position
-
-    def close(self) -> None:
-        if not self.closed:
-            self._body.close()
-        super().close()
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)

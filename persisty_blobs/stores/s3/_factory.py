@@ -1,6 +1,10 @@
 """``S3DataStoreFactory``: presigned URLs and browser upload forms, so files go straight
 between browsers and S3.
 
+Every URL and form is signed inside the store that ``create(authorization)`` returns: the
+authorizer decides which store (a namespace view, say) a caller may use, and the object key
+signed is that store's, so one caller's URLs and forms never reach another caller's items.
+
 An upload form is S3's own presigned POST. Its policy holds exactly these conditions, beside
 the signature's own (``x-amz-algorithm``, ``x-amz-credential``, ``x-amz-date`` and, with
 temporary credentials, ``x-amz-security-token``):
@@ -24,29 +28,28 @@ import base64
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import PermissionDenied, Unsupported
-from ..factory import DataStoreFactory, UploadForm
-from ..keys import validate_content_type, validate_key, validate_prefix
-from ..store import DataStore
-from ._s3_objects import s3_errors
-
-if TYPE_CHECKING:
-    from .s3 import S3Store
+from ...errors import InvalidArgument, InvalidArgumentType, PermissionDenied, Unsupported
+from ...factory import DataStoreFactory, UploadForm
+from ...keys import validate_content_type, validate_key, validate_prefix
+from ...store import DataStore
+from ._errors import s3_errors
+from ._store import S3Store
 
 __all__ = ["Authorizer", "S3DataStoreFactory"]
 
 #: Called with the factory's store and the caller's authorization; returns the store that
 #: caller may use (the same one, or a view such as ``store.namespace(user)``), or raises
 #: ``PermissionDenied``.
-Authorizer = Callable[["S3Store", object | None], DataStore]
+Authorizer = Callable[[S3Store, object | None], DataStore]
 
 _MAX_EXPIRES_IN = 7 * 24 * 3600  # SigV4's limit for a presigned request
 
 
 class S3DataStoreFactory(DataStoreFactory):
-    """Signs direct browser access to ``store``'s items (in its namespace)."""
+    """Signs direct browser access to the items of the store each caller is authorized for
+    (``store`` itself without an ``authorizer``)."""
 
     def __init__(
         self,
@@ -56,8 +59,6 @@ class S3DataStoreFactory(DataStoreFactory):
         download_expires_in: int = 3600,
         upload_expires_in: int = 3600,
     ) -> None:
-        from .s3 import S3Store
-
         if not isinstance(store, S3Store):
             raise Unsupported(
                 f"S3DataStoreFactory signs for an S3Store, not {store!r}: a layer such as "
@@ -76,35 +77,62 @@ class S3DataStoreFactory(DataStoreFactory):
             raise PermissionDenied("the authorizer gave no store", store=repr(self.store))
         return store
 
+    def _signer(self, authorization: object | None) -> S3Store:
+        """The store whose objects this caller's URLs and forms may name."""
+        store = self.create(authorization)
+        if not isinstance(store, S3Store):
+            raise Unsupported(
+                f"the authorizer gave {store!r}, which cannot presign: URLs and forms are "
+                "signed inside an S3Store (or a namespace view of one)"
+            )
+        return store
+
     def download_url(
-        self, key: str, *, expires_in: int | None = None, content_disposition: str | None = None
+        self,
+        key: str,
+        *,
+        authorization: object | None = None,
+        expires_in: int | None = None,
+        content_disposition: str | None = None,
     ) -> str:
-        params = self._params(key)
+        store = self._signer(authorization)
+        params = _params(store, key)
         if content_disposition is not None:
+            if not isinstance(content_disposition, str):
+                raise InvalidArgumentType("content_disposition must be a str")
             if not content_disposition.isprintable() or not content_disposition.isascii():
-                raise ValueError("content_disposition must be printable ASCII (RFC 6266)")
+                raise InvalidArgument("content_disposition must be printable ASCII (RFC 6266)")
             params["ResponseContentDisposition"] = content_disposition
-        return self._presign("get_object", key, params, expires_in, self._download_expires_in)
+        seconds = _checked_expiry(expires_in, self._download_expires_in)
+        return _presign(store, "get_object", key, params, seconds)
 
     def upload_url(
-        self, key: str, *, content_type: str | None = None, expires_in: int | None = None
+        self,
+        key: str,
+        *,
+        authorization: object | None = None,
+        content_type: str | None = None,
+        expires_in: int | None = None,
     ) -> str:
-        params = self._params(key)
+        store = self._signer(authorization)
+        params = _params(store, key)
         if content_type is not None:
             params["ContentType"] = validate_content_type(content_type)
-        return self._presign("put_object", key, params, expires_in, self._upload_expires_in)
+        seconds = _checked_expiry(expires_in, self._upload_expires_in)
+        return _presign(store, "put_object", key, params, seconds)
 
     def upload_form(
         self,
         key: str | None = None,
         *,
+        authorization: object | None = None,
         key_prefix: str | None = None,
         max_size: int | None = None,
         content_types: list[str] | None = None,
         expires_in: int | None = None,
     ) -> UploadForm:
         if (key is None) == (key_prefix is None):
-            raise ValueError("give either key or key_prefix")
+            raise InvalidArgument("give either key or key_prefix")
         if key is not None:
             item_key = validate_key(key)
         else:
@@ -113,17 +141,18 @@ class S3DataStoreFactory(DataStoreFactory):
         fields: dict[str, str] = {}
         conditions: list[Any] = []
         if max_size is not None:
-            if not isinstance(max_size, int) or max_size < 0:
-                raise ValueError(f"max_size must be an int >= 0, not {max_size!r}")
+            if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0:
+                raise InvalidArgument(f"max_size must be an int >= 0, not {max_size!r}")
             conditions.append(["content-length-range", 0, max_size])
         if content_types is not None:
             condition, fields["Content-Type"] = _content_type_condition(content_types)
             conditions.append(condition)
         seconds = _checked_expiry(expires_in, self._upload_expires_in)
-        with s3_errors(repr(self.store), item_key):
-            signed = self.store.client.generate_presigned_post(
-                Bucket=self.store.bucket,
-                Key=self.store.object_root + item_key,
+        store = self._signer(authorization)
+        with s3_errors(repr(store), item_key):
+            signed = store.client.generate_presigned_post(
+                Bucket=store.bucket,
+                Key=store.object_root + item_key,
                 Fields=fields,
                 Conditions=conditions,
                 ExpiresIn=seconds,
@@ -139,31 +168,25 @@ class S3DataStoreFactory(DataStoreFactory):
             content_types=None if content_types is None else list(content_types),
         )
 
-    def _params(self, key: str) -> dict[str, str]:
-        return {"Bucket": self.store.bucket, "Key": self.store.object_root + validate_key(key)}
 
-    def _presign(
-        self,
-        method: str,
-        key: str,
-        params: dict[str, str],
-        expires_in: int | None,
-        default: int,
-    ) -> str:
-        seconds = _checked_expiry(expires_in, default)
-        with s3_errors(repr(self.store), key):
-            url: str = self.store.client.generate_presigned_url(
-                method, Params=params, ExpiresIn=seconds
-            )
-        return url
+def _params(store: S3Store, key: str) -> dict[str, str]:
+    return {"Bucket": store.bucket, "Key": store.object_root + validate_key(key)}
+
+
+def _presign(store: S3Store, method: str, key: str, params: dict[str, str], seconds: int) -> str:
+    with s3_errors(repr(store), key):
+        url: str = store.client.generate_presigned_url(method, Params=params, ExpiresIn=seconds)
+    return url
 
 
 def _checked_expiry(seconds: int | None, default: int | None = None) -> int:
     """``seconds``, or ``default`` for None; a presigned request lives 1 s to 7 days."""
     if seconds is None and default is not None:
         return default
-    if not isinstance(seconds, int) or not 1 <= seconds <= _MAX_EXPIRES_IN:
-        raise ValueError(f"expires_in must be 1 to {_MAX_EXPIRES_IN} seconds, not {seconds!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise InvalidArgumentType(f"expires_in must be an int, not {type(seconds).__name__}")
+    if not 1 <= seconds <= _MAX_EXPIRES_IN:
+        raise InvalidArgument(f"expires_in must be 1 to {_MAX_EXPIRES_IN} seconds, not {seconds}")
     return seconds
 
 
