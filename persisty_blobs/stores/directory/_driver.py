@@ -24,7 +24,7 @@ from ...driver import (
     check_precondition,
     clip_range,
 )
-from ...errors import InvalidKey, NotFound, Unsupported, from_os_error
+from ...errors import InvalidKey, NotFound, PermissionDenied, Unsupported, from_os_error
 from ...item import DataItem, Entry, Flag
 from ...keys import guess_content_type
 from . import _listing
@@ -237,6 +237,28 @@ class DirectoryDriver(Driver):
         if sidecar is None:
             sidecar = Sidecar(file_stat.st_size, file_stat.st_mtime_ns, None, adopted=True)
         return _Current(link, file_stat, sidecar)
+
+    def release_cache(self, folder: int, name: str, shown: str) -> None:
+        """Drop the page cache of a large file that a write is about to replace.
+
+        The old version stays readable (from disk) until the swap, but its cached pages are
+        freed now, so the new content reuses that memory instead of taking fresh pages: on a
+        VM whose freed memory is returned to the host (free page reporting), writing into
+        fresh pages costs several times the copy itself. A truncating copy frees the old
+        content first and gets this for free; a store that must keep the old version cannot.
+        """
+        if not hasattr(os, "posix_fadvise"):
+            return
+        with contextlib.suppress(OSError, PermissionDenied):
+            opened = self._open_file(folder, name, shown)
+            if opened is None:
+                return
+            fd, file_stat = opened
+            try:
+                if file_stat.st_size >= _RELEASE_LATER_BYTES:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
 
     def forget(self, current: _Current) -> None:
         """Drop the sidecar of a file that no longer has a name (not a symlink's target, nor a

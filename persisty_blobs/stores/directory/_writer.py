@@ -59,6 +59,7 @@ class DirectoryWriter(DriverWriter):
                 self._chain.close()
                 self._chain = None
                 continue
+            driver.release_cache(self._chain.fd, self._name, self._chain.shown(self._name))
             return
         vanished = FileNotFoundError(errno.ENOENT, "the folder keeps vanishing")
         raise from_os_error(vanished, key=self._key, store=driver.name)
