@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from persisty_blobs import DecryptionError, IntegrityError, Keyring
+from persisty_blobs import (
+    DecryptionError,
+    IntegrityError,
+    InvalidArgument,
+    InvalidArgumentType,
+    Keyring,
+)
 from persisty_blobs.crypto.streaming import (
     TAG_SIZE,
     Geometry,
@@ -160,10 +166,18 @@ def test_keyring_ids_json_and_repr() -> None:
         assert "primary=" in text
     with pytest.raises(DecryptionError, match="no key"):
         Keyring([second]).key(Keyring([first]).primary_id)
-    with pytest.raises(ValueError, match="32 random bytes"):
+    # Argument errors are BlobErrors that are also ValueError / TypeError.
+    with pytest.raises(InvalidArgument, match="32 random bytes"):
         Keyring([b"short"])
-    with pytest.raises(ValueError, match="not a keyring"):
-        Keyring.from_json('{"keys": []}')
+    with pytest.raises(InvalidArgument, match="at least one key"):
+        Keyring([])
+    with pytest.raises(InvalidArgumentType):
+        Keyring(first)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentType):
+        Keyring([first.hex()])  # type: ignore[list-item]
+    for text in ('{"keys": []}', "[]", "not json", '{"format": "persisty-blobs keyring 1"}'):
+        with pytest.raises(InvalidArgument, match="not a keyring"):
+            Keyring.from_json(text)
 
 
 def test_passphrase_keys_are_repeatable() -> None:
@@ -176,5 +190,9 @@ def test_passphrase_keys_are_repeatable() -> None:
         Keyring.from_passphrase("correct horse", salt).ids
         != Keyring.from_passphrase("correct horsf", salt).ids
     )
-    with pytest.raises(ValueError, match="salt"):
+    with pytest.raises(InvalidArgument, match="salt"):
         Keyring.from_passphrase("x", b"short")
+    with pytest.raises(InvalidArgument, match="passphrase"):
+        Keyring.from_passphrase("", salt)
+    with pytest.raises(InvalidArgumentType):
+        Keyring.from_passphrase(b"bytes", salt)  # type: ignore[arg-type]

@@ -3,6 +3,8 @@ and cannot do: learn nothing but sizes and key names, and change nothing unnotic
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +12,16 @@ from typing import Any
 
 import pytest
 
-from persisty_blobs import DataStore, DecryptionError, IntegrityError, InvalidMetadata, Unsupported
+from persisty_blobs import (
+    DataStore,
+    DecryptionError,
+    Flag,
+    IntegrityError,
+    InvalidArgument,
+    InvalidArgumentType,
+    InvalidMetadata,
+    Unsupported,
+)
 from persisty_blobs.crypto import EncryptedStore, Keyring
 from persisty_blobs.crypto.streaming import HEADER_SIZE, Geometry
 from persisty_blobs.stores import DirectoryStore, MemoryStore, S3Store, SqlStore
@@ -78,15 +89,19 @@ def replace_ciphertext(
 
 
 def released_before_failure(store: DataStore, key: str) -> bytes:
-    """The plaintext a reader hands out before it raises IntegrityError (it must raise)."""
+    """The plaintext a reader hands out before it raises IntegrityError (it must raise, and
+    name the key and the store)."""
     released = bytearray()
-    try:
+
+    def read_in_tens() -> None:
         with store.open(key) as reader:
             while part := reader.read(10):
-                released += part
-    except IntegrityError:
-        return bytes(released)
-    raise AssertionError("a damaged ciphertext was read without an error")
+                released.extend(part)
+
+    with pytest.raises(IntegrityError) as caught:
+        read_in_tens()
+    assert (caught.value.key, caught.value.store) == (key, repr(store))
+    return bytes(released)
 
 
 def test_every_flipped_byte_is_caught_before_its_segment_is_released(
@@ -185,9 +200,13 @@ def test_a_wrong_key_is_a_decryption_error_not_tampering(inner: MemoryStore) -> 
     with pytest.raises(DecryptionError) as caught:
         stranger.read_bytes("k")
     assert not isinstance(caught.value, IntegrityError)
+    assert (caught.value.key, caught.value.store) == ("k", repr(stranger))
+    # Without any of the layer's metadata, nothing tells a file that another program wrote
+    # from an item whose metadata the storage lost: neither can be authenticated.
     inner.put("plain", b"x")
-    with pytest.raises(DecryptionError, match="not written by an EncryptedStore"):
+    with pytest.raises(IntegrityError, match="no EncryptedStore metadata") as lost:
         stranger.get("plain")
+    assert (lost.value.key, lost.value.store) == ("plain", repr(stranger))
 
 
 def test_ranged_reads_decrypt_only_the_covering_segments(
@@ -249,3 +268,207 @@ def test_the_metadata_budget_is_checked_before_anything_is_written(
     with pytest.raises(InvalidMetadata, match=r"about 1\.3 KiB"):
         store.put("too-much", b"x", metadata={"note": "a" * 1700})
     assert inner.get("too-much") is None
+
+
+def test_the_budget_of_the_committed_record_is_checked_before_content_is_read(
+    store: EncryptedStore, inner: MemoryStore
+) -> None:
+    # The record that commits holds the size and checksum, which the record sent ahead lacks:
+    # metadata that fits only without them must fail before the content streams.
+    def fits(length: int) -> bool:
+        try:
+            store.put("probe", b"x", metadata={"note": "a" * length})
+        except InvalidMetadata:
+            return False
+        return True
+
+    length = next(length for length in range(1100, 1700) if not fits(length))
+    read: list[int] = []
+
+    def content() -> Iterator[bytes]:
+        read.append(1)
+        yield os.urandom(4 * MiB)
+
+    with pytest.raises(InvalidMetadata) as caught:
+        store.put("big", content(), metadata={"note": "a" * length})
+    assert (caught.value.key, caught.value.store) == ("big", repr(store))
+    assert read == []
+    assert inner.get("big") is None
+
+
+def tamper_metadata(inner: DataStore, key: str, **changes: str | None) -> None:
+    """Rewrite the inner item with some clear metadata changed (None: removed)."""
+    item = inner.get(key)
+    assert item is not None
+    metadata = dict(item.metadata)
+    for name, value in changes.items():
+        metadata.pop(name.replace("_", "-"), None)
+        if value is not None:
+            metadata[name.replace("_", "-")] = value
+    inner.put(key, inner.read_bytes(key), metadata=metadata, content_type=item.content_type)
+
+
+@pytest.mark.parametrize("segment", ["0", "99999999999", "²", " 100", "200", None])
+def test_a_tampered_segment_size_is_an_integrity_error(
+    store: EncryptedStore, inner: MemoryStore, segment: str | None
+) -> None:
+    store.put("doc", os.urandom(300))
+    tamper_metadata(inner, "doc", persisty_segment=segment)
+    for call in (store.get, store.read_bytes):
+        with pytest.raises(IntegrityError) as caught:
+            call("doc")
+        assert (caught.value.key, caught.value.store) == ("doc", repr(store))
+    assert store.exists("doc")
+
+
+def unreadable_items(store: EncryptedStore, inner: MemoryStore) -> list[str]:
+    """Items of every way an item cannot be authenticated, between readable ones."""
+    for name in ("a", "b-segment", "c-seal", "d-key", "e-foreign", "f-size", "g"):
+        store.put(name, name.encode() * 50)
+    tamper_metadata(inner, "b-segment", persisty_segment="²")
+    tamper_metadata(inner, "c-seal", persisty_seal="AAAA")
+    EncryptedStore(inner, Keyring.generate()).put("d-key", b"another ring's")
+    inner.put("e-foreign", b"written by another program")
+    item = inner.get("f-size")
+    assert item is not None
+    inner.put("f-size", inner.read_bytes("f-size")[:-1], metadata=item.metadata)
+    return ["b-segment", "c-seal", "d-key", "e-foreign", "f-size"]
+
+
+@pytest.mark.parametrize("page_size", [1, 2, 1000])
+def test_unreadable_items_never_break_listing_scanning_or_counting(
+    store: EncryptedStore, inner: MemoryStore, page_size: int
+) -> None:
+    bad = unreadable_items(store, inner)
+    store.list_page_size = page_size
+    assert [item.key for item in store.list()] == ["a", "g"]
+    assert [item.key for item in store.list(limit=1)] == ["a"]
+    entries = list(store.scan())
+    assert [entry.key for entry in entries] == ["a", *bad, "g"]
+    assert [entry.key for entry in entries if entry.checksum is None] == bad
+    assert store.count() == 7
+    assert all(store.exists(key) for key in bad)
+    assert not store.exists("missing")
+    for key in bad:
+        with pytest.raises((IntegrityError, DecryptionError)) as caught:
+            store.get(key)
+        assert (caught.value.key, caught.value.store) == (key, repr(store))
+
+
+def test_a_byte_changed_in_place_on_a_directory_store(tmp_path: Path) -> None:
+    store = EncryptedStore(DirectoryStore(tmp_path / "store"), Keyring.generate())
+    store.put("doc", os.urandom(5000))
+    store.put("other", b"fine")
+    path = tmp_path / "store" / "doc"
+    written = path.stat()
+    with open(path, "r+b") as file:
+        file.seek(3000)
+        byte = file.read(1)
+        file.seek(3000)
+        file.write(bytes([byte[0] ^ 1]))
+    for mtime in (written.st_mtime_ns, written.st_mtime_ns + 10**9):
+        # Same mtime: the store keeps the item's metadata and the segment fails. Another
+        # mtime: the store takes the file as another program's and drops the metadata.
+        os.utime(path, ns=(written.st_atime_ns, mtime))
+        with pytest.raises(IntegrityError) as caught:
+            store.read_bytes("doc")
+        assert (caught.value.key, caught.value.store) == ("doc", repr(store))
+    with pytest.raises(IntegrityError):
+        store.get("doc")
+    assert [item.key for item in store.list()] == ["other"]
+    assert [(entry.key, entry.checksum is None) for entry in store.scan()] == [
+        ("doc", True),
+        ("other", False),
+    ]
+    assert store.exists("doc")
+
+
+def no_content_reads(inner: DataStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(*args: object) -> None:
+        raise AssertionError("scan read content")
+
+    monkeypatch.setattr(inner._driver, "open_range", refused)
+
+
+def test_scan_gives_plaintext_sizes_inner_etags_and_sealed_checksums(
+    store: EncryptedStore, inner: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plaintexts = {f"k{size}": os.urandom(size) for size in (0, 44, 45, 300)}
+    for key, plaintext in plaintexts.items():
+        store.put(key, plaintext, flags=["pending"])
+    items = {item.key: item for item in store.list()}
+    no_content_reads(inner, monkeypatch)
+    entries = list(store.scan())
+    assert [entry.key for entry in entries] == sorted(plaintexts)
+    for entry in entries:
+        inner_item = inner.get(entry.key)
+        assert inner_item is not None
+        assert entry.size == len(plaintexts[entry.key])
+        assert entry.etag == inner_item.etag == items[entry.key].etag
+        assert entry.checksum == "sha256:" + hashlib.sha256(plaintexts[entry.key]).hexdigest()
+        assert entry.checksum != inner_item.checksum
+        assert entry.flags == frozenset({Flag.PENDING})
+
+
+def test_scan_over_a_listing_without_metadata_has_no_checksum(
+    inner: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store whose listing carries no metadata, as S3's ListObjectsV2.
+    inner._driver.capabilities = dataclasses.replace(inner.capabilities, checksums_in_listing=False)
+    store = EncryptedStore(inner, Keyring.generate(), segment_size=SEGMENT)
+    assert not store.capabilities.checksums_in_listing
+    store.put("k", os.urandom(300))
+    item = store.get("k")
+    no_content_reads(inner, monkeypatch)
+    [entry] = store.scan()
+    assert item is not None
+    assert (entry.key, entry.size, entry.etag, entry.checksum) == ("k", 300, item.etag, None)
+
+
+def test_scan_over_s3(s3_endpoint: str, s3_bucket: str) -> None:
+    inner = S3Store(s3_bucket, "app", client=moto_client(s3_endpoint))
+    store = EncryptedStore(inner, Keyring.generate())
+    plaintext = os.urandom(3000)
+    item = store.put("k", plaintext)
+    [entry] = store.scan()
+    assert (entry.key, entry.size, entry.etag) == ("k", 3000, item.etag)
+    if store.capabilities.checksums_in_listing:
+        assert entry.checksum == item.checksum
+    else:
+        assert entry.checksum is None
+
+
+def test_capabilities_are_the_inner_stores_but_presigning_and_server_side_copy(
+    inner: MemoryStore,
+) -> None:
+    store = EncryptedStore(inner, Keyring.generate())
+    assert store.capabilities == dataclasses.replace(
+        inner.capabilities, presign=False, server_side_copy=False
+    )
+    assert store.chunk_size == store._encrypted.geometry.plain
+
+
+def test_a_replayed_old_version_decrypts(store: EncryptedStore, inner: MemoryStore) -> None:
+    # Documented (README, "What the encryption protects against"): the storage can roll an
+    # item back to an older version of the same key; only state kept outside it can tell.
+    store.put("doc", b"version one", metadata={"v": "1"})
+    old = inner.get("doc")
+    old_ciphertext = inner.read_bytes("doc")
+    store.put("doc", b"version two", metadata={"v": "2"})
+    assert old is not None
+    inner.put("doc", old_ciphertext, metadata=old.metadata)
+    assert store.read_bytes("doc") == b"version one"
+
+
+def test_argument_errors_are_blob_errors(inner: MemoryStore) -> None:
+    for segment_size in (10, 2**31 + 1):
+        with pytest.raises(InvalidArgument):
+            EncryptedStore(inner, Keyring.generate(), segment_size=segment_size)
+    with pytest.raises(InvalidArgumentType):
+        EncryptedStore(inner, Keyring.generate(), segment_size=True)
+    with pytest.raises(InvalidArgumentType):
+        EncryptedStore(inner, "not a key")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument):
+        EncryptedStore(inner, b"short")
+    with pytest.raises(InvalidArgumentType):
+        EncryptedStore("memory://", Keyring.generate())  # type: ignore[arg-type]

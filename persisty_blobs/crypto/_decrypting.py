@@ -17,6 +17,7 @@ import mmap
 
 from ..errors import IntegrityError
 from ..streams import HandsOutBytes, page_aligned_buffer, readinto_fully
+from ._sealed import naming
 from .streaming import TAG_SIZE, Geometry, SegmentDecrypter
 
 __all__ = ["DecryptingRaw"]
@@ -35,6 +36,7 @@ class DecryptingRaw(HandsOutBytes):
         first: int,
         stop: int,
         key: str,
+        store: str,
     ) -> None:
         super().__init__()
         self._body = body
@@ -50,6 +52,7 @@ class DecryptingRaw(HandsOutBytes):
         self._position = first
         self._stop = stop
         self._key = key
+        self._store = store
         # An empty item is one empty last segment: it is read, so that its tag is checked.
         self._unchecked_empty_item = stop == 0
 
@@ -57,9 +60,13 @@ class DecryptingRaw(HandsOutBytes):
         return True
 
     def _next_segment(self) -> None:
+        with naming(self._key, self._store):
+            self._decrypt_next()
+
+    def _decrypt_next(self) -> None:
         index, geometry = self._index, self._geometry
         if index > self._last:
-            raise IntegrityError("the ciphertext ends early", key=self._key)
+            raise IntegrityError("the ciphertext ends early")
         plain_size = geometry.plain_stop(index, self._size) - geometry.plain_start(index)
         if len(self._sealed) < plain_size + TAG_SIZE:  # segment 0 is 40 bytes shorter
             self._sealed = page_aligned_buffer(plain_size + TAG_SIZE)
@@ -67,7 +74,7 @@ class DecryptingRaw(HandsOutBytes):
         sealed = memoryview(self._sealed)[: plain_size + TAG_SIZE]
         plain = memoryview(self._decrypted)[:plain_size]
         if readinto_fully(self._body, sealed) < len(sealed):
-            raise IntegrityError(f"the ciphertext ends in segment {index}", key=self._key)
+            raise IntegrityError(f"the ciphertext ends in segment {index}")
         self._decrypter.decrypt_into(index, sealed, plain, last=index == self._last)
         self._plain = plain[self._skip :]
         self._skip = 0

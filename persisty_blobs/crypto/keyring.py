@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Iterable
 
-from ..errors import DecryptionError
+from ..errors import DecryptionError, InvalidArgument, InvalidArgumentType
 from .streaming import KEY_SIZE
 
 __all__ = ["Keyring"]
@@ -39,13 +39,17 @@ class Keyring:
     """Keys by id, primary first. ``repr`` and ``str`` show ids only, never key material."""
 
     def __init__(self, keys: Iterable[bytes]) -> None:
+        if isinstance(keys, bytes | str):
+            raise InvalidArgumentType("a keyring takes a list of keys: Keyring([key])")
         materials = list(keys)
         if not materials:
-            raise ValueError("a keyring needs at least one key")
+            raise InvalidArgument("a keyring needs at least one key")
         self._keys: dict[str, bytes] = {}
         for key in materials:
-            if not isinstance(key, bytes) or len(key) != KEY_SIZE:
-                raise ValueError(f"each key is {KEY_SIZE} random bytes (Keyring.generate())")
+            if not isinstance(key, bytes):
+                raise InvalidArgumentType(f"a key is bytes, not {type(key).__name__}")
+            if len(key) != KEY_SIZE:
+                raise InvalidArgument(f"each key is {KEY_SIZE} random bytes (Keyring.generate())")
             self._keys.setdefault(key_id(key), key)
         self.primary_id = key_id(materials[0])
 
@@ -58,10 +62,12 @@ class Keyring:
     def from_passphrase(cls, passphrase: str, salt: bytes) -> Keyring:
         """A ring of the key scrypt derives from ``passphrase`` and ``salt`` (keep the salt;
         16 random bytes or more, e.g. ``os.urandom(16)``)."""
-        if not isinstance(passphrase, str) or not passphrase:
-            raise ValueError("the passphrase is a non-empty str")
-        if not isinstance(salt, bytes) or len(salt) < 16:
-            raise ValueError("the salt is at least 16 bytes")
+        if not isinstance(passphrase, str) or not isinstance(salt, bytes):
+            raise InvalidArgumentType("the passphrase is a str and the salt bytes")
+        if not passphrase:
+            raise InvalidArgument("the passphrase is a non-empty str")
+        if len(salt) < 16:
+            raise InvalidArgument("the salt is at least 16 bytes")
         key = hashlib.scrypt(
             passphrase.encode(),
             salt=salt,
@@ -104,8 +110,8 @@ class Keyring:
             if data.get("format") != _FORMAT:
                 raise ValueError(f"not a {_FORMAT!r} document")
             return cls([base64.b64decode(key, validate=True) for key in data["keys"]])
-        except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"not a keyring: {error}") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise InvalidArgument(f"not a keyring: {error}") from None
 
     def __repr__(self) -> str:
         return f"Keyring(primary={self.primary_id!r}, keys={len(self._keys)})"

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..errors import IntegrityError
+from ..errors import IntegrityError, InvalidArgument, InvalidArgumentType, TooLarge
 
 __all__ = [
     "HEADER_SIZE",
@@ -53,8 +53,12 @@ class Geometry:
     segment_size: int
 
     def __post_init__(self) -> None:
+        if isinstance(self.segment_size, bool) or not isinstance(self.segment_size, int):
+            raise InvalidArgumentType(
+                f"segment_size must be an int, not {type(self.segment_size).__name__}"
+            )
         if not HEADER_SIZE + TAG_SIZE < self.segment_size <= 2**31:
-            raise ValueError(f"segment_size must be {HEADER_SIZE + TAG_SIZE + 1} to 2**31")
+            raise InvalidArgument(f"segment_size must be {HEADER_SIZE + TAG_SIZE + 1} to 2**31")
 
     @property
     def first_plain(self) -> int:
@@ -114,7 +118,7 @@ def _derived(key: bytes, salt: bytes, associated_data: bytes) -> AESGCM:
 
 def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
     if index >= MAX_SEGMENTS:
-        raise ValueError("a stream has at most 2**32 segments")
+        raise TooLarge("a stream has at most 2**32 segments")
     return prefix + index.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
 
 
