@@ -6,7 +6,8 @@ EXTRAS = {
     "s3": ["boto3>=1.34"],
     "sql": ["SQLAlchemy>=2.0", "psycopg[binary]>=3.1", "PyMySQL>=1.1"],
     "sqlcipher": ["SQLAlchemy>=2.0", "sqlcipher3-binary>=0.5"],
-    "server": ["starlette>=0.37", "uvicorn>=0.29"],
+    "server": ["starlette>=0.37", "uvicorn>=0.29", "python-multipart>=0.0.9"],
+    "http": ["httpx>=0.27"],
 }
 EXTRAS["all"] = sorted({requirement for group in EXTRAS.values() for requirement in group})
 EXTRAS["dev"] = [

@@ -16,6 +16,8 @@ __all__ = ["open_store", "require"]
 # scheme -> "module:class"; the class has ``from_url(url, **options)``.
 _SCHEMES: dict[str, str] = {
     "file": "persisty_blobs.stores.directory:DirectoryStore",
+    "http": "persisty_blobs.stores.http:HttpStore",
+    "https": "persisty_blobs.stores.http:HttpStore",
     "mariadb+pymysql": "persisty_blobs.stores.sql:SqlStore",
     "memory": "persisty_blobs.stores.memory:MemoryStore",
     "mysql+pymysql": "persisty_blobs.stores.sql:SqlStore",

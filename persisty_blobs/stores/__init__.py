@@ -1,5 +1,5 @@
 """The stores: one module each. Importing this package imports no optional dependency: the
-SQL, SQLCipher and S3 stores load (with their dependency) when first named."""
+SQL, SQLCipher, S3 and HTTP stores load (with their dependency) when first named."""
 
 from __future__ import annotations
 
@@ -10,13 +10,19 @@ from .directory import DirectoryStore
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
+    from .http import HttpStore
     from .s3 import S3Store
     from .sql import SqlStore
     from .sqlcipher import SqlCipherStore
 
-__all__ = ["DirectoryStore", "MemoryStore", "S3Store", "SqlCipherStore", "SqlStore"]
+__all__ = ["DirectoryStore", "HttpStore", "MemoryStore", "S3Store", "SqlCipherStore", "SqlStore"]
 
-_LAZY = {"S3Store": ".s3", "SqlStore": ".sql", "SqlCipherStore": ".sqlcipher"}
+_LAZY = {
+    "HttpStore": ".http",
+    "S3Store": ".s3",
+    "SqlStore": ".sql",
+    "SqlCipherStore": ".sqlcipher",
+}
 
 
 def __getattr__(name: str) -> Any:

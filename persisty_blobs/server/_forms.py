@@ -1,0 +1,193 @@
+"""Upload forms posted by browsers: the policy is checked before the file's first byte, the
+file streams into the store, and a file past ``max_size`` is cut at the first byte over it,
+refused with 413, and nothing of it is kept.
+
+A form is posted as S3's are: every field in order, then the file. The fields are ``key``
+(the key, or the key prefix followed by ``${filename}``), ``Content-Type`` (when the form
+limits types: one type, or empty for the browser to fill in), ``policy`` and ``signature``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+
+from ..errors import (
+    ContentTypeNotAllowed,
+    InvalidArgument,
+    PermissionDenied,
+    QuotaExceeded,
+    TooLarge,
+    TransientError,
+)
+from ..item import DataItem
+from ..keys import validate_content_type, validate_key
+from ..streams import ItemWriter
+from ._context import Hosted
+
+__all__ = ["content_type_allowed", "post_form"]
+
+_FIELD_LIMIT = 16 * 1024
+_FIELDS_LIMIT = 32
+_CHUNK = 1024 * 1024
+
+
+def content_type_allowed(content_type: str, allowed: list[str] | None) -> bool:
+    """A type is allowed if the list has it, or has its family (``"image/"``)."""
+    if allowed is None:
+        return True
+    bare = content_type.split(";", 1)[0].strip().lower()
+    return any(
+        bare == entry or (entry.endswith("/") and bare.startswith(entry)) for entry in allowed
+    )
+
+
+@dataclass
+class _Form:
+    """The parser's state, filled by its callbacks (run in a worker thread)."""
+
+    hosted: Hosted
+    fields: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    header_name: bytearray = field(default_factory=bytearray)
+    header_value: bytearray = field(default_factory=bytearray)
+    value: bytearray = field(default_factory=bytearray)
+    writer: ItemWriter | None = None
+    written: int = 0
+    limit: int | None = None
+    #: The limit is the store's quota (507), not the form's max_size (413).
+    quota_bound: bool = False
+    key: str | None = None
+    done: bool = False
+    item: DataItem | None = None
+
+    def part_begin(self) -> None:
+        self.headers = {}
+        self.value = bytearray()
+
+    def header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_name += data[start:end]
+
+    def header_val(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def header_end(self) -> None:
+        self.headers[self.header_name.decode("latin-1").lower()] = self.header_value.decode(
+            "utf-8", "replace"
+        )
+        self.header_name, self.header_value = bytearray(), bytearray()
+
+    def headers_finished(self) -> None:
+        if self.done:
+            return
+        _, options = parse_options_header(self.headers.get("content-disposition", ""))
+        if b"filename" in options:
+            self._open_file(options[b"filename"].decode("utf-8", "replace"))
+
+    def part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.done:
+            return
+        if self.writer is None:
+            self.value += data[start:end]
+            if len(self.value) > _FIELD_LIMIT:
+                raise InvalidArgument("a form field is too long")
+            return
+        count = end - start
+        if self.limit is not None and self.written + count > self.limit:
+            if self.quota_bound:
+                raise QuotaExceeded("the upload would exceed the quota", key=self.key)
+            raise TooLarge(
+                f"the file is larger than the form allows ({self.limit} bytes)", key=self.key
+            )
+        self.written += count
+        self.writer.write(data[start:end])
+
+    def part_end(self) -> None:
+        if self.done:
+            return
+        if self.writer is not None:
+            self.writer.close()
+            self.item = self.writer.item
+            self.done = True
+            return
+        _, options = parse_options_header(self.headers.get("content-disposition", ""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if len(self.fields) >= _FIELDS_LIMIT:
+            raise InvalidArgument("too many form fields")
+        self.fields[name] = self.value.decode("utf-8", "replace")
+
+    def _open_file(self, filename: str) -> None:
+        """The policy is checked here, before the file's first byte is read."""
+        policy = self.hosted.signer.open_policy(
+            self.fields.get("policy", ""), self.fields.get("signature", "")
+        )
+        key = self._key(policy, filename)
+        content_type = self.fields.get("Content-Type") or self.headers.get("content-type")
+        content_type = validate_content_type(content_type or "application/octet-stream")
+        if not content_type_allowed(content_type, policy.get("content_types")):
+            raise ContentTypeNotAllowed(f"{content_type} is not allowed by this form", key=key)
+        store = self.hosted.store.namespace(policy["namespace"])
+        room = self.hosted.limit(store)
+        most = policy.get("max_size")
+        self.quota_bound = room is not None and (most is None or room < most)
+        self.limit = room if self.quota_bound else most
+        self.key = key
+        self.writer = store.writer(key, content_type=content_type)
+
+    def _key(self, policy: dict[str, Any], filename: str) -> str:
+        given = self.fields.get("key", "")
+        if policy.get("key") is not None:
+            if given != policy["key"]:
+                raise PermissionDenied("the form's key was changed")
+            return validate_key(given)
+        prefix = policy["prefix"]
+        if not given.startswith(prefix):
+            raise PermissionDenied("the form's key is outside its prefix")
+        name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+        return validate_key(given.replace("${filename}", name))
+
+
+async def post_form(request: Request, hosted: Hosted) -> DataItem:
+    """Parse the posted form as it streams; returns the stored item."""
+    _, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise InvalidArgument("an upload form is posted as multipart/form-data")
+    form = _Form(hosted)
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": form.part_begin,
+            "on_part_data": form.part_data,
+            "on_part_end": form.part_end,
+            "on_header_field": form.header_field,
+            "on_header_value": form.header_val,
+            "on_header_end": form.header_end,
+            "on_headers_finished": form.headers_finished,
+        },
+    )
+    try:
+        pending = bytearray()
+        async for chunk in request.stream():
+            pending += chunk
+            if len(pending) >= _CHUNK:
+                await run_in_threadpool(parser.write, bytes(pending))
+                pending.clear()
+            if form.done:
+                break
+        if pending and not form.done:
+            await run_in_threadpool(parser.write, bytes(pending))
+    except ClientDisconnect:
+        raise TransientError("the browser went away during the upload", key=form.key) from None
+    finally:
+        if form.writer is not None and form.item is None:
+            await run_in_threadpool(form.writer.abort)
+    if form.item is None:
+        if form.writer is None:
+            raise InvalidArgument("the form has no file")
+        raise TransientError("the upload ended before the file did", key=form.key)
+    return form.item

@@ -1,0 +1,178 @@
+"""Item endpoints: ``HEAD``/``GET`` (ranges, conditional requests, streaming), ``PUT``
+(streaming, preconditions, quota) and ``DELETE``; used both by authenticated clients and by
+signed URLs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+
+from .. import http_wire
+from ..errors import (
+    InvalidArgument,
+    NotFound,
+    QuotaExceeded,
+    RangeNotSatisfiable,
+    TransientError,
+)
+from ..item import DataItem, Flag
+from ..store import DataStore
+from ..streams import ItemReader, ItemWriter
+
+__all__ = ["read_item", "write_item"]
+
+_CHUNK = 1024 * 1024
+_ATTEMPTS = 5
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+def _range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The ``[start, stop)`` a ``Range`` header asks for, None for the whole item. A header
+    this server does not take (several ranges, other units) is ignored, as RFC 9110 allows."""
+    match = _RANGE.match(header.strip()) if header else None
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # the last N bytes
+        count = int(last)
+        if count == 0:
+            raise RangeNotSatisfiable("an empty suffix range")
+        return max(0, size - count), size
+    start = int(first)
+    stop = size if not last else min(size, int(last) + 1)
+    if start >= size or (last and int(last) < start):
+        raise RangeNotSatisfiable(f"range starts at {start}, past the item's {size} bytes")
+    return start, stop
+
+
+def _not_modified(request: Request, item: DataItem) -> bool:
+    tags = request.headers.get("if-none-match")
+    if tags is not None:
+        return tags.strip() == "*" or f'"{item.etag}"' in [t.strip() for t in tags.split(",")]
+    since = request.headers.get("if-modified-since")
+    if since:
+        try:
+            moment: datetime = parsedate_to_datetime(since)
+        except (TypeError, ValueError):
+            return False
+        return item.updated_at.replace(microsecond=0) <= moment
+    return False
+
+
+def _chunks(reader: ItemReader) -> Iterator[bytes]:
+    with reader:
+        while block := reader.read(_CHUNK):
+            yield block
+
+
+async def read_item(
+    request: Request, store: DataStore, key: str, disposition: str | None = None
+) -> Response:
+    """The answer to ``HEAD`` or ``GET`` of ``key``; every header describes the version sent."""
+    wanted = request.headers.get("range") if request.method == "GET" else None
+    for _ in range(_ATTEMPTS):
+        if request.method == "HEAD" or wanted:
+            item = await run_in_threadpool(store.get, key)
+            if item is None:
+                raise NotFound("no such item", key=key)
+            reader = None
+        else:
+            reader = await run_in_threadpool(store.open, key)
+            item = reader.item
+        headers = http_wire.item_headers(item)
+        headers["accept-ranges"] = "bytes"
+        if disposition:
+            headers["content-disposition"] = disposition
+        if _not_modified(request, item) or request.method == "HEAD":
+            if reader is not None:
+                reader.close()
+            status = 304 if _not_modified(request, item) else 200
+            if status == 200:
+                headers["content-length"] = str(item.size)
+            return Response(status_code=status, headers=headers)
+        if reader is not None:
+            headers["content-length"] = str(item.size)
+            return StreamingResponse(_chunks(reader), status_code=200, headers=headers)
+        try:
+            span = _range(wanted, item.size)
+        except RangeNotSatisfiable:
+            return Response(status_code=416, headers={"content-range": f"bytes */{item.size}"})
+        start, stop = span if span is not None else (0, item.size)
+        reader = await run_in_threadpool(store.open, key, start, stop)
+        if reader.item.etag != item.etag:  # replaced between the two calls: look again
+            reader.close()
+            continue
+        headers["content-length"] = str(stop - start)
+        status = 200
+        if span is not None:
+            status = 206
+            headers["content-range"] = f"bytes {start}-{stop - 1}/{item.size}"
+        return StreamingResponse(_chunks(reader), status_code=status, headers=headers)
+    raise TransientError("the item kept changing while it was opened; try again", key=key)
+
+
+def _flags_header(text: str | None) -> list[Flag]:
+    try:
+        return [Flag(part.strip()) for part in (text or "").split(",") if part.strip()]
+    except ValueError:
+        raise InvalidArgument(f"unknown flag in {text!r}") from None
+
+
+async def write_item(
+    request: Request,
+    store: DataStore,
+    key: str,
+    *,
+    limit: int | None,
+    content_type: str | None = None,
+) -> DataItem:
+    """Stream the request's body into ``key``; nothing is kept unless all of it arrives
+    within ``limit`` bytes and the precondition holds."""
+    headers = request.headers
+    declared = headers.get("content-length")
+    if limit is not None and declared is not None and declared.isdigit() and int(declared) > limit:
+        raise QuotaExceeded(f"{declared} bytes would exceed the quota", key=key)
+    if_none_match = headers.get("if-none-match")
+    if_match = headers.get("if-match")
+    writer: ItemWriter = await run_in_threadpool(
+        lambda: store.writer(
+            key,
+            content_type=content_type or headers.get("content-type"),
+            metadata=http_wire.metadata_from_headers(headers),
+            flags=_flags_header(headers.get("x-persisty-flags")),
+            if_match=None if if_match is None else if_match.strip().strip('"'),
+            if_none_match=None if if_none_match is None else if_none_match.strip(),
+        )
+    )
+    try:
+        pending = bytearray()
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if limit is not None and received > limit:
+                raise QuotaExceeded(
+                    f"the upload would exceed the quota at {received} bytes", key=key
+                )
+            pending += chunk
+            if len(pending) >= _CHUNK:
+                await run_in_threadpool(writer.write, bytes(pending))
+                pending.clear()
+        if pending:
+            await run_in_threadpool(writer.write, bytes(pending))
+        await run_in_threadpool(writer.close)
+    except ClientDisconnect:
+        await run_in_threadpool(writer.abort)
+        raise TransientError("the client went away during the upload", key=key) from None
+    except BaseException:
+        await run_in_threadpool(writer.abort)
+        raise
+    assert writer.item is not None
+    return writer.item
