@@ -2,8 +2,9 @@
 
 A commit swaps the file and its sidecar under an exclusive lock on ``.persisty-blobs/lock``;
 readers take it shared, so they see a file with its own sidecar. ``updated_at`` is the file's
-mtime: a commit stamps it from ``driver.utc_now`` and never sets it below the mtime of the file
-it replaces, so an item's ``updated_at`` never goes backwards, even if the clock does.
+mtime: a write stamps it from ``driver.utc_now``, and its commit never sets it below the mtime
+of the file it replaces, so an item's ``updated_at`` never goes backwards, even if the clock
+does.
 """
 
 from __future__ import annotations

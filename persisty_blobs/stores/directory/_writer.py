@@ -46,13 +46,13 @@ class DirectoryWriter(DriverWriter):
 
     def _create(self, folders: list[str], keep: int) -> None:
         driver = self._driver
+        # Recorded first: if this process dies at any point on, the folders it made go too.
+        self._record = write_record(driver.sidecars.temp_dir, folders, keep, self._temp)
         for _ in range(_CREATE_ATTEMPTS):
             try:
                 self._chain = make_folders(driver.real_root, folders, keep=keep, store=driver.name)
             except NotADirectoryError:
                 raise driver.conflict(self._key) from None
-            if self._record is None:
-                self._record = write_record(driver.sidecars.temp_dir, folders, keep, self._temp)
             try:
                 self._fd = os.open(self._temp, _TEMP_FLAGS, 0o666, dir_fd=self._chain.fd)
             except FileNotFoundError:  # a delete pruned the new folder meanwhile: make it again
