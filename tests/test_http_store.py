@@ -44,7 +44,8 @@ class TestHttpOverSqlite(StoreConformance):
 class TestEncryptedOverHttp(StoreConformance):
     @pytest.fixture
     def store(self, directory_server: str) -> Iterator[DataStore]:
-        with EncryptedStore(HttpStore(directory_server, token=token()), Keyring.generate()) as store:
+        inner = HttpStore(directory_server, token=token())
+        with EncryptedStore(inner, Keyring.generate()) as store:
             yield store
 
 

@@ -75,7 +75,11 @@ class _HttpDriver(Driver):
         self._pid = -1
         self._client: Any = None
         self._lock = threading.Lock()
-        info = self._json("GET", "/v1/info", {})
+        try:
+            info = self._json("GET", "/v1/info", {})  # a wrong URL or token fails here, loudly
+        except BaseException:
+            self.close()
+            raise
         declared = info.get("capabilities", {})
         self.capabilities = Capabilities(
             nested_keys=bool(declared.get("nested_keys", True)),

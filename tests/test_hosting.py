@@ -1,0 +1,227 @@
+"""The hosting app against real HTTP clients: signed URLs and forms that cannot be bent,
+ranges and conditional requests, quotas enforced while the body streams, and a client that
+goes away mid-upload leaving nothing."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from persisty_blobs import DataStore, PermissionDenied, QuotaExceeded
+from persisty_blobs.server import HostedDataStoreFactory
+from persisty_blobs.stores import DirectoryStore
+from persisty_blobs.stores.http import HttpStore
+
+from .http_support import SECRET, served, token
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    root = tmp_path_factory.mktemp("hosted")
+    with served(root, quota=str(64 * 1024), cors="http://127.0.0.1") as url:
+        yield url, root
+
+
+@pytest.fixture
+def user(server: tuple[str, Path]) -> tuple[str, str, DataStore]:
+    """(url, token, the server-side store of that token), like the app's authorize does."""
+    url, root = server
+    name = token()
+    with HttpStore(url, token=name) as store:
+        store.count()  # the server makes the principal's store on first use
+    return url, name, DirectoryStore(root / name)
+
+
+def factory(url: str, root: Path, principal: str | None = None) -> HostedDataStoreFactory:
+    store = DirectoryStore(root / "default")
+    authorizer = None
+    if principal is not None:
+        authorizer = lambda store, who: store.namespace(who)  # noqa: E731
+    return HostedDataStoreFactory(store, secret=SECRET, base_url=url, authorizer=authorizer)
+
+
+def test_requests_without_a_valid_token_get_401(server: tuple[str, Path]) -> None:
+    url, _ = server
+    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "Basic x"}):
+        assert httpx.get(f"{url}/v1/items/x", headers=headers).status_code == 401
+    with pytest.raises(PermissionDenied):
+        HttpStore(url, token="wrong")
+
+
+def test_ranges_conditional_requests_and_errors(user: tuple[str, str, DataStore]) -> None:
+    url, name, _ = user
+    with httpx.Client(base_url=url, headers={"authorization": f"Bearer {name}"}) as client:
+        check_ranges_and_conditions(client)
+
+
+def check_ranges_and_conditions(client: httpx.Client) -> None:
+    put = client.put(
+        "/v1/items/docs/a%20b.txt",
+        content=b"0123456789",
+        headers={"content-type": "text/plain", "x-persisty-meta-title": "caf%C3%A9"},
+    )
+    assert put.status_code == 201
+    etag = put.headers["etag"]
+    whole = client.get("/v1/items/docs/a%20b.txt")
+    assert (whole.status_code, whole.content, whole.headers["content-type"]) == (
+        200,
+        b"0123456789",
+        "text/plain",
+    )
+    assert whole.headers["x-persisty-meta-title"] == "caf%C3%A9"
+    part = client.get("/v1/items/docs/a%20b.txt", headers={"range": "bytes=2-4"})
+    assert (part.status_code, part.content, part.headers["content-range"]) == (
+        206,
+        b"234",
+        "bytes 2-4/10",
+    )
+    tail = client.get("/v1/items/docs/a%20b.txt", headers={"range": "bytes=-3"})
+    assert (tail.status_code, tail.content) == (206, b"789")
+    beyond = client.get("/v1/items/docs/a%20b.txt", headers={"range": "bytes=10-"})
+    assert (beyond.status_code, beyond.headers["content-range"]) == (416, "bytes */10")
+    same = client.get("/v1/items/docs/a%20b.txt", headers={"if-none-match": etag})
+    assert same.status_code == 304
+    since = client.get(
+        "/v1/items/docs/a%20b.txt", headers={"if-modified-since": whole.headers["last-modified"]}
+    )
+    assert since.status_code == 304
+    stale = client.put("/v1/items/docs/a%20b.txt", content=b"x", headers={"if-match": '"nope"'})
+    assert (stale.status_code, stale.json()["error"]) == (412, "PreconditionFailed")
+    exists = client.put("/v1/items/docs/a%20b.txt", content=b"x", headers={"if-none-match": "*"})
+    assert (exists.status_code, exists.json()["error"]) == (412, "AlreadyExists")
+    bad = client.get("/v1/items/a/../b")
+    assert bad.status_code in (400, 404)
+    missing = client.get("/v1/items/missing")
+    assert (missing.status_code, missing.json()["error"]) == (404, "NotFound")
+    assert "store" not in missing.json()["message"].lower()
+
+
+def test_quota_is_enforced_while_the_body_streams(user: tuple[str, str, DataStore]) -> None:
+    url, name, server_side = user
+    with HttpStore(url, token=name) as store:
+        store.put("kept", b"k" * 1000)
+
+        def body() -> Iterator[bytes]:
+            for _ in range(100):
+                yield b"x" * 1024
+
+        response = httpx.put(
+            f"{url}/v1/items/big", content=body(), headers={"authorization": f"Bearer {name}"}
+        )
+        assert (response.status_code, response.json()["error"]) == (507, "QuotaExceeded")
+        with pytest.raises(QuotaExceeded):
+            store.put("big", b"y" * 70_000)
+        assert [entry.key for entry in server_side.scan()] == ["kept"]
+
+
+def test_a_client_that_goes_away_mid_upload_leaves_the_old_item(
+    user: tuple[str, str, DataStore],
+) -> None:
+    url, name, server_side = user
+    with HttpStore(url, token=name) as store:
+        store.put("doc", b"old")
+    host, port = urllib.parse.urlsplit(url).netloc.split(":")
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(
+            b"PUT /v1/items/doc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + name.encode()
+            + b"\r\nContent-Length: 50000\r\n\r\n"
+            + b"n" * 20000
+        )
+        time.sleep(0.3)
+    time.sleep(0.5)
+    assert server_side.read_bytes("doc") == b"old"
+    assert [entry.key for entry in server_side.scan()] == ["doc"]
+
+
+def test_signed_urls_work_and_cannot_be_bent(server: tuple[str, Path]) -> None:
+    url, root = server
+    hosted = factory(url, root, "alice")
+    alice = hosted.create("alice")
+    bob = hosted.create("bob")
+    alice.put("photo.jpg", b"alice's photo")
+    bob.put("photo.jpg", b"bob's photo")
+    download = hosted.download_url(
+        "photo.jpg", authorization="alice", content_disposition="attachment"
+    )
+    got = httpx.get(download)
+    assert (got.status_code, got.content) == (200, b"alice's photo")
+    assert got.headers["content-disposition"] == "attachment"
+    upload = hosted.upload_url("new.txt", authorization="alice", content_type="text/plain")
+    assert (
+        httpx.put(upload, content=b"hi", headers={"content-type": "text/plain"}).status_code == 201
+    )
+    assert alice.read_bytes("new.txt") == b"hi"
+
+    def bent(signed: str, **changes: str) -> str:
+        parts = urllib.parse.urlsplit(signed)
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        path = changes.pop("path", parts.path)
+        query.update(changes)
+        return urllib.parse.urlunsplit(
+            parts._replace(path=path, query=urllib.parse.urlencode(query))
+        )
+
+    refused = [
+        httpx.get(bent(download, signature="A" * 43)),
+        httpx.get(bent(download, path="/v1/signed/other.jpg")),
+        httpx.get(bent(download, namespace="bob")),
+        httpx.get(bent(download, expires=str(int(time.time()) + 99999))),
+        httpx.get(bent(download, disposition="inline")),
+        httpx.put(
+            bent(upload, content_type="text/html"),
+            content=b"<script>",
+            headers={"content-type": "text/html"},
+        ),
+        httpx.put(
+            bent(upload, path="/v1/signed/other.txt"),
+            content=b"x",
+            headers={"content-type": "text/plain"},
+        ),
+        httpx.put(download, content=b"overwrite"),
+    ]
+    assert [response.status_code for response in refused] == [403] * 8
+    expiring = hosted.download_url("photo.jpg", authorization="alice", expires_in=1)
+    time.sleep(2.1)
+    assert httpx.get(expiring).status_code == 403
+    assert alice.read_bytes("photo.jpg") == b"alice's photo"
+    assert not alice.exists("other.txt")
+    assert not alice.exists("other.jpg")
+    assert bob.read_bytes("photo.jpg") == b"bob's photo"
+
+
+def post_form(form: dict[str, Any], name: str, data: bytes, content_type: str) -> httpx.Response:
+    fields = dict(form["fields"])
+    return httpx.post(
+        str(form["url"]), data=fields, files={str(form["file_field"]): (name, data, content_type)}
+    )
+
+
+def test_upload_forms_enforce_their_policy_while_the_file_streams(server: tuple[str, Path]) -> None:
+    url, root = server
+    hosted = factory(url, root, "carol")
+    carol = hosted.create("carol")
+    form = hosted.upload_form(
+        authorization="carol", key_prefix="uploads/", max_size=1000, content_types=["image/"]
+    ).as_json()
+    ok = post_form(form, "cat.png", b"\x89PNG" * 10, "image/png")
+    assert ok.status_code == 204
+    assert carol.read_bytes("uploads/cat.png") == b"\x89PNG" * 10
+    assert carol.get("uploads/cat.png").content_type == "image/png"  # type: ignore[union-attr]
+    too_big = post_form(form, "big.png", b"x" * 5000, "image/png")
+    assert (too_big.status_code, too_big.json()["error"]) == (413, "TooLarge")
+    wrong_type = post_form(form, "page.html", b"<html>", "text/html")
+    assert wrong_type.status_code == 415
+    fields: dict[str, str] = form["fields"]
+    moved = dict(form, fields=dict(fields, key="elsewhere/${filename}"))
+    assert post_form(moved, "x.png", b"x", "image/png").status_code == 403
+    widened = dict(form, fields=dict(fields, policy=fields["policy"] + "x"))
+    assert post_form(widened, "x.png", b"x", "image/png").status_code == 403
+    assert sorted(entry.key for entry in carol.scan()) == ["uploads/cat.png"]
