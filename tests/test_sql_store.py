@@ -4,6 +4,7 @@ what is peculiar to chunked SQL storage."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import subprocess
 import sys
@@ -18,6 +19,8 @@ import sqlalchemy as sa
 from persisty_blobs import (
     AlreadyExists,
     DecryptionError,
+    Flag,
+    InvalidArgument,
     PreconditionFailed,
     TransientError,
     Unsupported,
@@ -64,17 +67,17 @@ def test_ranged_read_fetches_only_the_chunks_that_cover_it(
     content = bytes(range(256)) * 40  # 10,240 bytes: chunks 0..10 of 1,000
     with SqlStore(database, chunk_size=1000, table_prefix=table_prefix) as store:
         store.put("ranged", content)
-        driver = store._driver
-        run_query = driver.fetch_rows  # type: ignore[attr-defined]
+        runner = store._driver.database  # type: ignore[attr-defined]
+        run_query = runner.fetch_rows
         chunk_rows: list[int] = []
 
-        def counting(connection: Any, query: Any, values: dict[str, Any]) -> list[Any]:
-            found: list[Any] = run_query(connection, query, values)
+        def counting(connection: Any, query: Any, values: dict[str, Any], key: str) -> list[Any]:
+            found: list[Any] = run_query(connection, query, values, key)
             # A chunk's row (its data, or its rowid for blob I/O) is the only kind with a seq.
             chunk_rows.extend(row.seq for row in found if "seq" in row._fields)
             return found
 
-        monkeypatch.setattr(driver, "fetch_rows", counting)
+        monkeypatch.setattr(runner, "fetch_rows", counting)
         assert store.read_bytes("ranged", 2500, 4200) == content[2500:4200]
         assert chunk_rows == [2, 3, 4]
         chunk_rows.clear()
@@ -259,3 +262,146 @@ def test_open_store_and_chunk_size_checks(tmp_path: Path) -> None:
         SqlStore("sqlite://")
     with pytest.raises(ValueError, match="table_prefix"):
         SqlStore(f"sqlite:///{tmp_path / 'x.db'}", table_prefix="bad; drop")
+
+
+def _hammer(store: SqlStore, who: str, shared: dict[str, bytes]) -> list[str]:
+    """1,000 reads and writes; what came back wrong."""
+    wrong = []
+    keys = sorted(shared)
+    for index in range(1000):
+        if index % 5 == 0:
+            key, content = f"{who}/{index % 7}", f"{who} {index} ".encode() * (1 + index % 40)
+            store.put(key, content)
+        else:
+            key = keys[index % len(keys)]
+            content = shared[key]
+        if store.read_bytes(key) != content:
+            wrong.append(key)
+    return wrong
+
+
+def test_a_forked_child_and_its_parent_each_read_their_own_content(
+    database: str, table_prefix: str
+) -> None:
+    with SqlStore(database, chunk_size=1000, table_prefix=table_prefix) as store:
+        shared = {f"shared/{index}": bytes([index]) * (100 + 300 * index) for index in range(12)}
+        for key, content in shared.items():
+            store.put(key, content)
+        assert store.read_bytes("shared/0") == shared["shared/0"]  # the pool holds a connection
+        child = os.fork()
+        if child == 0:  # pragma: no cover (the child's outcome is its exit status)
+            status = 1
+            try:
+                status = 2 if _hammer(store, "child", shared) else 0
+            finally:
+                os._exit(status)
+        try:
+            wrong_in_parent = _hammer(store, "parent", shared)
+        finally:
+            _, status = os.waitpid(child, 0)
+        assert (wrong_in_parent, os.waitstatus_to_exitcode(status)) == ([], 0)
+
+
+def test_mariadb_refuses_a_chunk_size_over_its_packet_limit(table_prefix: str) -> None:
+    url = server_url("mariadb")
+    try:
+        engine = sa.create_engine(url)
+        with engine.connect() as connection:
+            limit = int(connection.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one())
+        engine.dispose()
+        too_large = min(16 * 1024 * 1024, limit // 2)
+        with pytest.raises(InvalidArgument) as refused:
+            SqlStore(url, chunk_size=too_large, table_prefix=table_prefix)
+        assert str(too_large) in str(refused.value)
+        assert str(limit) in str(refused.value)
+        largest = (limit - 1024) // 2
+        with SqlStore(url, chunk_size=largest, table_prefix=table_prefix) as store:
+            content = os.urandom(largest) + b"tail"
+            store.put("largest", content)
+            assert store.read_bytes("largest") == content
+    finally:
+        drop_tables(url, table_prefix)
+
+
+def test_too_long_names_are_clear_errors(database: str) -> None:
+    with pytest.raises(InvalidArgument, match="at most 48 characters"):
+        SqlStore(database, table_prefix="p" * 49)
+    with SqlStore(database, table_prefix="p" * 48) as store:
+        store.put("a", b"long prefix")
+        assert store.read_bytes("a") == b"long prefix"
+    if not database.startswith("sqlite"):
+        drop_tables(database, "p" * 48)
+
+
+def test_mysql_identifier_too_long_is_not_transient(table_prefix: str) -> None:
+    url = server_url("mariadb")
+    try:
+        with SqlStore(url, table_prefix=table_prefix) as store:
+            runner = store._driver.database  # type: ignore[attr-defined]
+            with (
+                pytest.raises(InvalidArgument, match="too long"),
+                runner.errors(),
+                store.engine.connect() as connection,
+            ):
+                connection.exec_driver_sql(f"CREATE TABLE {table_prefix}_long ({'x' * 70} INT)")
+    finally:
+        drop_tables(url, table_prefix)
+
+
+def _file_bytes(path: Path) -> int:
+    return sum(part.stat().st_size for part in path.parent.glob(f"{path.name}*"))
+
+
+@pytest.mark.parametrize("made", ["new", "before incremental vacuum"])
+def test_vacuum_gives_the_space_back_to_the_file_system(tmp_path: Path, made: str) -> None:
+    path = tmp_path / "shrinks.db"
+    if made != "new":
+        import sqlite3
+
+        old = sqlite3.connect(path)
+        old.execute("CREATE TABLE earlier (x)")  # auto_vacuum can no longer change by itself
+        old.close()
+    with SqlStore(f"sqlite:///{path}") as store:
+        for index in range(8):
+            store.put(f"big/{index}", os.urandom(1024 * 1024))
+        store.put("kept", b"small")
+        grown = _file_bytes(path)
+        for index in range(8):
+            store.delete(f"big/{index}")
+        assert store.vacuum() == 0  # each delete removed its version already
+        assert _file_bytes(path) < grown // 4
+        assert store.read_bytes("kept") == b"small"
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2  # INCREMENTAL
+
+
+def test_scan_takes_one_query_per_page_with_checksums_and_flags(
+    database: str, table_prefix: str
+) -> None:
+    with SqlStore(database, table_prefix=table_prefix) as store:
+        flags: tuple[frozenset[Flag], ...] = (frozenset(), frozenset({Flag.PENDING}))
+        written = {
+            f"k{index:02}": store.put(f"k{index:02}", b"%d" % index, flags=flags[index % 2])
+            for index in range(25)
+        }
+        statements: list[str] = []
+        sa.event.listen(
+            store.engine,
+            "before_cursor_execute",
+            lambda *arguments: statements.append(arguments[2]),
+        )
+        store.list_page_size = 10
+        entries = list(store.scan())
+        assert len(statements) == 3
+        assert [entry.key for entry in entries] == sorted(written)
+        for entry in entries:
+            item = written[entry.key]
+            assert (entry.size, entry.etag, entry.checksum, entry.flags, entry.updated_at) == (
+                item.size,
+                item.etag,
+                item.checksum,
+                item.flags,
+                item.updated_at,
+            )
+        assert store.capabilities.flags_in_listing
+        assert store.capabilities.checksums_in_listing

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from persisty_blobs import DecryptionError, open_store
+from persisty_blobs import BlobError, DecryptionError, open_store
 from persisty_blobs.stores import SqlCipherStore
 from persisty_blobs.testing import StoreConformance
 
@@ -73,8 +77,8 @@ def test_raw_key_and_key_checks(tmp_path: Path) -> None:
         assert store.read_bytes("a") == b"raw-keyed"
     with pytest.raises(DecryptionError):
         SqlCipherStore(tmp_path / "raw.db", bytes(32))
-    for bad in ("", b"short", 42):
-        with pytest.raises(ValueError, match=r"key|passphrase"):
+    for bad, error in (("", ValueError), (b"short", ValueError), (42, TypeError)):
+        with pytest.raises(error, match=r"key|passphrase"):
             SqlCipherStore(tmp_path / "bad.db", bad)  # type: ignore[arg-type]
 
 
@@ -104,3 +108,66 @@ def test_open_store_takes_the_key_as_an_option(tmp_path: Path) -> None:
         open_store(url)
     with pytest.raises(ValueError, match="pass key= as an option"):
         open_store(f"{url}?key=secret", key=PASSPHRASE)
+
+
+REKEY = """
+import sys
+from persisty_blobs.stores import SqlCipherStore
+with SqlCipherStore(sys.argv[1], sys.argv[2]) as store:
+    store.rekey(sys.argv[3])
+"""
+
+
+def _every_call_is_a_blob_error(store: SqlCipherStore) -> None:
+    calls: list[Callable[[], object]] = [
+        lambda: store.get("small"),
+        lambda: store.exists("small"),
+        lambda: store.read_bytes("small"),
+        lambda: store.read_bytes("big"),
+        lambda: store.put("new", b"new"),
+        lambda: store.delete("small"),
+        lambda: list(store.list()),
+        lambda: list(store.scan()),
+        lambda: store.count(),
+        lambda: store.set_flags("small", ["pending"]),
+        lambda: store.namespaces(),
+        lambda: store.vacuum(),
+    ]
+    for call in calls:
+        with pytest.raises(BlobError):
+            call()
+
+
+def test_another_process_rekeys_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "rekeyed.db"
+    with SqlCipherStore(path, PASSPHRASE, chunk_size=1000) as store:
+        store.put("small", b"small")
+        store.put("big", b"b" * 5000)
+        assert store.read_bytes("small") == b"small"  # the pool holds a connection
+        subprocess.run(
+            [sys.executable, "-c", REKEY, str(path), PASSPHRASE, "the other key"], check=True
+        )
+        _every_call_is_a_blob_error(store)
+    with SqlCipherStore(path, "the other key") as reopened:
+        assert reopened.read_bytes("big") == b"b" * 5000
+
+
+def test_the_file_is_replaced_under_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "replaced.db"
+    with SqlCipherStore(path, PASSPHRASE, chunk_size=1000) as store:
+        store.put("small", b"small")
+        store.put("big", b"b" * 5000)
+        with SqlCipherStore(tmp_path / "other.db", "another passphrase") as other:
+            other.put("small", b"other")
+        for suffix in ("", "-wal", "-shm"):
+            source = tmp_path / f"other.db{suffix}"
+            if source.exists():
+                os.replace(source, tmp_path / f"replaced.db{suffix}")
+        for call in (
+            lambda: store.get("small"),
+            lambda: store.read_bytes("big"),
+            lambda: store.put("new", b"x"),
+            lambda: list(store.list()),
+        ):
+            with contextlib.suppress(BlobError):  # anything but a BlobError fails the test
+                call()

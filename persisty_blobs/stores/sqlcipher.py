@@ -12,13 +12,17 @@ import os
 import urllib.parse
 from typing import Any
 
+from ..errors import InvalidArgument, InvalidArgumentType
 from ..registry import require
-from .sql import SqlStore
 
+require("sqlalchemy", extra="sqlcipher")
 require("sqlcipher3", extra="sqlcipher")
 
 import sqlalchemy as sa  # noqa: E402
 import sqlcipher3.dbapi2 as sqlcipher  # type: ignore[import-untyped]  # noqa: E402
+
+from .sql import SqlStore  # noqa: E402
+from .sql._driver import SqlDriver  # noqa: E402
 
 __all__ = ["SqlCipherStore"]
 
@@ -30,11 +34,13 @@ def _key_pragma(key: str | bytes) -> str:
     raw 256-bit key, used as is."""
     if isinstance(key, str):
         if not key:
-            raise ValueError("the passphrase must not be empty")
+            raise InvalidArgument("the passphrase must not be empty")
         return "'" + key.replace("'", "''") + "'"
-    if isinstance(key, bytes) and len(key) == _RAW_KEY_BYTES:
-        return f"\"x'{key.hex()}'\""
-    raise ValueError(f"key must be a passphrase str or {_RAW_KEY_BYTES} raw bytes")
+    if not isinstance(key, bytes):
+        raise InvalidArgumentType(f"key must be a passphrase str or {_RAW_KEY_BYTES} raw bytes")
+    if len(key) != _RAW_KEY_BYTES:
+        raise InvalidArgument(f"a raw key must be {_RAW_KEY_BYTES} bytes, not {len(key)}")
+    return f"\"x'{key.hex()}'\""
 
 
 class SqlCipherStore(SqlStore):
@@ -71,11 +77,11 @@ class SqlCipherStore(SqlStore):
         parts = urllib.parse.urlsplit(url)
         path = urllib.parse.unquote(parts.path)
         if parts.netloc or parts.query or not os.path.isabs(path):
-            raise ValueError(
+            raise InvalidArgument(
                 "a SQLCipher store URL is sqlcipher:///absolute/path.db; pass key= as an option"
             )
         if "key" not in options:
-            raise ValueError("open_store('sqlcipher:///...') needs the key= option")
+            raise InvalidArgument("open_store('sqlcipher:///...') needs the key= option")
         return cls(path, options.pop("key"), **options)
 
     def _connect(self) -> Any:
@@ -97,7 +103,9 @@ class SqlCipherStore(SqlStore):
         """Re-encrypt the whole database under ``new_key``, in place. Readers and writers of
         this store must be idle; other processes must reopen with the new key."""
         pragma = _key_pragma(new_key)
-        with self.engine.connect() as connection:
+        driver = self._driver
+        assert isinstance(driver, SqlDriver)
+        with driver.database.errors(), self.engine.connect() as connection:
             connection.exec_driver_sql(f"PRAGMA rekey = {pragma}")
         self._key_pragma = pragma
         self.engine.dispose()  # pooled connections were opened with the old key

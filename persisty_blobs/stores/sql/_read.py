@@ -3,34 +3,31 @@ chunks."""
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import functools
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import sqlalchemy as sa
-from sqlalchemy.sql.compiler import SQLCompiler
 
-from ..errors import IntegrityError
-from ..streams import HandsOutBytes
-from ._sql_schema import Tables, database_errors
+from ...errors import IntegrityError, TransientError
+from ...streams import HandsOutBytes
+from ._database import Compiled, Database
+from ._engine import forks, keep_inherited
+from ._schema import Tables
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-    from .sql import _SqlDriver
-
-__all__ = ["ChunkRangeRaw", "Compiled", "Queries"]
+__all__ = ["ChunkRangeRaw", "Queries"]
 
 _ROWIDS_PER_QUERY = 64
 
 
 class Queries:
-    """The statements of the read path, built once: building and keying a SQLAlchemy
-    statement costs more than SQLite takes to run it."""
+    """The statements of the read path, built once."""
 
     def __init__(self, tables: Tables, dialect: sa.Dialect) -> None:
         items, chunks = tables.items, tables.chunks
+        self.chunks_table = chunks.name
         this_item = sa.and_(
             items.c.namespace == sa.bindparam("namespace"), items.c.key == sa.bindparam("key")
         )
@@ -40,7 +37,7 @@ class Queries:
             chunks.c.seq == 0,
             items.c.size <= items.c.chunk_size,
         )
-        self.row_and_only_chunk = (
+        row_and_only_chunk = (
             sa.select(items, chunks.c.data).outerjoin(chunks, only_chunk).where(this_item)
         )
         this_chunk = sa.and_(
@@ -62,29 +59,12 @@ class Queries:
             else None
         )
         self.fast_row = Compiled(self.row, dialect)
-        self.fast_row_and_only_chunk = Compiled(self.row_and_only_chunk, dialect)
+        self.fast_row_and_only_chunk = Compiled(row_and_only_chunk, dialect)
 
-
-class Compiled:
-    """A select compiled once for one dialect, on first use, to run on a DBAPI cursor."""
-
-    def __init__(self, query: sa.Select[Any], dialect: sa.Dialect) -> None:
-        self._query = query
-        self._dialect = dialect
-        self.row_type = collections.namedtuple("_Row", list(query.selected_columns.keys()))  # type: ignore[misc]
-
-    @functools.cached_property
-    def _compiled(self) -> SQLCompiler:
-        return self._query.compile(dialect=self._dialect)
-
-    @functools.cached_property
-    def sql(self) -> str:
-        return self._compiled.string
-
-    def parameters(self, values: dict[str, Any]) -> Any:
-        named = self._compiled.construct_params(values)
-        order = self._compiled.positiontup
-        return named if order is None else tuple(named[name] for name in order)
+    def item_row(self, connection: sa.Connection, namespace: str, key: str) -> sa.Row[Any] | None:
+        """The item's row, read inside ``connection``'s transaction."""
+        names = {"namespace": namespace.encode(), "key": key.encode()}
+        return connection.execute(self.row, names).first()
 
 
 class ChunkRangeRaw(HandsOutBytes):
@@ -93,12 +73,15 @@ class ChunkRangeRaw(HandsOutBytes):
 
     On SQLite a chunk is read with incremental blob I/O, as much as the caller asks for at a
     time, straight from the database pages; elsewhere (and on SQLCipher, whose driver has no
-    blob I/O) the rest of a chunk is fetched with one query.
+    blob I/O) the rest of a chunk is fetched with one query. A reader belongs to the process
+    that opened it: in a forked child it refuses to read, and closing it leaves the parent's
+    connection alone.
     """
 
     def __init__(
         self,
-        driver: _SqlDriver,
+        database: Database,
+        queries: Queries,
         connection: sa.Connection,
         row: sa.Row[Any],
         key: str,
@@ -106,10 +89,12 @@ class ChunkRangeRaw(HandsOutBytes):
         stop: int,
     ) -> None:
         super().__init__()
-        self._driver = driver
+        self._database = database
+        self._queries = queries
         self._connection = connection
+        self._forks = forks.count
         self._dbapi_connection: Any = connection.connection.driver_connection
-        self._blob_io = driver.queries.chunk_rowids is not None and hasattr(
+        self._blob_io = queries.chunk_rowids is not None and hasattr(
             self._dbapi_connection, "blobopen"
         )
         self._blob: Any = None
@@ -144,7 +129,7 @@ class ChunkRangeRaw(HandsOutBytes):
 
     def read(self, size: int = -1) -> bytes:
         # The path of nearly every read of a large item, kept to one call into the driver.
-        if 0 < size <= self._blob_left:
+        if 0 < size <= self._blob_left and self._forks == forks.count:
             try:
                 data: bytes = self._blob.read(size)
             except Exception as error:
@@ -179,12 +164,18 @@ class ChunkRangeRaw(HandsOutBytes):
 
     def _fetch(self, wanted: int) -> bytes:
         """Up to ``wanted`` bytes from the current position, within one chunk."""
+        if self._forks != forks.count:
+            raise TransientError(
+                "this reader was opened before a fork, by the parent process: open the item "
+                "again in this one",
+                key=self._key,
+                store=self._database.name,
+            )
         seq, offset = divmod(self._position, self._chunk_size)
         length = min(self._chunk_size - offset, self._stop - self._position)
         if self._blob_io:
             if self._blob_seq != seq:
-                with database_errors(self._driver.name, self._key):
-                    self._open_blob(seq, offset + length)
+                self._open_blob(seq, offset + length)
             count = min(wanted, length)
             try:
                 data: bytes = self._blob.read(count)
@@ -192,20 +183,19 @@ class ChunkRangeRaw(HandsOutBytes):
                 self._raise_blob_error(error)
             self._blob_left = length - count
             return data
-        with database_errors(self._driver.name, self._key):
-            found = self._select(seq, offset, length)
+        found = self._select(seq, offset, length)
         if found is None or len(found) != length:
             raise self._damaged(seq)
         return found if isinstance(found, bytes) else bytes(found)
 
     def _select(self, seq: int, offset: int, length: int) -> Any:
-        queries = self._driver.queries
+        queries = self._queries
         values = {"version_id": self._version_id, "seq": seq}
         if offset == 0 and length == self._chunk_size:
             query = queries.chunk
         else:
             query, values = queries.chunk_part, {**values, "first": offset + 1, "length": length}
-        found = self._driver.fetch_rows(self._connection.connection, query, values)
+        found = self._database.fetch_rows(self._connection, query, values, self._key)
         return found[0].data if found else None
 
     def _open_blob(self, seq: int, needed: int) -> None:
@@ -216,11 +206,12 @@ class ChunkRangeRaw(HandsOutBytes):
         rowid = self._rowids.pop(seq, None)
         if rowid is None:
             raise self._damaged(seq)
-        driver = self._driver
-        with driver.dbapi_errors("blobopen", {"version_id": self._version_id, "seq": seq}):
+        try:
             self._blob = self._dbapi_connection.blobopen(
-                driver.tables.chunks.name, "data", rowid, readonly=True
+                self._queries.chunks_table, "data", rowid, readonly=True
             )
+        except Exception as error:
+            self._raise_blob_error(error)
         self._blob_seq = seq
         if len(self._blob) < needed:
             raise self._damaged(seq)
@@ -229,24 +220,22 @@ class ChunkRangeRaw(HandsOutBytes):
     def _find_rowids(self, first_seq: int) -> None:
         """The rowids of the next chunks of the range, a batch per query: one query per
         chunk would cost a large read as much as its blob I/O."""
-        query = self._driver.queries.chunk_rowids
+        query = self._queries.chunk_rowids
         assert query is not None
         last_seq = min(first_seq + _ROWIDS_PER_QUERY - 1, (self._stop - 1) // self._chunk_size)
         values = {"version_id": self._version_id, "first_seq": first_seq, "last_seq": last_seq}
-        found = self._driver.fetch_rows(self._connection.connection, query, values)
+        found = self._database.fetch_rows(self._connection, query, values, self._key)
         self._rowids = {row.seq: row.rowid for row in found}
 
     def _raise_blob_error(self, error: Exception) -> NoReturn:
-        """Raise a blob read's failure mapped onto the error tree, as any database error is."""
-        with (
-            database_errors(self._driver.name, self._key),
-            self._driver.dbapi_errors("blob read", {"seq": self._blob_seq}),
-        ):
-            raise error from None
+        """Raise a blob I/O failure mapped onto the error tree, as any database error is."""
+        raise self._database.classify(error, self._key) from error
 
     def _damaged(self, seq: int) -> IntegrityError:
         return IntegrityError(
-            f"chunk {seq} of the item is missing or short", key=self._key, store=self._driver.name
+            f"chunk {seq} of the item is missing or short",
+            key=self._key,
+            store=self._database.name,
         )
 
     def _close_blob(self) -> None:
@@ -258,7 +247,10 @@ class ChunkRangeRaw(HandsOutBytes):
     def close(self) -> None:
         if not self.closed:
             self._data = memoryview(b"")
-            self._close_blob()
-            with contextlib.suppress(Exception):
-                self._connection.close()  # rolls the snapshot transaction back
+            if self._forks != forks.count:
+                keep_inherited((self._blob, self._connection))
+            else:
+                self._close_blob()
+                with contextlib.suppress(Exception):
+                    self._connection.close()  # rolls the snapshot transaction back
         super().close()

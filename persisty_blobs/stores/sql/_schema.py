@@ -1,5 +1,4 @@
-"""The SQL store's tables, how they are created and versioned, and how database errors map onto
-the error tree.
+"""The SQL store's tables, how they are created and versioned, and how a row becomes an item.
 
 Keys and namespace names are stored as their UTF-8 bytes (BLOB, BYTEA, VARBINARY), so every
 backend compares them byte by byte: the listing order of DESIGN.md whatever the collation, and
@@ -19,46 +18,34 @@ Tables (``blobs`` is the default ``table_prefix``):
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .._liveness import local_owner, owner_is_gone
-from ..errors import (
-    BlobError,
-    DecryptionError,
-    PermissionDenied,
-    QuotaExceeded,
-    TransientError,
-    Unsupported,
-)
-from ..keys import MAX_KEY_BYTES
-from ..registry import require
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
-require("sqlalchemy", extra="sql")
+from ...errors import InvalidArgument, Unsupported
+from ...item import DataItem, Entry, Flag
+from ...keys import MAX_KEY_BYTES
 
-import sqlalchemy as sa  # noqa: E402
-from sqlalchemy.dialects import mysql  # noqa: E402
-
-__all__ = [
-    "SCHEMA_VERSION",
-    "Tables",
-    "create_schema",
-    "database_errors",
-    "local_owner",
-    "owner_is_gone",
-]
+__all__ = ["SCHEMA_VERSION", "Tables", "create_schema", "entry_of", "flag_bits", "item_of"]
 
 SCHEMA_VERSION = 1
 _CREATE_ATTEMPTS = 10
 _MYSQL = ("mysql", "mariadb")
+# PostgreSQL cuts names at 63 bytes (MySQL refuses past 64); the longest name made from the
+# prefix is the index "<prefix>_versions_state".
+_LONGEST_SUFFIX = len("_versions_state")
+MAX_PREFIX = 63 - _LONGEST_SUFFIX
 
-# Transient conditions that a driver reports as a generic error, recognised by their text
-# (SQLite) or code (MySQL: 1205 lock wait timeout, 1213 deadlock, 2006/2013 connection lost).
-_TRANSIENT_TEXT = ("database is locked", "database table is locked", "busy")
-_MYSQL_TRANSIENT_CODES = {1205, 1213, 2006, 2013}
-_NOT_A_DATABASE = ("file is not a database", "not a database", "malformed")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FLAG_BITS = {flag: 1 << index for index, flag in enumerate(Flag)}
+_NO_METADATA: dict[str, str] = {}
 
 
 def _binary(length: int) -> sa.types.TypeEngine[bytes]:
@@ -81,8 +68,15 @@ class Tables:
 
     @classmethod
     def define(cls, prefix: str) -> Tables:
-        if not prefix.replace("_", "").isalnum() or not prefix.isascii():
-            raise ValueError(f"table_prefix must be ASCII letters, digits and _, not {prefix!r}")
+        if not isinstance(prefix, str) or not prefix.replace("_", "").isalnum():
+            raise InvalidArgument(
+                f"table_prefix must be ASCII letters, digits and _, not {prefix!r}"
+            )
+        if not prefix.isascii() or len(prefix) > MAX_PREFIX:
+            raise InvalidArgument(
+                f"table_prefix must be ASCII and at most {MAX_PREFIX} characters (table names "
+                f"are limited to 63), not {len(prefix)}: {prefix!r}"
+            )
         metadata = sa.MetaData()
         options: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
         schema = sa.Table(
@@ -137,6 +131,53 @@ class Tables:
         return cls(metadata, schema, items, versions, chunks, flags)
 
 
+# Rows -------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _flags_of(bits: int) -> frozenset[Flag]:
+    return frozenset(flag for flag, bit in _FLAG_BITS.items() if bits & bit)
+
+
+def flag_bits(flags: frozenset[Flag]) -> int:
+    """The ``flags`` column's value for a set of flags."""
+    return sum(_FLAG_BITS[flag] for flag in flags)
+
+
+def updated_at(updated_us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=updated_us)
+
+
+def item_of(row: Any) -> DataItem:
+    """The item an ``items`` row describes."""
+    return DataItem(
+        key=row.key.decode(),
+        namespace=row.namespace.decode(),
+        size=row.size,
+        etag=row.etag,
+        content_type=row.content_type,
+        updated_at=updated_at(row.updated_us),
+        checksum=row.checksum,
+        metadata=_NO_METADATA if row.metadata == "{}" else json.loads(row.metadata),
+        flags=_flags_of(row.flags),
+    )
+
+
+def entry_of(row: Any) -> Entry:
+    """The scan entry of a row with the ``items`` columns ``scan_page`` selects."""
+    return Entry(
+        key=row.key.decode(),
+        size=row.size,
+        etag=row.etag,
+        updated_at=updated_at(row.updated_us),
+        checksum=row.checksum,
+        flags=_flags_of(row.flags),
+    )
+
+
+# Creation ---------------------------------------------------------------------------------
+
+
 def create_schema(engine: sa.Engine, tables: Tables, store: str) -> None:
     """Create the tables if missing and check the schema version. Safe when several processes
     start at once: the loser of a CREATE race looks again and skips what now exists (MySQL's
@@ -181,48 +222,9 @@ def _create_tables(engine: sa.Engine, tables: Tables) -> None:
 
 @contextlib.contextmanager
 def _writing(engine: sa.Engine) -> Iterator[sa.Connection]:
-    # On SQLite, BEGIN IMMEDIATE (see _sql_connect.prepare_sqlite): a deferred transaction
-    # that reads and then writes fails at once, without waiting, if another writer went first.
+    # On SQLite, BEGIN IMMEDIATE (see _engine.prepare_sqlite): a deferred transaction that
+    # reads and then writes fails at once, without waiting, if another writer went first.
     with engine.connect() as connection:
         connection.execution_options(persisty_write=True)
         with connection.begin():
             yield connection
-
-
-@contextlib.contextmanager
-def database_errors(store: str, key: str | None = None) -> Iterator[None]:
-    """Map SQLAlchemy and driver errors onto the error tree."""
-    try:
-        yield
-    except BlobError:
-        raise
-    except sa.exc.TimeoutError as error:  # no free connection in the pool
-        raise TransientError(f"database busy: {error}", key=key, store=store) from error
-    except sa.exc.DBAPIError as error:
-        raise _mapped(error, store, key) from error
-    except sa.exc.SQLAlchemyError as error:
-        raise BlobError(f"database error: {error}", key=key, store=store) from error
-
-
-def _mapped(error: sa.exc.DBAPIError, store: str, key: str | None) -> BlobError:
-    text = str(error.orig).lower()
-    code = error.orig.args[0] if error.orig is not None and error.orig.args else None
-    message = f"database error: {error.orig}"
-    if any(marker in text for marker in _NOT_A_DATABASE):
-        return DecryptionError(
-            "the file is not a database this key opens (wrong key, or not a database)",
-            key=key,
-            store=store,
-        )
-    if "disk is full" in text or "disk full" in text:
-        return QuotaExceeded(message, key=key, store=store)
-    if "readonly" in text or "read-only" in text or "permission denied" in text:
-        return PermissionDenied(message, key=key, store=store)
-    if (
-        error.connection_invalidated
-        or any(marker in text for marker in _TRANSIENT_TEXT)
-        or code in _MYSQL_TRANSIENT_CODES
-        or isinstance(error, sa.exc.OperationalError)
-    ):
-        return TransientError(message, key=key, store=store)
-    return BlobError(message, key=key, store=store)
