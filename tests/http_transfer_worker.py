@@ -1,0 +1,36 @@
+"""A 1 GiB put and get through HttpStore in its own process; prints the peak RSS in bytes:
+``python -m tests.http_transfer_worker URL TOKEN SIZE``."""
+
+from __future__ import annotations
+
+import hashlib
+import resource
+import sys
+
+from persisty_blobs.stores.http import HttpStore
+
+
+def blocks(size: int) -> bytes:
+    return hashlib.sha256(size.to_bytes(8, "big")).digest() * (1024 * 1024 // 32)
+
+
+def main(url: str, token: str, size: str) -> None:
+    total = int(size)
+    block = blocks(total)
+    with HttpStore(url, token=token) as store:
+        with store.writer("big.bin") as writer:
+            for _ in range(total // len(block)):
+                writer.write(block)
+        digest = hashlib.sha256()
+        with store.open("big.bin") as reader:
+            while chunk := reader.read(1024 * 1024):
+                digest.update(chunk)
+        expected = hashlib.sha256()
+        for _ in range(total // len(block)):
+            expected.update(block)
+        assert digest.digest() == expected.digest()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
