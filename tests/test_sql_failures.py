@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from persisty_blobs import (
     BlobError,
     DataStore,
+    InvalidArgument,
     NotFound,
     PermissionDenied,
     TransientError,
@@ -255,6 +256,12 @@ def test_a_missing_sqlite_folder_names_the_path_and_the_absolute_form(
     with pytest.raises(NotFound, match="folder does not exist") as absolute:
         SqlStore(f"sqlite:///{tmp_path}/missing/blobs.db")
     assert "four slashes" not in str(absolute.value)
+
+
+@pytest.mark.parametrize("url", ["foo://x", "not a url", "postgresql+nodriver://x/y"])
+def test_a_url_no_dialect_reads_is_invalid(url: str) -> None:
+    with pytest.raises(InvalidArgument):
+        SqlStore(url)
 
 
 MISSING_MODULE = """

@@ -55,6 +55,8 @@ def make_engine(url: str, connect_timeout: float, read_timeout: float) -> sa.Eng
         raise Unsupported(
             f"{parsed.drivername}:// needs {error.name!r}: pip install 'persisty-blobs[sql]'"
         ) from error
+    except sa.exc.ArgumentError as error:  # no such dialect, or a bad option
+        raise InvalidArgument(f"cannot open {parsed.drivername}://: {error}") from error
     if engine.dialect.driver == "psycopg":
         from ._postgres import DeadlineConnection
 

@@ -102,6 +102,8 @@ def _kind(error: BaseException) -> type[BlobError]:
     original = _original(error)
     if isinstance(original, MemoryError):
         return DecryptionError
+    if isinstance(original, OSError):  # a socket's: refused, reset, timed out
+        return TransientError
     sqlite_code = getattr(original, "sqlite_errorcode", None)
     if isinstance(sqlite_code, int):
         return _SQLITE.get(sqlite_code & 0xFF, BlobError)
@@ -122,7 +124,7 @@ def _kind(error: BaseException) -> type[BlobError]:
     # No code at all: the connection itself failed (refused, cut, timed out, closed).
     if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
         return TransientError
-    operational = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, OSError)
+    operational = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
     if isinstance(error, operational) or any(
         kind.__name__ in _DBAPI_CONNECTION_ERRORS for kind in type(original).__mro__
     ):
