@@ -225,6 +225,16 @@ def test_a_black_holed_server_times_out(proxied: tuple[TcpProxy, str], table_pre
         assert store.read_bytes("big") == BIG
 
 
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_a_server_that_refuses_at_open_is_transient(backend: str) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now
+    url = sa.make_url(server_url(backend)).set(port=port).render_as_string(False)
+    with pytest.raises(TransientError, match="onnect"):
+        SqlStore(url, connect_timeout=2)
+
+
 @pytest.mark.parametrize(
     ("backend", "change", "error", "named"),
     [
