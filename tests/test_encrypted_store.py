@@ -265,7 +265,10 @@ def test_the_metadata_budget_is_checked_before_anything_is_written(
     store: EncryptedStore, inner: MemoryStore
 ) -> None:
     store.put("fits", b"x", metadata={"note": "a" * 1200})
-    with pytest.raises(InvalidMetadata, match=r"about 1\.3 KiB"):
+    # Sealed as UTF-8: "é" takes 2 bytes of the budget, not the 6 of a JSON escape.
+    store.put("accents", b"x", metadata={"note": "é" * 500})
+    assert store.get("accents").metadata == {"note": "é" * 500}  # type: ignore[union-attr]
+    with pytest.raises(InvalidMetadata, match=r"about 1\.2 KiB"):
         store.put("too-much", b"x", metadata={"note": "a" * 1700})
     assert inner.get("too-much") is None
 
@@ -425,17 +428,32 @@ def test_scan_over_a_listing_without_metadata_has_no_checksum(
     assert (entry.key, entry.size, entry.etag, entry.checksum) == ("k", 300, item.etag, None)
 
 
-def test_scan_over_s3(s3_endpoint: str, s3_bucket: str) -> None:
-    inner = S3Store(s3_bucket, "app", client=moto_client(s3_endpoint))
+def test_over_s3_scan_is_one_listing_and_multipart_items_have_their_checksum(
+    s3_endpoint: str, s3_bucket: str
+) -> None:
+    inner = S3Store(
+        s3_bucket,
+        "app",
+        client=moto_client(s3_endpoint),
+        multipart_threshold=5 * MiB,
+        part_size=5 * MiB,
+    )
     store = EncryptedStore(inner, Keyring.generate())
-    plaintext = os.urandom(3000)
-    item = store.put("k", plaintext)
-    [entry] = store.scan()
-    assert (entry.key, entry.size, entry.etag) == ("k", 3000, item.etag)
-    if store.capabilities.checksums_in_listing:
-        assert entry.checksum == item.checksum
-    else:
-        assert entry.checksum is None
+    plaintexts = {"big": os.urandom(6 * MiB), "small": os.urandom(3000)}
+    for key, plaintext in plaintexts.items():
+        checksum = "sha256:" + hashlib.sha256(plaintext).hexdigest()
+        # The S3 store writes the committed (sealed) metadata when it records a multipart
+        # object's checksum, so the plaintext checksum is there too.
+        assert store.put(key, plaintext).checksum == checksum
+        assert store.get(key).checksum == checksum  # type: ignore[union-attr]
+    entries = list(store.scan())
+    assert [(entry.key, entry.size) for entry in entries] == [("big", 6 * MiB), ("small", 3000)]
+    for entry in entries:
+        assert entry.etag == store.get(entry.key).etag  # type: ignore[union-attr]
+        if store.capabilities.checksums_in_listing:
+            assert entry.checksum == store.get(entry.key).checksum  # type: ignore[union-attr]
+        else:
+            assert entry.checksum is None
 
 
 def test_capabilities_are_the_inner_stores_but_presigning_and_server_side_copy(

@@ -86,7 +86,7 @@ class EncryptingWriter(DriverWriter):
         except InvalidMetadata as error:
             raise InvalidMetadata(
                 f"sealed, the metadata and content type take too much room ({error}); an "
-                "EncryptedStore leaves them about 1.3 KiB",
+                "EncryptedStore leaves them about 1.2 KiB",
                 key=self._key,
                 store=self._store,
             ) from None

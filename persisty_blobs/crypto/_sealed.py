@@ -71,7 +71,7 @@ def naming(key: str, store: str) -> Iterator[None]:
     except (IntegrityError, DecryptionError) as error:
         if error.key is not None:
             raise
-        raise type(error)(str(error), key=key, store=store) from None
+        raise type(error)(error.message, key=key, store=store) from None
 
 
 def _aead(key: bytes) -> AESGCM:
@@ -90,6 +90,7 @@ def seal(record: Record, key: bytes, key_id: str, bound_to: bytes) -> dict[str, 
             "g": record.segment_size,
         },
         separators=(",", ":"),
+        ensure_ascii=False,  # UTF-8, not \u escapes: they would take up to 3 times the room
     ).encode()
     nonce = os.urandom(_NONCE_SIZE)
     sealed = nonce + _aead(key).encrypt(nonce, plain, bound_to)
