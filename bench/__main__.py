@@ -1,11 +1,11 @@
-"""``python -m bench [directory] [sql] [s3] [crypto] [sync] [--size-mib N] [--repeats N]``."""
+"""``python -m bench [SUITE ...] [--size-mib N] [--repeats N]``: suites are listed below."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
 
-from . import crypto, directory, s3, sql, sync
+from . import crypto, directory, http, s3, sql, sync
 from ._harness import Row, report
 
 SUITES: dict[str, Callable[[int, int], list[Row]]] = {
@@ -13,6 +13,7 @@ SUITES: dict[str, Callable[[int, int], list[Row]]] = {
     "sql": sql.run,
     "s3": s3.run,
     "crypto": crypto.run,
+    "http": http.run,
     "sync": sync.run,
 }
 

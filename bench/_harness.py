@@ -34,10 +34,10 @@ class Row:
     unit: str = "MB/s"  # or "items/s", where size counts items
 
 
-def measure(operation: str, *arguments: str) -> Measurement:
-    """Run ``bench._worker <operation> <arguments>`` in a new interpreter."""
+def measure(operation: str, *arguments: str, worker: str = "bench._worker") -> Measurement:
+    """Run ``python -m <worker> <operation> <arguments>`` in a new interpreter."""
     completed = subprocess.run(
-        [sys.executable, "-m", "bench._worker", operation, *arguments],
+        [sys.executable, "-m", worker, operation, *arguments],
         capture_output=True,
         text=True,
         check=True,
@@ -53,12 +53,13 @@ def compare(
     baseline: tuple[str, list[str]],
     repeats: int,
     unit: str = "MB/s",
+    worker: str = "bench._worker",
 ) -> Row:
     subject_runs: list[Measurement] = []
     baseline_runs: list[Measurement] = []
     for _ in range(repeats):
-        baseline_runs.append(measure(baseline[0], *baseline[1]))
-        subject_runs.append(measure(subject[0], *subject[1]))
+        baseline_runs.append(measure(baseline[0], *baseline[1], worker=worker))
+        subject_runs.append(measure(subject[0], *subject[1], worker=worker))
     subject_seconds = statistics.median(run.seconds for run in subject_runs)
     baseline_seconds = statistics.median(run.seconds for run in baseline_runs)
     return Row(

@@ -29,6 +29,7 @@ __all__ = ["read_item", "write_item"]
 
 _CHUNK = 1024 * 1024
 _ATTEMPTS = 5
+_SMALL = 256 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
@@ -67,6 +68,11 @@ def _not_modified(request: Request, item: DataItem) -> bool:
     return False
 
 
+def _read_all(reader: ItemReader) -> bytes:
+    with reader:
+        return reader.read()
+
+
 def _chunks(reader: ItemReader) -> Iterator[bytes]:
     with reader:
         while block := reader.read(_CHUNK):
@@ -100,6 +106,9 @@ async def read_item(
             return Response(status_code=status, headers=headers)
         if reader is not None:
             headers["content-length"] = str(item.size)
+            if item.size <= _SMALL:  # one read, no streaming machinery
+                body = await run_in_threadpool(_read_all, reader)
+                return Response(body, status_code=200, headers=headers)
             return StreamingResponse(_chunks(reader), status_code=200, headers=headers)
         try:
             span = _range(wanted, item.size)
@@ -163,10 +172,10 @@ async def write_item(
                 )
             pending += chunk
             if len(pending) >= _CHUNK:
-                await run_in_threadpool(writer.write, bytes(pending))
+                await run_in_threadpool(writer.write, pending)  # copied before it returns
                 pending.clear()
         if pending:
-            await run_in_threadpool(writer.write, bytes(pending))
+            await run_in_threadpool(writer.write, pending)
         await run_in_threadpool(writer.close)
     except ClientDisconnect:
         await run_in_threadpool(writer.abort)
