@@ -14,7 +14,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from persisty_blobs import DataStore
+from persisty_blobs.crypto import EncryptedStore
 from persisty_blobs.crypto.streaming import Geometry, SegmentDecrypter, SegmentEncrypter
+from persisty_blobs.stores import MemoryStore
 
 from ._harness import Row, compare
 from ._worker import FROM_DISK
@@ -22,12 +25,13 @@ from .directory import make_source
 
 SEGMENT = 1024 * 1024
 TINK_SIZE = 256 * 1024 * 1024  # tink's Python streaming is slow; its speed is per byte anyway
+SMALL_PUTS = 2000
 _KEY = bytes(range(32))
 _AD = b"bench"
 
 
 def run(size: int, repeats: int) -> list[Row]:
-    rows = _in_process(size, repeats)
+    rows = [*_in_process(size, repeats), _small_puts(repeats)]
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as scratch:
         source = Path(scratch) / "source.bin"
         make_source(source, size)
@@ -127,6 +131,31 @@ def _in_process(size: int, repeats: int) -> list[Row]:
             tink_s = _seconds(functools.partial(tink, tink_count), repeats) * count / tink_count
             rows.append(_row(f"streaming AEAD {verb} vs tink", processed, ours_s, tink_s))
     return rows
+
+
+def _small_puts(repeats: int) -> Row:
+    """Puts of 1 KiB: what a store of many small items pays per item for encryption."""
+    content = os.urandom(1024)
+    plain, encrypted = MemoryStore(), EncryptedStore(MemoryStore(), _KEY)
+
+    def puts(store: DataStore) -> None:
+        for index in range(SMALL_PUTS):
+            store.put(f"small/{index}", content)
+
+    subject_s = _seconds(functools.partial(puts, encrypted), repeats)
+    baseline_s = _seconds(functools.partial(puts, plain), repeats)
+    return Row(
+        name="EncryptedStore(Memory) put of 1 KiB vs MemoryStore",
+        subject="in process",
+        baseline="in process",
+        size=SMALL_PUTS,
+        subject_mb_s=SMALL_PUTS / subject_s,
+        baseline_mb_s=SMALL_PUTS / baseline_s,
+        ratio=baseline_s / subject_s,
+        subject_peak_rss_mib=0.0,
+        baseline_peak_rss_mib=0.0,
+        unit="items/s",
+    )
 
 
 def _row(name: str, size: int, subject: float, baseline: float) -> Row:

@@ -71,9 +71,11 @@ class EncryptingWriter(DriverWriter):
             inner.new_writer(namespace, key, inner_header), inner.chunk_size, self._commit_inner
         )
         self._inner.write(self._encrypter.header)
-        # Both buffers serve every segment: a fresh megabyte each time costs page faults.
-        self._segment = bytearray(geometry.plain)
-        self._ciphertext = bytearray(geometry.segment_size)
+        # Both buffers serve every segment: a fresh megabyte each time costs page faults. They
+        # grow to what the content needs, so a small item neither zeroes nor holds a whole
+        # segment's two megabytes.
+        self._segment = bytearray()
+        self._ciphertext = bytearray()
         self._capacity = geometry.first_plain
         self._filled = 0
 
@@ -96,11 +98,14 @@ class EncryptingWriter(DriverWriter):
             if self._filled == self._capacity:
                 self._seal_segment(last=False)
             count = min(len(chunk), self._capacity - self._filled)
+            # Grows the buffer while it is shorter than a segment, copies in place after.
             self._segment[self._filled : self._filled + count] = chunk[:count]
             self._filled += count
             chunk = chunk[count:]
 
     def _seal_segment(self, *, last: bool) -> None:
+        if len(self._ciphertext) < self._filled + TAG_SIZE:
+            self._ciphertext = bytearray(self._filled + TAG_SIZE)
         plain = memoryview(self._segment)[: self._filled]
         sealed = memoryview(self._ciphertext)[: self._filled + TAG_SIZE]
         self._encrypter.encrypt_into(plain, sealed, last=last)
