@@ -168,3 +168,28 @@ def test_encrypted_replication_over_s3(tmp_path: Path, s3_endpoint: str, s3_buck
             assert not any(MARKER.decode() in value for value in item.metadata.values())
     assert to_laptop.plan() == []
     assert to_phone.plan() == []
+
+
+def test_an_unchanged_sync_with_s3_only_lists(
+    tmp_path: Path, s3_endpoint: str, s3_bucket: str
+) -> None:
+    from persisty_blobs.stores.s3 import S3Store
+    from persisty_blobs.testing.moto import moto_client
+
+    client = moto_client(s3_endpoint)
+    calls: list[str] = []
+    client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    local = MemoryStore()
+    for index in range(30):
+        local.namespace("photos" if index % 3 else "").put(f"item-{index}", b"x" * index)
+    with S3Store(s3_bucket, client=client) as bucket:
+        replicator = Replicator(
+            local, EncryptedStore(bucket, Keyring.generate()), SyncState(tmp_path / "s.db")
+        )
+        assert replicator.run().ok
+        calls.clear()
+        report = replicator.run()
+    assert report.ok
+    assert report.done == {}
+    assert calls
+    assert set(calls) == {"ListObjectsV2"}, calls
