@@ -271,44 +271,60 @@ class DirectoryDriver(Driver):
         self, namespace: str, key: str, folder: int, name: str, temp: str, temp_fd: int,
         spec: WriteSpec, shown: str,
     ) -> DataItem:  # fmt: skip
-        """Swap the fsynced temp file ``temp`` (open as ``temp_fd``) in as ``name``."""
-        with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
-            current = self.current(folder, name, shown)
-            current_item = None if current is None else self._item_of(namespace, key, current)
-            check_precondition(current_item, key, self.name, spec.if_match, spec.if_none_match)
+        """Swap the fsynced temp file ``temp`` (open as ``temp_fd``) in as ``name``.
+
+        Only the precondition check and the rename hold the store's lock. The sidecar (keyed by
+        the temp file's own inode, so no other writer touches it) is made durable before, and
+        the folder after: concurrent writers' fsyncs then share the file system's journal
+        commits instead of queueing behind the lock."""
+        with self.os_errors(key):
             written = os.fstat(temp_fd)
-            if current is not None and current.stat.st_mtime_ns > written.st_mtime_ns:
-                # The clock went back: keep updated_at where it was, durably like the rest.
-                os.utime(temp_fd, ns=(written.st_atime_ns, current.stat.st_mtime_ns))
-                os.fsync(temp_fd)
-                written = os.fstat(temp_fd)
-            sidecar = Sidecar(
-                written.st_size,
-                written.st_mtime_ns,
-                spec.checksum,
-                spec.content_type,
-                dict(spec.metadata),
-                sorted(spec.flags),
-            )
+            sidecar = self._sidecar(written, spec)
             self.sidecars.write(written.st_ino, sidecar, durable=True)
-            replaced = (
-                None if current is None else self._keep_for_later_release(folder, name, current)
-            )
-            try:
-                os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
-            except OSError as exc:
-                self.sidecars.remove(written.st_ino)
-                if replaced is not None:
-                    unlink_in_background(replaced)
-                if isinstance(exc, IsADirectoryError):
-                    raise self.conflict(key) from None
-                raise
+        try:
+            with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
+                current = self.current(folder, name, shown)
+                current_item = None if current is None else self._item_of(namespace, key, current)
+                check_precondition(current_item, key, self.name, spec.if_match, spec.if_none_match)
+                if current is not None and current.stat.st_mtime_ns > written.st_mtime_ns:
+                    # The clock went back: keep updated_at where it was, durably like the rest.
+                    os.utime(temp_fd, ns=(written.st_atime_ns, current.stat.st_mtime_ns))
+                    os.fsync(temp_fd)
+                    written = os.fstat(temp_fd)
+                    sidecar = self._sidecar(written, spec)
+                    self.sidecars.write(written.st_ino, sidecar, durable=True)
+                replaced = (
+                    None if current is None else self._keep_for_later_release(folder, name, current)
+                )
+                try:
+                    os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+                except OSError as exc:
+                    if replaced is not None:
+                        unlink_in_background(replaced)
+                    if isinstance(exc, IsADirectoryError):
+                        raise self.conflict(key) from None
+                    raise
+                if current is not None:
+                    self.forget(current)
+        except BaseException:
+            self.sidecars.remove(written.st_ino)
+            raise
+        with self.os_errors(key):
             os.fsync(folder)
-            if current is not None:
-                self.forget(current)
         if replaced is not None:
             unlink_in_background(replaced)
         return self.item(namespace, key, written, sidecar)
+
+    @staticmethod
+    def _sidecar(written: os.stat_result, spec: WriteSpec) -> Sidecar:
+        return Sidecar(
+            written.st_size,
+            written.st_mtime_ns,
+            spec.checksum,
+            spec.content_type,
+            dict(spec.metadata),
+            sorted(spec.flags),
+        )
 
     def _keep_for_later_release(self, folder: int, name: str, current: _Current) -> str | None:
         """Give a large file that is about to be replaced a second name in the state folder,
