@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from persisty_blobs import BlobError, Flag, InvalidKey, PermissionDenied, Unsupported, open_store
+from persisty_blobs import (
+    BlobError,
+    Flag,
+    InvalidArgumentType,
+    InvalidKey,
+    PermissionDenied,
+    Unsupported,
+    open_store,
+)
 from persisty_blobs import _liveness as liveness_module
 from persisty_blobs.stores import DirectoryStore
 from persisty_blobs.stores.directory import _driver as driver_module
@@ -19,8 +27,6 @@ from persisty_blobs.testing import StoreConformance
 
 
 class TestDirectoryStoreConformance(StoreConformance):
-    nested_keys_coexist = False
-
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[DirectoryStore]:
         with DirectoryStore(tmp_path / "store") as store:
@@ -448,3 +454,16 @@ def test_capabilities(root: Path) -> None:
     assert capabilities.checksums_in_listing
     assert capabilities.shared_across_processes
     assert not capabilities.presign
+
+
+def test_a_store_that_does_not_fsync_is_still_atomic_and_complete(tmp_path: Path) -> None:
+    with open_store(f"file://{tmp_path / 'cache'}", durable=False) as store:
+        store.put("a/b.txt", b"one", metadata={"k": "v"}, flags=["pending"])
+        store.put("a/b.txt", b"two", if_match=store.get("a/b.txt").etag)  # type: ignore[union-attr]
+        assert store.read_bytes("a/b.txt") == b"two"
+        checksum = "sha256:" + hashlib.sha256(b"two").hexdigest()
+        assert store.get("a/b.txt").checksum == checksum  # type: ignore[union-attr]
+        assert store.delete("a/b.txt")
+        assert list(store.scan()) == []
+    with pytest.raises(InvalidArgumentType):
+        DirectoryStore(tmp_path / "x", durable="no")  # type: ignore[arg-type]

@@ -5,8 +5,10 @@ Point it at an existing folder and its files appear as items. What a file cannot
 which never shows as an item; other namespaces live there too, apart from the root's own files.
 
 A write streams into a temp file beside its target, is fsynced, and becomes visible with one
-``os.replace``, so a reader sees the old file or the whole new one. An interrupted write leaves
-only a temp file, which is never listed and is removed the next time the store is opened.
+``os.replace``, so a reader sees the old file or the whole new one. ``durable=False`` skips the
+fsyncs (a cache, scratch space): writes stay atomic, but a power cut may lose recent ones. An
+interrupted write leaves only a temp file, which is never listed and is removed the next time
+the store is opened.
 Nothing outside the root is ever created, changed or removed: a symlink is followed only where
 it leads inside the root, and listings leave symlinked folders out.
 A file system cannot hold both ``a`` and ``a/b``, nor a key segment longer than its name limit
@@ -28,20 +30,30 @@ __all__ = ["DirectoryStore"]
 class DirectoryStore(DataStore):
     """Items as files under ``root`` (created if missing)."""
 
-    def __init__(self, root: str | os.PathLike[str], *, chunk_size: int = 1024 * 1024) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        chunk_size: int = 1024 * 1024,
+        durable: bool = True,
+    ) -> None:
         if not isinstance(root, str | os.PathLike):
             raise InvalidArgumentType(f"root must be a path, not {type(root).__name__}")
         if type(chunk_size) is not int:
             raise InvalidArgumentType(f"chunk_size must be an int, not {type(chunk_size).__name__}")
         if chunk_size < 1:
             raise InvalidArgument(f"chunk_size must be positive, not {chunk_size}")
-        super().__init__(DirectoryDriver(os.fspath(root), chunk_size))
+        if not isinstance(durable, bool):
+            raise InvalidArgumentType(f"durable must be a bool, not {type(durable).__name__}")
+        super().__init__(DirectoryDriver(os.fspath(root), chunk_size, durable))
 
     @classmethod
-    def from_url(cls, url: str, *, chunk_size: int = 1024 * 1024) -> DirectoryStore:
+    def from_url(
+        cls, url: str, *, chunk_size: int = 1024 * 1024, durable: bool = True
+    ) -> DirectoryStore:
         """``file:///absolute/path``; the options are the constructor's."""
         parts = urllib.parse.urlsplit(url)
         path = urllib.parse.unquote(parts.path)
         if parts.netloc not in ("", "localhost") or not os.path.isabs(path):
             raise InvalidArgument(f"a directory store URL is file:///absolute/path, not {url!r}")
-        return cls(path, chunk_size=chunk_size)
+        return cls(path, chunk_size=chunk_size, durable=durable)

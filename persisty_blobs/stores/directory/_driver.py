@@ -56,9 +56,11 @@ class _Current:
 class DirectoryDriver(Driver):
     capabilities = Capabilities(nested_keys=False, local_clock=True)
 
-    def __init__(self, root: str, chunk_size: int) -> None:
+    def __init__(self, root: str, chunk_size: int, durable: bool = True) -> None:
         self.name = f"DirectoryStore({root!r})"
         self.chunk_size = chunk_size
+        #: fsync what a write or delete changed before it returns (off: atomic, not durable).
+        self.durable = durable
         try:
             os.makedirs(root, exist_ok=True)
             self.real_root = os.path.realpath(root)
@@ -280,7 +282,7 @@ class DirectoryDriver(Driver):
         with self.os_errors(key):
             written = os.fstat(temp_fd)
             sidecar = self._sidecar(written, spec)
-            self.sidecars.write(written.st_ino, sidecar, durable=True)
+            self.sidecars.write(written.st_ino, sidecar, durable=self.durable)
         try:
             with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
                 current = self.current(folder, name, shown)
@@ -289,10 +291,11 @@ class DirectoryDriver(Driver):
                 if current is not None and current.stat.st_mtime_ns > written.st_mtime_ns:
                     # The clock went back: keep updated_at where it was, durably like the rest.
                     os.utime(temp_fd, ns=(written.st_atime_ns, current.stat.st_mtime_ns))
-                    os.fsync(temp_fd)
+                    if self.durable:
+                        os.fsync(temp_fd)
                     written = os.fstat(temp_fd)
                     sidecar = self._sidecar(written, spec)
-                    self.sidecars.write(written.st_ino, sidecar, durable=True)
+                    self.sidecars.write(written.st_ino, sidecar, durable=self.durable)
                 replaced = (
                     None if current is None else self._keep_for_later_release(folder, name, current)
                 )
@@ -309,8 +312,9 @@ class DirectoryDriver(Driver):
         except BaseException:
             self.sidecars.remove(written.st_ino)
             raise
-        with self.os_errors(key):
-            os.fsync(folder)
+        if self.durable:
+            with self.os_errors(key):
+                os.fsync(folder)
         if replaced is not None:
             unlink_in_background(replaced)
         return self.item(namespace, key, written, sidecar)
@@ -352,7 +356,8 @@ class DirectoryDriver(Driver):
                 if chain is None or current is None:
                     return False
                 os.unlink(name, dir_fd=chain.fd)
-                os.fsync(chain.fd)
+                if self.durable:
+                    os.fsync(chain.fd)
                 self.forget(current)
                 chain.prune()
             finally:
