@@ -22,9 +22,23 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+_known: tuple[int, str | None] | None = None
+
+
 def local_owner() -> str | None:
     """Who is writing, in a form ``owner_is_gone`` can check on the same machine: boot,
-    PID namespace and PID. None where that cannot be told (then only a lease decides)."""
+    PID namespace and PID. None where that cannot be told (then only a lease decides).
+    Worked out once per process: a forked child, with its own PID, works it out again."""
+    global _known
+    known = _known
+    if known is not None and known[0] == os.getpid():
+        return known[1]
+    owner = _work_out_owner()
+    _known = (os.getpid(), owner)
+    return owner
+
+
+def _work_out_owner() -> str | None:
     if sys.platform != "linux":
         return None
     try:
