@@ -18,7 +18,7 @@ flags) is copied without the content; when both sides changed flags, b's win.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -82,8 +82,6 @@ class Differ:
     policy: Policy = "keep-both"
     direction: Direction = "both"
     flag: str | None = None
-    #: Called with the store and entry whose checksum the listing lacked, once it is hashed.
-    on_hash: Callable[[str, int], None] | None = None
 
     def decide(
         self, key: str, a: Entry | None, b: Entry | None, row: BaseRow | None
@@ -135,7 +133,7 @@ class Differ:
         if side_a == "absent" and side_b == "new":
             return ActionKind.DOWNLOAD, "new on b"
         if side_a in ("new", "changed") and side_b in ("new", "changed"):
-            return self._both_present(key, a, b, row, f"{side_a} on both")
+            return self._both_present(a, b, row, f"{side_a} on both")
         if side_a == "deleted" and side_b == "deleted":
             return ActionKind.FORGET, "deleted on both"
         if side_a in quiet and side_b in quiet:
@@ -181,7 +179,7 @@ class Differ:
         return None, ""
 
     def _both_present(
-        self, key: str, a: Entry | None, b: Entry | None, row: BaseRow | None, reason: str
+        self, a: Entry | None, b: Entry | None, row: BaseRow | None, reason: str
     ) -> tuple[ActionKind | None, str]:
         assert a is not None
         assert b is not None
@@ -219,6 +217,4 @@ class Differ:
                 return None  # changed since the listing: the next run sees the new version
             while block := reader.read(1024 * 1024):
                 digest.update(block)
-        if self.on_hash is not None:
-            self.on_hash(entry.key, entry.size)
         return f"sha256:{digest.hexdigest()}"
