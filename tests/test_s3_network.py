@@ -219,12 +219,19 @@ def test_abort_incomplete_uploads_cleans_up_after_an_outage(
     with proxied_store(proxy, s3_bucket, **config) as cut_off, pytest.raises(TransientError):
         cut_off.put("big.bin", source())
     with S3Store(s3_bucket, "app", client=moto_client(s3_endpoint)) as store:
+        store.client.create_multipart_upload(Bucket=s3_bucket, Key="app/not-an-item")
+        store.client.create_multipart_upload(Bucket=s3_bucket, Key="other/upload")
         uploads = store.client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])
-        assert [upload["Key"] for upload in uploads] == ["app/items/big.bin"]
+        assert sorted(upload["Key"] for upload in uploads) == [
+            "app/items/big.bin",
+            "app/not-an-item",
+            "other/upload",
+        ]
         # moto dates every upload 2010-11-10 (AWS: when it began): younger than 20 years.
         assert store.abort_incomplete_uploads(older_than=timedelta(days=20 * 365)) == 0
         assert store.abort_incomplete_uploads(older_than=timedelta(0)) == 1
-        assert store.client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+        uploads = store.client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])
+        assert sorted(upload["Key"] for upload in uploads) == ["app/not-an-item", "other/upload"]
         assert store.get("big.bin") is None
 
 

@@ -96,7 +96,7 @@ def moto_client(endpoint_url: str, **config: Any) -> Any:
         config=Config(
             **{
                 "signature_version": "s3v4",
-                "retries": {"mode": "standard", "max_attempts": 3},
+                "retries": {"mode": "standard", "max_attempts": 5},
                 **config,
             }
         ),

@@ -10,7 +10,9 @@ Namespace names have no ``/``, so no key of one namespace can name an object of 
 An object carries the rest of its item as S3 itself holds it: the content type as
 ``Content-Type``; user metadata as ``x-amz-meta-*`` with percent-encoded values (S3 sends
 metadata as HTTP headers, which carry ASCII only); the SHA-256 as S3's own ``ChecksumSHA256``,
-which S3 verifies when the object is written in one ``PutObject``; and flags as object tags
+which S3 verifies when the object is written in one ``PutObject`` and computes when a
+multipart object is copied onto itself (above 5 GiB, the metadata entry ``persisty.sha256``
+holds it instead); and flags as object tags
 ``persisty-flag:{flag}=1``, which change without rewriting content and which lifecycle rules
 can match.
 """

@@ -100,7 +100,7 @@ class S3Store(DataStore):
         return self._driver
 
     def abort_incomplete_uploads(self, *, older_than: timedelta = timedelta(days=1)) -> int:
-        """Abort the multipart uploads under this store's prefix (every namespace) that began
+        """Abort the multipart uploads of this store's items (every namespace) that began
         more than ``older_than`` ago, by S3's clock as this machine sees it; return how many.
 
         A writer aborts its upload on every error, but not when S3 itself is unreachable:
@@ -116,14 +116,16 @@ class S3Store(DataStore):
         cutoff = datetime.now(UTC) - older_than
         driver, aborted = self._s3, 0
         paginator = driver.client.get_paginator("list_multipart_uploads")
+        # The store's own two roots: with an empty prefix, the rest of the bucket is not ours.
         with s3_errors(driver.name):
-            for page in paginator.paginate(Bucket=driver.bucket, Prefix=driver.layout.prefix):
-                for upload in page.get("Uploads", []):
-                    if upload["Initiated"] <= cutoff:
-                        driver.client.abort_multipart_upload(
-                            Bucket=driver.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                        )
-                        aborted += 1
+            for root in (driver.layout.root(""), driver.layout.namespaces):
+                for page in paginator.paginate(Bucket=driver.bucket, Prefix=root):
+                    for upload in page.get("Uploads", []):
+                        if upload["Initiated"] <= cutoff:
+                            driver.client.abort_multipart_upload(
+                                Bucket=driver.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                            )
+                            aborted += 1
         return aborted
 
     @classmethod
