@@ -53,9 +53,12 @@ class TestEncryptedOverDirectory(StoreConformance):
 
 
 class TestEncryptedOverSqlAndS3(StoreConformance):
+    inner_kind: str
+
     @pytest.fixture(params=["sqlite", "s3"])
     def store(self, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EncryptedStore]:
         inner: DataStore
+        self.inner_kind = request.param
         if request.param == "sqlite":
             inner = SqlStore(f"sqlite:///{tmp_path / 'blobs.db'}", chunk_size=64 * 1024)
         else:
@@ -67,6 +70,15 @@ class TestEncryptedOverSqlAndS3(StoreConformance):
             )
         with EncryptedStore(inner, Keyring.generate()) as store:
             yield store
+
+    def test_overwriters_and_readers_never_see_a_mix(self, store: DataStore) -> None:
+        if self.inner_kind == "s3":
+            # AWS answers a GetObject with one whole version. moto stores a new object before
+            # its metadata (responses.put_object: backend.put_object, then set_metadata), so a
+            # read in between sees an item without its sealed record; and it closes an
+            # overwritten object's buffer under a read in progress (a 500).
+            pytest.skip("moto's PutObject is not atomic under concurrent reads")
+        super().test_overwriters_and_readers_never_see_a_mix(store)
 
 
 @pytest.fixture
