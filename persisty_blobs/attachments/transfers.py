@@ -1,0 +1,76 @@
+"""One attachment's transfer: an upload, a download or a remote delete, each a conditional
+write, so a transfer abandoned or killed midway and run again later is safe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import AlreadyExists, IntegrityError, NotFound, PreconditionFailed
+from ..item import DataItem
+from ..store import DataStore
+from ..sync._transfer import copy_version
+from ..sync.model import Version
+
+__all__ = ["delete_remote", "download", "upload"]
+
+Progress = Callable[[int], None]
+
+
+def _version(item: DataItem) -> Version:
+    return Version(etag=item.etag, size=item.size, checksum=item.checksum, flags=None)
+
+
+def upload(
+    local: DataStore, remote: DataStore, id: str, replaces: str | None, on_bytes: Progress
+) -> tuple[DataItem, DataItem]:
+    """Copy the local content to the remote, over the remote version ``replaces`` (None:
+    only if absent). A remote that already holds the same content (an upload that finished
+    before its result was recorded) counts as done. Returns (local item, remote item)."""
+    item = local.get(id)
+    if item is None:
+        raise NotFound("the attachment's local content is gone", key=id, store=repr(local))
+    target = None if replaces is None else Version(etag=replaces, size=0, checksum=None, flags=None)
+    try:
+        return copy_version(local, remote, id, _version(item), target, on_bytes=on_bytes)
+    except (AlreadyExists, PreconditionFailed):
+        there = remote.get(id)
+        if there is None or there.checksum is None or there.checksum != item.checksum:
+            raise
+        return item, there
+
+
+def download(
+    remote: DataStore, local: DataStore, id: str, checksum: str | None, on_bytes: Progress
+) -> tuple[DataItem, DataItem]:
+    """Copy the remote content to the local store, where it becomes visible only once the
+    whole copy matched the remote's checksum (and ``checksum``, when the record knows it).
+    Returns (local item, remote item)."""
+    item = remote.get(id)
+    if item is None:
+        raise NotFound("not on the remote (yet)", key=id, store=repr(remote))
+    if checksum is not None and item.checksum is not None and item.checksum != checksum:
+        raise IntegrityError(
+            f"the remote holds {item.checksum}, the attachment is {checksum}",
+            key=id,
+            store=repr(remote),
+        )
+    try:
+        source, copy = copy_version(remote, local, id, _version(item), None, on_bytes=on_bytes)
+    except AlreadyExists:
+        there = local.get(id)
+        if there is None or there.checksum != item.checksum:
+            raise
+        return there, item
+    return copy, source
+
+
+def delete_remote(remote: DataStore, id: str, etag: str | None, checksum: str | None) -> None:
+    """Delete the remote copy: only the version the record knows; when it knows none (an
+    upload whose result was never recorded), only content equal to ours; when it never had
+    content here, whatever the id holds, as the app asked."""
+    if etag is None:
+        there = remote.get(id)
+        if there is None or (checksum is not None and there.checksum != checksum):
+            return  # nothing there, or another device's version: not ours to delete
+        etag = there.etag
+    remote.delete(id, if_match=etag)
