@@ -8,6 +8,7 @@ EXTRAS = {
     "sqlcipher": ["SQLAlchemy>=2.0", "sqlcipher3-binary>=0.5"],
     "server": ["starlette>=0.37", "uvicorn>=0.29", "python-multipart>=0.0.9"],
     "http": ["httpx>=0.27"],
+    "cli": ["click>=8.1", "rich>=13.0"],
 }
 EXTRAS["all"] = sorted({requirement for group in EXTRAS.values() for requirement in group})
 EXTRAS["dev"] = [
@@ -36,6 +37,7 @@ setup(
     package_data={"persisty_blobs": ["py.typed"]},
     install_requires=["cryptography>=42"],
     extras_require=EXTRAS,
+    entry_points={"console_scripts": ["persisty-blobs = persisty_blobs.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.11",

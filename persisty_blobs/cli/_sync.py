@@ -1,0 +1,235 @@
+"""``sync`` (the ``Replicator`` between two stores) and ``check`` (compare by checksum).
+
+SRC is the replicator's side ``a``, DST its side ``b``. The state of each pair (the base,
+the queue) is a SQLite file in the state directory named by a hash of both locations, so
+the same two locations always resume from the same state, whatever the current directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from typing import Any
+
+import click
+
+from ..store import DataStore
+from ._address import Location, open_location, split_locations
+from ._config import state_dir
+from ._errors import DIFFERENCES, CliFailure
+from ._keys import load_keyring
+from ._output import echo_json, json_option
+from ._progress import Meter, quiet
+
+__all__ = ["check", "sync"]
+
+_POLICIES = ["keep-both", "prefer-a", "prefer-b", "newer", "manual"]
+
+
+def _pair(arguments: tuple[str, ...], encrypt: str | None) -> tuple[str, DataStore, DataStore, str]:
+    """The state file, both stores (DST under ``EncryptedStore`` with ``--encrypt``) and the
+    shared prefix."""
+    source, target = split_locations(arguments, 2, 2)
+    if not (source.is_store and target.is_store):
+        raise click.UsageError("both SRC and DST are stores (NAME:prefix or URL [PREFIX])")
+    if source.path and target.path and source.path != target.path:
+        raise click.UsageError("the same keys on both sides: give one prefix (or the same two)")
+    a, b = open_location(source), open_location(target)
+    if encrypt is not None:
+        from ..crypto import EncryptedStore
+
+        b = EncryptedStore(b, load_keyring(encrypt))
+    return _state_path(source, target), a, b, source.path or target.path
+
+
+def _state_path(source: Location, target: Location) -> str:
+    digest = hashlib.sha256(f"{source.identity}\n\n{target.identity}".encode()).hexdigest()
+    folder = state_dir() / "sync"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return str(folder / f"{digest[:24]}.db")
+
+
+encrypt_option = click.option(
+    "--encrypt",
+    metavar="KEYRING",
+    help="Keep DST as ciphertext under this keyring file (persisty-blobs keys generate).",
+)
+namespaces_option = click.option(
+    "--namespace",
+    "-n",
+    "namespaces",
+    multiple=True,
+    metavar="NS",
+    help="Only this namespace (repeatable; default: every namespace of either side).",
+)
+
+
+@click.command(
+    epilog="\b\nExamples:\n  persisty-blobs sync file:///home/me/photos photos:\n"
+    "  persisty-blobs sync --direction push --dry-run laptop:docs/ server:docs/\n"
+    "  persisty-blobs sync --encrypt ~/.keys/backup.json ./notes s3:notes/"
+)
+@click.argument("arguments", nargs=-1, required=True)
+@click.option(
+    "--direction",
+    type=click.Choice(["both", "push", "pull"]),
+    default="both",
+    show_default=True,
+    help="push: SRC to DST only; pull: DST to SRC only.",
+)
+@click.option(
+    "--conflict",
+    type=click.Choice(_POLICIES),
+    default="keep-both",
+    show_default=True,
+    help="When both changed a key: a is SRC, b is DST.",
+)
+@click.option(
+    "--max-delete",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Stop (changing nothing) if a run would delete more than this share of a side.",
+)
+@click.option("--force", is_flag=True, help="Run even past --max-delete or an empty side.")
+@click.option("--dry-run", is_flag=True, help="Print the plan as a table; change nothing.")
+@click.option("--trash", metavar="NS", help="Keep what a run deletes or overwrites in NS.")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True)
+@encrypt_option
+@namespaces_option
+@json_option
+def sync(
+    arguments: tuple[str, ...],
+    direction: str,
+    conflict: str,
+    max_delete: float,
+    force: bool,
+    dry_run: bool,
+    trash: str | None,
+    concurrency: int,
+    encrypt: str | None,
+    namespaces: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Replicate SRC and DST in every namespace, resuming where the last run stopped."""
+    from ..sync import Replicator, SyncState
+
+    path, a, b, prefix = _pair(arguments, encrypt)
+    state = SyncState(path)
+    click.get_current_context().call_on_close(state.close)
+    replicator = Replicator(
+        a,
+        b,
+        state,
+        pair="cli",
+        direction=direction,  # type: ignore[arg-type]
+        namespaces=list(namespaces) or None,
+        prefix=prefix,
+        conflict=conflict,  # type: ignore[arg-type]
+        max_delete=max_delete,
+        force=force,
+        trash=trash,
+        concurrency=concurrency,
+    )
+    if dry_run:
+        _print_plan(replicator.plan(), as_json)
+        return
+    with Meter("sync") as meter:
+        report = replicator.run(progress=lambda event: _on_event(meter, event))
+    done = {kind.value: count for kind, count in sorted(report.done.items())}
+    summary: dict[str, object] = {
+        "done": done,
+        "bytes": report.bytes,
+        "seconds": round(report.seconds, 3),
+        "failures": len(report.failures),
+        "conflicts": report.conflicts,
+        "deletes_skipped": report.deletes_skipped,
+    }
+    if as_json:
+        echo_json(summary)
+    elif not quiet():
+        counts = ", ".join(f"{kind} {count}" for kind, count in done.items()) or "nothing to do"
+        click.echo(f"synced: {counts}; {report.bytes} bytes in {report.seconds:.1f} s")
+    for namespace, key, kind, error in report.failures:
+        where = f"{namespace}:" if namespace else ""
+        click.echo(f"persisty-blobs: {kind.value} {where}{key} failed: {error}", err=True)
+    if report.failures:
+        raise CliFailure(f"{len(report.failures)} items failed; the next sync retries them")
+
+
+def _on_event(meter: Meter, event: Any) -> None:
+    if event.kind == "planned":
+        meter.plan(total=event.bytes, items=event.items)
+    elif event.kind == "bytes":
+        meter.advance(event.bytes)
+    else:
+        meter.item_done()
+
+
+def _print_plan(actions: list[Any], as_json: bool) -> None:
+    if as_json:
+        for action in actions:
+            echo_json(
+                {
+                    "action": action.kind.value,
+                    "namespace": action.namespace,
+                    "key": action.key,
+                    "size": action.size,
+                    "reason": action.reason,
+                }
+            )
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("action", "namespace", "key", "size", "reason", title=f"{len(actions)} actions")
+    for action in actions:
+        table.add_row(
+            action.kind.value, action.namespace, action.key, str(action.size), action.reason
+        )
+    # Piped, the table keeps whole lines rather than wrapping at 80 columns.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@click.command(
+    epilog="\b\nExamples:\n  persisty-blobs check ./photos photos:\n"
+    "  persisty-blobs check --json --encrypt backup.json ./notes s3:notes/ | jq .key"
+)
+@click.argument("arguments", nargs=-1, required=True)
+@encrypt_option
+@namespaces_option
+@json_option
+def check(
+    arguments: tuple[str, ...], encrypt: str | None, namespaces: tuple[str, ...], as_json: bool
+) -> None:
+    """Compare SRC and DST by checksum; exit status 1 if anything differs."""
+    from ..sync.diff import Differ, merge
+
+    _, a, b, prefix = _pair(arguments, encrypt)
+    names = sorted(set(namespaces) or set(a.namespaces()) | set(b.namespaces()))
+    differences = 0
+    for namespace in names:
+        view_a, view_b = a.namespace(namespace), b.namespace(namespace)
+        differ = Differ(namespace, view_a, view_b)
+        for key, entry_a, entry_b, _ in merge(view_a.scan(prefix), view_b.scan(prefix), iter(())):
+            if entry_a is None:
+                verdict = "only in DST"
+            elif entry_b is None:
+                verdict = "only in SRC"
+            elif entry_a.size == entry_b.size and differ.checksum(
+                view_a, entry_a
+            ) == differ.checksum(view_b, entry_b):
+                continue
+            else:
+                verdict = "differs"
+            differences += 1
+            if as_json:
+                click.echo(json.dumps({"namespace": namespace, "key": key, "verdict": verdict}))
+            else:
+                click.echo(f"{verdict}: {f'{namespace}:' if namespace else ''}{key}")
+    if not as_json:
+        plural = "" if differences == 1 else "s"
+        click.echo(f"{differences or 'no'} difference{plural}", err=True)
+    if differences:
+        sys.exit(DIFFERENCES)
