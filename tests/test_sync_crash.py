@@ -25,21 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def worker(
-    a: Path, b: Path, state: str, log: Path, concurrency: int = 4
+    a: Path, b: Path, state: str, log: Path, concurrency: int = 4, prefix: str = "pbsync"
 ) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.sync_worker",
-            str(a),
-            str(b),
-            state,
-            str(log),
-            str(concurrency),
-        ],
-        cwd=ROOT,
-    )
+    arguments = [str(a), str(b), state, str(log), str(concurrency), prefix]
+    return subprocess.Popen([sys.executable, "-m", "tests.sync_worker", *arguments], cwd=ROOT)
 
 
 def diverged(
@@ -124,7 +113,7 @@ def test_three_processes_share_one_postgresql_state_and_copy_each_item_once(
     state = SyncState(url, table_prefix=table_prefix)
     logs = [tmp_path / f"log{number}" for number in range(3)]
     try:
-        processes = [worker(a_dir, b_dir, state.url, log, 2) for log in logs]
+        processes = [worker(a_dir, b_dir, state.url, log, 2, table_prefix) for log in logs]
         assert [process.wait(timeout=120) for process in processes] == [0, 0, 0]
         done = Counter(
             line for log in logs if log.exists() for line in log.read_text().splitlines()

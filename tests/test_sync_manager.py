@@ -10,7 +10,14 @@ import pytest
 
 from persisty_blobs import EncryptedStore, Flag, Keyring, TransientError
 from persisty_blobs.stores.memory import MemoryStore
-from persisty_blobs.sync import BlobManager, Priority, Replicator, Status, SyncState
+from persisty_blobs.sync import (
+    BlobManager,
+    Priority,
+    Replicator,
+    Status,
+    SyncAborted,
+    SyncState,
+)
 
 from .sync_support import Faulty, contents
 
@@ -44,20 +51,25 @@ def test_put_queues_uploads_listed_by_priority_and_sync_sends_them(manager: Blob
     assert manager.sync_progress()["LOCAL_ONLY"] == 1
 
 
-def test_refresh_keeps_priorities_of_pending_downloads(manager: BlobManager) -> None:
+def test_refresh_keeps_priorities_of_pending_downloads(tmp_path: Path) -> None:
+    down = threading.Event()
+    remote = Faulty(fault=lambda op, key: TransientError("x") if down.is_set() else None)
+    manager = BlobManager(
+        MemoryStore(),
+        remote,
+        keyring=Keyring.generate(),
+        state=SyncState(tmp_path / "state.db"),
+        retry_delay=0.001,
+        max_attempts=1,
+    )
     for key in ("a", "b", "c"):
         manager.remote.put(key, b"remote " + key.encode())
     manager.set_priority("b", "urgent")
-    failing = Replicator(
-        manager.local,
-        Faulty(manager.remote, lambda op, key: TransientError("x") if op == "read" else None),
-        manager.state,
-        pair=manager.pair,
-        max_attempts=1,
-    )
-    failing.run()
+    down.set()
+    manager.sync()
     assert manager.state.item(manager.pair, "", "b").priority is Priority.URGENT  # type: ignore[union-attr]
     assert manager.local_list(status=Status.FAILED_DOWNLOAD)[0] == "b"
+    down.clear()
     assert manager.sync().ok
     assert manager.get("b").read() == b"remote b"  # type: ignore[union-attr]
 
@@ -193,3 +205,42 @@ def test_an_unchanged_sync_with_s3_only_lists(
     assert report.done == {}
     assert calls
     assert set(calls) == {"ListObjectsV2"}, calls
+
+
+def test_deleting_a_key_never_synced_from_here_leaves_the_remote_alone(tmp_path: Path) -> None:
+    remote = MemoryStore()
+    bob = BlobManager(MemoryStore(), remote, state=SyncState(tmp_path / "bob.db"))
+    bob.put("report.txt", b"bob's report")
+    assert bob.sync().ok
+    alice = BlobManager(MemoryStore(), remote, state=SyncState(tmp_path / "alice.db"))
+    alice.put("report.txt", b"alice's draft", local_only=True)
+    alice.delete("report.txt")
+    assert remote.read_bytes("report.txt") == b"bob's report"
+
+
+def test_an_unreadable_remote_blob_fails_alone(tmp_path: Path) -> None:
+    raw, keyring = MemoryStore(), Keyring.generate()
+    remote = EncryptedStore(raw, keyring)
+    remote.put("same-size", b"remote!")
+    item = raw.get("same-size")
+    assert item is not None
+    damaged = {name: value[:-4] + "AAAA" for name, value in item.metadata.items()}
+    raw.put("same-size", raw.read_bytes("same-size"), metadata=damaged)
+    local = MemoryStore()
+    local.put("same-size", b"local!!")
+    local.put("new", b"new on a")
+    report = Replicator(local, remote, SyncState(tmp_path / "s.db"), retry_delay=0.001).run()
+    assert [key for _, key, _, _ in report.failures] == ["same-size"]
+    assert remote.read_bytes("new") == b"new on a"
+    assert local.read_bytes("same-size") == b"local!!"
+
+
+def test_a_state_kept_for_two_other_stores_is_refused(tmp_path: Path) -> None:
+    state = SyncState(tmp_path / "s.db")
+    a, b = MemoryStore(), MemoryStore()
+    a.put("x", b"1")
+    assert Replicator(a, b, state, pair="laptop").run().ok
+    elsewhere = Faulty(MemoryStore())
+    with pytest.raises(SyncAborted, match="laptop"):
+        Replicator(a, elsewhere, state, pair="laptop").run()
+    assert a.exists("x")

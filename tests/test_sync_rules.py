@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from persisty_blobs import DataStore, Flag
+from persisty_blobs import DataStore, Flag, TransientError
 from persisty_blobs.stores.memory import MemoryStore
-from persisty_blobs.sync import ActionKind, Replicator, Status, SyncState
+from persisty_blobs.sync import ActionKind, Replicator, Status, SyncAborted, SyncState
 
 from .sync_support import Faulty, contents
 
@@ -254,3 +254,49 @@ def test_files_another_program_wrote_are_hashed_once_and_adopted(tmp_path: Path)
         b.counts.reads.clear()
         assert replicator.plan() == []
         assert a.counts.reads == b.counts.reads == {}
+
+
+def test_a_namespace_gone_from_one_side_stops_the_run(state: SyncState) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    for index in range(10):
+        a.namespace("taxes").put(f"t{index}", b"t")
+    for index in range(30):
+        a.namespace("photos").put(f"p{index}", b"p")
+    synced(a, b, state)
+    for index in range(10):
+        b.namespace("taxes").delete(f"t{index}")
+    with pytest.raises(SyncAborted, match="namespace 'taxes'"):
+        Replicator(a, b, state).run()
+    assert len(list(a.namespace("taxes").scan())) == 10
+
+
+def test_a_conflict_on_the_longest_key_keeps_both_under_a_fitted_name(state: SyncState) -> None:
+    key = "/".join(["k" * 200] * 4 + ["photo-" + "x" * 210 + ".jpg"])
+    assert len(key.encode()) == 1024
+    a, b = MemoryStore(), MemoryStore()
+    a.put(key, b"base")
+    replicator = synced(a, b, state)
+    a.put(key, b"a's")
+    b.put(key, b"b's")
+    assert replicator.run().ok
+    kept = [entry.key for entry in a.scan() if entry.key != key]
+    assert len(kept) == 1
+    assert kept[0].endswith(".jpg" + kept[0].rpartition(".jpg")[2])
+    assert ".conflict-a-" in kept[0]
+    assert a.read_bytes(kept[0]) == b.read_bytes(kept[0]) == b"a's"
+
+
+def test_a_resolution_outlives_a_failed_transfer(state: SyncState) -> None:
+    a, remote = MemoryStore(), MemoryStore()
+    a.put("doc", b"base")
+    b = Faulty(remote)
+    replicator = synced(a, b, state, conflict="manual")
+    a.put("doc", b"a's")
+    b.put("doc", b"b's")
+    replicator.run()
+    replicator.resolve("doc", "a")
+    b.fault = lambda operation, key: TransientError("down") if operation == "write" else None
+    assert not Replicator(a, b, state, conflict="manual", max_attempts=1).run().ok
+    b.fault = lambda operation, key: None
+    assert Replicator(a, b, state, conflict="manual").run().ok
+    assert b.read_bytes("doc") == b"a's"

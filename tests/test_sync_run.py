@@ -162,19 +162,31 @@ def test_a_listing_error_aborts_before_any_change(state: SyncState) -> None:
     assert not remote.exists("new")
 
 
-def test_deletes_run_after_transfers_and_not_at_all_if_one_failed(state: SyncState) -> None:
+def test_deletes_wait_for_a_run_without_transient_failures(state: SyncState) -> None:
     local, remote = filled(4), Faulty(MemoryStore())
     Replicator(local, remote, state).run()
     local.delete("item-0000")
     local.put("item-0001", b"changed")
-    remote.fault = lambda op, key: PermissionDenied("no") if op == "write" else None
-    report = Replicator(local, remote, state, retry_delay=0.001).run()
+    remote.fault = lambda op, key: TransientError("503") if op == "write" else None
+    report = Replicator(local, remote, state, max_attempts=2, retry_delay=0.001).run()
     assert report.deletes_skipped == 1
     assert remote.exists("item-0000")
     assert Replicator(local, remote, state).status("item-0000") is Status.PENDING_DELETE
     remote.fault = lambda op, key: None
     report = Replicator(local, remote, state).run()
     assert report.ok
+    assert not remote.exists("item-0000")
+
+
+def test_one_item_that_cannot_be_copied_holds_back_no_delete(state: SyncState) -> None:
+    local, remote = filled(4), Faulty(MemoryStore())
+    Replicator(local, remote, state).run()
+    local.delete("item-0000")
+    local.put("item-0001", b"changed")
+    remote.fault = lambda op, key: PermissionDenied("no") if key == "item-0001" else None
+    report = Replicator(local, remote, state, retry_delay=0.001).run()
+    assert [key for _, key, _, _ in report.failures] == ["item-0001"]
+    assert report.deletes_skipped == 0
     assert not remote.exists("item-0000")
 
 

@@ -2,8 +2,17 @@
 and ``BlobManager``, the app-facing client over it."""
 
 from .manager import BlobManager
-from .model import Action, ActionKind, ItemState, Priority, ProgressEvent, Status, SyncReport
-from .replicator import Replicator, SyncAborted
+from .model import (
+    Action,
+    ActionKind,
+    ItemState,
+    Priority,
+    ProgressEvent,
+    Status,
+    SyncAborted,
+    SyncReport,
+)
+from .replicator import Replicator
 from .state import SyncState
 
 __all__ = [

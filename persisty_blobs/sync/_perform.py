@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from ..errors import (
     AlreadyExists,
@@ -119,7 +120,7 @@ def _keep_both(
     """a's version is kept as ``<key>.conflict-a-<time>`` on both sides; b's takes the key."""
     assert action.a is not None
     assert action.b is not None
-    loser = conflict_key(action.key, "a")
+    loser = conflict_key(action.key, "a", action.a.updated_at or datetime.now(UTC))
     _, kept_b = copy_version(a, b, action.key, action.a, None, dst_key=loser, on_bytes=on_bytes)
     _, copy_a = copy_version(a, a, action.key, action.a, None, dst_key=loser)
     source_b, replaced = copy_version(b, a, action.key, action.b, action.a, on_bytes=on_bytes)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._liveness import owner_is_gone
+from ..errors import TransientError
 from . import _codec
 from ._tables import Tables
 from .model import Action, ActionKind, Priority, Status
@@ -171,7 +172,8 @@ class QueueOperations:
                 )
 
     def unfinished(self, pair: str, run_id: str) -> tuple[int, int]:
-        """(transfers still queued or leased, transfers failed) in this run."""
+        """(transfers still queued or leased, transfers of this run that failed for a reason
+        a retry could fix: a sign that a side is unwell, so no delete should run)."""
         import sqlalchemy as sa
 
         items = self._tables.items
@@ -187,7 +189,11 @@ class QueueOperations:
             failures = connection.execute(
                 sa.select(sa.func.count())
                 .select_from(items)
-                .where(mine & items.c.status.in_(failed))
+                .where(
+                    mine
+                    & items.c.status.in_(failed)
+                    & items.c.last_error.like(f"{TransientError.__name__}:%")
+                )
             ).scalar_one()
         return int(queued), int(failures)
 

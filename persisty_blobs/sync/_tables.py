@@ -11,7 +11,7 @@ from ..errors import BlobError, Unsupported
 
 __all__ = ["SCHEMA_VERSION", "Tables", "connect"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _key_type(length: int) -> Any:
@@ -63,6 +63,7 @@ def _define(prefix: str) -> tuple[sa.MetaData, Tables]:
         sa.Column("owner", sa.String(200), nullable=False),
         sa.Column("phase", sa.String(20), nullable=False),
         sa.Column("lease_until", sa.Float, nullable=False),
+        sa.Column("sides", sa.Text, nullable=False),
     )
     return metadata, Tables(schema=schema, items=items, runs=runs)
 
@@ -96,6 +97,12 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
             version = connection.execute(sa.select(tables.schema.c.version)).scalar()
             if version is None:
                 connection.execute(sa.insert(tables.schema).values(version=SCHEMA_VERSION))
+            elif version == 1:
+                # 2: each pair records the two stores it syncs ("" until its next run).
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {tables.runs.name} ADD COLUMN sides TEXT NOT NULL DEFAULT ''"
+                )
+                connection.execute(sa.update(tables.schema).values(version=SCHEMA_VERSION))
             elif version > SCHEMA_VERSION:
                 raise Unsupported(
                     f"the sync state at {engine.url!r} has schema {version}; this library "

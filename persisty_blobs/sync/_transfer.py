@@ -10,17 +10,42 @@ from datetime import UTC, datetime
 
 from ..errors import IntegrityError, PreconditionFailed
 from ..item import DataItem
+from ..keys import MAX_KEY_BYTES
 from ..store import DataStore
 from .model import Version
 
 __all__ = ["Trash", "conflict_key", "copy_version", "delete_version", "set_flags_version"]
 
 _BLOCK = 1024 * 1024
+#: The longest file name most file systems take.
+_SEGMENT_BYTES = 255
 
 
-def conflict_key(key: str, side: str, when: datetime | None = None) -> str:
-    stamp = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{key}.conflict-{side}-{stamp}"
+def fitted(key: str, suffix: str = "", prefix: str = "") -> str:
+    """``prefix + key + suffix`` within the key rules: when that is too long for a key (1024
+    bytes) or its last segment for a file name (255), the last segment is cut and a hash of
+    the whole key keeps it apart from others; its extension stays."""
+    whole = prefix + key + suffix
+    head, _, last = whole.rpartition("/")
+    if len(whole.encode()) <= MAX_KEY_BYTES and len(last.encode()) <= _SEGMENT_BYTES:
+        return whole
+    tag = hashlib.sha256(key.encode()).hexdigest()[:16]
+    stem, dot, extension = key.rpartition("/")[2].rpartition(".")
+    extension = f".{extension}" if dot and len(extension) <= 16 else ""
+    room = max(1, _SEGMENT_BYTES - len(f"~{tag}{extension}{suffix}".encode()) - 8)
+    room = min(room, MAX_KEY_BYTES - len((prefix + head + "/").encode()) - 64)
+    short = (stem or key).encode()[: max(room, 1)].decode("utf-8", "ignore") or "x"
+    folder = (prefix + key).rpartition("/")[0]
+    if len(folder.encode()) > MAX_KEY_BYTES // 2:
+        folder = prefix.rstrip("/")
+    name = f"{short}~{tag}{extension}{suffix}"
+    return f"{folder}/{name}" if folder else name
+
+
+def conflict_key(key: str, side: str, when: datetime) -> str:
+    """Where the losing version of ``key`` is kept: named from the time of that version, so
+    a run interrupted and run again names it the same."""
+    return fitted(key, f".conflict-{side}-{when.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}")
 
 
 @dataclass(frozen=True)
@@ -33,7 +58,9 @@ class Trash:
     def keep(self, side: DataStore, namespace: str, key: str, version: Version) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         target = side.namespace(self.name)
-        copy_version(side, target, key, version, None, dst_key=f"{stamp}/@{namespace}/{key}")
+        copy_version(
+            side, target, key, version, None, dst_key=fitted(key, prefix=f"{stamp}/@{namespace}/")
+        )
 
 
 def copy_version(

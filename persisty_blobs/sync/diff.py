@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import DecryptionError, IntegrityError
 from ..item import Entry
 from ..store import DataStore
 from . import _codec
@@ -53,6 +54,11 @@ def merge(a: Iterator[Entry], b: Iterator[Entry], rows: Iterator[BaseRow]) -> It
             next_b = next(b, None)
         if row is not None:
             next_row = next(rows, None)
+
+
+def _equal(first: str | None, second: str | None) -> bool:
+    """Known and equal: an unknown checksum (changed since the listing) matches nothing."""
+    return first is not None and first == second
 
 
 def _flags(entry: Entry) -> frozenset[str] | None:
@@ -183,7 +189,20 @@ class Differ:
     ) -> tuple[ActionKind | None, str]:
         assert a is not None
         assert b is not None
-        if a.size == b.size and self.checksum(self.a, a) == self.checksum(self.b, b):
+        same = False
+        if a.size == b.size:
+            # A side that cannot be read is copied from: that copy fails alone (the rest of
+            # the run goes on) and the readable side is never written.
+            try:
+                checksum_a = self.checksum(self.a, a)
+            except (IntegrityError, DecryptionError) as error:
+                return ActionKind.UPLOAD, f"{reason}, a unreadable: {type(error).__name__}"
+            try:
+                checksum_b = self.checksum(self.b, b)
+            except (IntegrityError, DecryptionError) as error:
+                return ActionKind.DOWNLOAD, f"{reason}, b unreadable: {type(error).__name__}"
+            same = _equal(checksum_a, checksum_b)
+        if same:
             flags_a, flags_b = _flags(a), _flags(b)
             if flags_a is not None and flags_b is not None and flags_a != flags_b:
                 return ActionKind.FLAGS_A, f"{reason}, equal content: b's flags win"

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from ..errors import TransientError
 from ..store import DataStore
 from . import _runs
 from ._perform import failure_status, perform, retry_limit
@@ -57,6 +58,7 @@ class Executor:
         self._flushed = time.monotonic()
         self._renewed = time.monotonic()
         self._attempts: dict[tuple[str, str], int] = {}
+        self._transient_failures = 0
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="pb-sync") as pool:
             try:
                 self._transfers_then_deletes(pool)
@@ -72,7 +74,10 @@ class Executor:
                 break
             time.sleep(0.1)  # another process still holds leases on this run's transfers
             self._drain(pool, deletes=False)
-        if failed or self.report.failures:
+        # Deletes wait for a healthy run: a transfer that failed for a reason a retry could
+        # fix (a side timing out, throttling) holds them back; one item that cannot be
+        # copied (a bad name, a damaged blob) does not hold back the deletes of the others.
+        if failed or self._transient_failures:
             self.report.deletes_skipped = self._skip_deletes()
             return
         self._drain(pool, deletes=True)
@@ -157,6 +162,8 @@ class Executor:
             delay: float = min(_MAX_DELAY, self.retry_delay * 2.0 ** (attempts - 1))
             return time.monotonic() + delay * random.uniform(0.5, 1.0)
         message = f"{type(error).__name__}: {error}"
+        if isinstance(error, TransientError):
+            self._transient_failures += 1
         self._outcomes.append(
             Outcome(
                 namespace=claim.namespace,

@@ -117,9 +117,14 @@ class BlobManager:
 
     def delete(self, key: str, *, namespace: str = "") -> None:
         """Delete locally and remotely; if the remote is down the delete stays
-        PENDING_DELETE and a later ``sync`` carries it out."""
+        PENDING_DELETE and a later ``sync`` carries it out. The remote item is deleted only
+        if it is still the version this client last synced."""
         self.local.namespace(namespace).delete(key)
         known = self.state.base(self.pair, namespace, key)
+        if known is None:
+            # Never synced from here: the remote item (if any) is someone else's version.
+            self.state.settle(self.pair, [Outcome(namespace=namespace, key=key, forget=True)])
+            return
         try:
             self.remote.namespace(namespace).delete(key, if_match=known)
         except TransientError as error:

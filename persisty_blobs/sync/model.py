@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..errors import InvalidArgument, InvalidArgumentType
+from ..errors import BlobError, InvalidArgument, InvalidArgumentType
 
 __all__ = [
     "Action",
@@ -17,8 +17,14 @@ __all__ = [
     "Priority",
     "ProgressEvent",
     "Status",
+    "SyncAborted",
     "SyncReport",
 ]
+
+
+class SyncAborted(BlobError):
+    """A safety check stopped the run before it changed either side: too many deletes, an
+    empty listing of a side that had items, or a state kept for two other stores."""
 
 
 class Status(enum.StrEnum):

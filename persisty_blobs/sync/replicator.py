@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Literal
 
-from ..errors import BlobError, InvalidArgument
+from ..errors import InvalidArgument
 from ..item import Entry, Flag
 from ..keys import validate_flags, validate_key, validate_namespace, validate_prefix
 from ..store import DataStore
@@ -28,18 +28,16 @@ from .model import (
     ProgressCallback,
     ProgressEvent,
     Status,
+    SyncAborted,
     SyncReport,
 )
 from .state import BaseRow, SyncState
 
-__all__ = ["Replicator", "SyncAborted"]
+__all__ = ["Replicator"]
 
 _BATCH = 500
-
-
-class SyncAborted(BlobError):
-    """A safety check stopped the run before it changed either side: too many deletes, or
-    an empty listing of a side that had items."""
+#: A namespace with at least this many items in its base is guarded on its own.
+_NAMESPACE_GUARD = 4
 
 
 class Replicator:
@@ -83,6 +81,8 @@ class Replicator:
         self.conflict: Policy = conflict
         self.max_delete, self.force = max_delete, force
         self.trash = None if trash is None else Trash(validate_namespace(trash))
+        if self.trash is not None and self.namespaces and self.trash.name in self.namespaces:
+            raise InvalidArgument(f"the trash namespace {trash!r} is never synced: pick another")
         self.flag = None if flag is None else str(next(iter(validate_flags([flag]))))
         self.concurrency, self.max_attempts, self.retry_delay = (
             concurrency,
@@ -108,15 +108,16 @@ class Replicator:
         for namespace in self._namespaces():
             a, b = self._views(namespace)
             differ = Differ(namespace, a, b, self.conflict, self.direction, self.flag)
-            scan_a = tally.count("a", a.scan(self.prefix))
-            scan_b = tally.count("b", b.scan(self.prefix))
+            counts = tally.begin(namespace)
+            scan_a = tally.count(counts, "a", a.scan(self.prefix))
+            scan_b = tally.count(counts, "b", b.scan(self.prefix))
             rows = self.state.rows(self.pair, namespace, self.prefix)
             for key, entry_a, entry_b, row in merge(scan_a, scan_b, rows):
                 if row is not None and row.has_base:
-                    tally.base += 1
+                    counts.base += 1
                 action = differ.decide(key, entry_a, entry_b, row)
                 if action is not None:
-                    tally.add(action, row)
+                    tally.add(counts, action, row)
                     yield action
 
     def plan(self) -> list[Action]:
@@ -130,7 +131,7 @@ class Replicator:
         started = time.monotonic()
         report = SyncReport()
         self.state.release_dead_leases(self.pair)
-        run_id, planner = _runs.begin_run(self.state, self.pair)
+        run_id, planner = _runs.begin_run(self.state, self.pair, f"{self.a!r} <-> {self.b!r}")
         if planner:
             report.conflicts = self._record(run_id, progress).conflicts
         elif not self._await_plan(run_id):
@@ -180,22 +181,36 @@ class Replicator:
         return tally
 
     def _check(self, tally: _Tally) -> None:
-        if self.force or tally.base == 0:
+        """The guards, over the whole run and per namespace (one of at least
+        ``_NAMESPACE_GUARD`` items), so a namespace gone from one side stops the run even when
+        the others make it a small share of the base."""
+        if self.force:
             return
+        total = _Counts()
+        for namespace, counts in tally.namespaces.items():
+            total.add(counts)
+            if counts.base >= _NAMESPACE_GUARD:
+                self._guard(counts, f" in namespace {namespace!r}" if namespace else "")
+        self._guard(total, "")
+
+    def _guard(self, counts: _Counts, where: str) -> None:
         for side in ("a", "b"):
-            if tally.listed[side] == 0 and tally.base > tally.requested:
+            store = repr(self.a if side == "a" else self.b)
+            # One item deleted on one side also lists it empty: only a store that had more
+            # is suspect.
+            if counts.listed[side] == 0 and counts.base - counts.requested > 1:
                 raise SyncAborted(
-                    f"side {side} listed no items but the base holds {tally.base}: a wrong "
-                    f"or unmounted store? Nothing was changed (force=True to sync anyway)",
-                    store=repr(self.a if side == "a" else self.b),
+                    f"side {side} listed no items{where} but the base holds {counts.base}: a "
+                    f"wrong or unmounted store? Nothing was changed (force=True to sync anyway)",
+                    store=store,
                 )
-            deletes = tally.deletes[side]
-            if deletes > self.max_delete * tally.base:
+            deletes = counts.deletes[side]
+            if counts.base and deletes > self.max_delete * counts.base:
                 raise SyncAborted(
-                    f"the run would delete {deletes} of {tally.base} items on side {side}, "
-                    f"over max_delete={self.max_delete}; nothing was changed "
+                    f"the run would delete {deletes} of {counts.base} items on side {side}"
+                    f"{where}, over max_delete={self.max_delete}; nothing was changed "
                     f"(force=True to sync anyway)",
-                    store=repr(self.a if side == "a" else self.b),
+                    store=store,
                 )
 
     def _await_plan(self, run_id: str) -> bool:
@@ -238,31 +253,48 @@ class Replicator:
         return self.state.progress(self.pair)
 
 
+class _Counts:
+    """One namespace's share of a plan."""
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.requested = 0
+        self.listed = {"a": 0, "b": 0}
+        self.deletes = {"a": 0, "b": 0}
+
+    def add(self, other: _Counts) -> None:
+        self.base += other.base
+        self.requested += other.requested
+        for side in ("a", "b"):
+            self.listed[side] += other.listed[side]
+            self.deletes[side] += other.deletes[side]
+
+
 class _Tally:
     """What a plan adds up to, for the guards and the progress totals."""
 
     def __init__(self) -> None:
-        self.base = 0
         self.items = 0
         self.bytes = 0
-        self.listed = {"a": 0, "b": 0}
-        self.deletes = {"a": 0, "b": 0}
         self.conflicts = 0
-        self.requested = 0
+        self.namespaces: dict[str, _Counts] = {}
 
-    def count(self, side: str, entries: Iterator[Entry]) -> Iterator[Entry]:
+    def begin(self, namespace: str) -> _Counts:
+        return self.namespaces.setdefault(namespace, _Counts())
+
+    def count(self, counts: _Counts, side: str, entries: Iterator[Entry]) -> Iterator[Entry]:
         for entry in entries:
-            self.listed[side] += 1
+            counts.listed[side] += 1
             yield entry
 
-    def add(self, action: Action, row: BaseRow | None) -> None:
+    def add(self, counts: _Counts, action: Action, row: BaseRow | None) -> None:
         self.items += 1
         self.bytes += action.size
         if row is not None and row.status is Status.PENDING_DELETE:
-            self.requested += 1  # a delete the caller asked for (BlobManager.delete)
+            counts.requested += 1  # a delete the caller asked for (BlobManager.delete)
         elif action.kind is ActionKind.DELETE_A:
-            self.deletes["a"] += 1
+            counts.deletes["a"] += 1
         elif action.kind is ActionKind.DELETE_B:
-            self.deletes["b"] += 1
+            counts.deletes["b"] += 1
         elif action.kind is ActionKind.CONFLICT:
             self.conflicts += 1

@@ -151,7 +151,6 @@ class SyncState(QueueOperations):
                 "run_id": run_id,
                 "lease_owner": None,
                 "lease_until": None,
-                "resolution": None,
             }
             for action in actions
         ]
