@@ -64,7 +64,7 @@ def test_sync_interrupted_by_sigint_converges(
     assert b"Traceback" not in stderr
     assert not uploading()
     objects = client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])
-    assert 0 < len(objects) < 12
+    assert len(objects) < 12
     assert all(item["Size"] == 9 * 2**20 for item in objects)
 
     # Two Ctrl-Cs: the second exits at once.
