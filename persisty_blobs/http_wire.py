@@ -17,11 +17,12 @@ namespace travels as the ``namespace`` query parameter ("" or absent: the defaul
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from . import errors
 from .item import DataItem, Entry, Flag
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 WIRE_VERSION = 1
+_Parse = TypeVar("_Parse", bound=Callable[..., Any])
 META_PREFIX = "x-persisty-meta-"
 
 #: Each error class's HTTP status; a subclass takes its base's.
@@ -125,6 +127,7 @@ def _flags(text: str | None) -> frozenset[Flag]:
 
 def item_headers(item: DataItem) -> dict[str, str]:
     headers = {
+        "x-persisty-size": str(item.size),
         "etag": f'"{item.etag}"',
         "last-modified": format_datetime(item.updated_at.astimezone(UTC), usegmt=True),
         "content-type": item.content_type,
@@ -146,11 +149,32 @@ def metadata_from_headers(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def item_from_headers(headers: Mapping[str, str], key: str, namespace: str, size: int) -> DataItem:
+def _parsing(parse: _Parse) -> _Parse:
+    """A parser of what a server sent: anything malformed is an ``IntegrityError``, never a
+    ``KeyError`` or ``ValueError`` from deep inside."""
+
+    @functools.wraps(parse)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return parse(*args, **kwargs)
+        except (KeyError, ValueError, TypeError, AttributeError) as error:
+            raise errors.IntegrityError(
+                f"a malformed answer from the server ({type(error).__name__}: {error})"
+            ) from None
+
+    return checked  # type: ignore[return-value]
+
+
+@_parsing
+def item_from_headers(
+    headers: Mapping[str, str], key: str, namespace: str, size: int | None = None
+) -> DataItem:
+    """The item a response describes; ``size`` from the response's own framing, else its
+    ``X-Persisty-Size`` header."""
     return DataItem(
         key=key,
         namespace=namespace,
-        size=size,
+        size=int(headers["x-persisty-size"]) if size is None else size,
         etag=headers["etag"].strip('"'),
         content_type=headers.get("content-type", "application/octet-stream"),
         updated_at=datetime.fromisoformat(headers["x-persisty-updated-at"]),
@@ -174,6 +198,7 @@ def item_to_json(item: DataItem) -> dict[str, Any]:
     }
 
 
+@_parsing
 def item_from_json(data: dict[str, Any]) -> DataItem:
     return DataItem(
         key=data["key"],
@@ -199,6 +224,7 @@ def entry_to_json(entry: Entry) -> dict[str, Any]:
     }
 
 
+@_parsing
 def entry_from_json(data: dict[str, Any]) -> Entry:
     flags = data["flags"]
     return Entry(

@@ -24,7 +24,7 @@ from .driver import (
     WriteSpec,
     check_precondition,
 )
-from .errors import InvalidArgument, InvalidArgumentType, NotFound
+from .errors import IntegrityError, InvalidArgument, InvalidArgumentType, NotFound
 from .item import DataItem, Entry, Flag
 from .keys import (
     guess_content_type,
@@ -269,6 +269,7 @@ class DataStore:
             page_size = self.list_page_size
             size = page_size if remaining is None else min(remaining, page_size)
             page = self._driver.list_page(self._namespace, prefix, after, size, flag)
+            self._check_page([item.key for item in page], after)
             yield from page
             if len(page) < size:
                 return
@@ -288,10 +289,24 @@ class DataStore:
         size = self.list_page_size
         while True:
             page = self._driver.scan_page(self._namespace, prefix, after, size)
+            self._check_page([entry.key for entry in page], after)
             yield from page
             if len(page) < size:
                 return
             after = page[-1].key
+
+    def _check_page(self, keys: builtins.list[str], after: str | None) -> None:
+        """A page must move past ``after`` in ascending order: a store (or a server) that
+        answers otherwise would make a listing loop or skip items."""
+        previous = after
+        for key in keys:
+            if previous is not None and key <= previous:  # code points sort as UTF-8 does
+                raise IntegrityError(
+                    f"the listing went back from {previous!r} to {key!r}",
+                    key=key,
+                    store=repr(self),
+                )
+            previous = key
 
     def count(self, prefix: str = "", *, flag: Flag | str | None = None) -> int:
         validate_prefix(prefix)

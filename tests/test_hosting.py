@@ -4,19 +4,22 @@ goes away mid-upload leaving nothing."""
 
 from __future__ import annotations
 
+import http.server
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from persisty_blobs import DataStore, PermissionDenied, QuotaExceeded
+from persisty_blobs import DataStore, IntegrityError, PermissionDenied, QuotaExceeded
 from persisty_blobs.server import HostedDataStoreFactory
 from persisty_blobs.stores import DirectoryStore
 from persisty_blobs.stores.http import HttpStore
@@ -259,3 +262,86 @@ def test_a_gibibyte_each_way_in_bounded_memory(tmp_path: Path) -> None:
     print(f"peak RSS: client {client_rss / 2**20:.1f} MiB, server {server_rss / 2**20:.1f} MiB")
     assert client_rss < 100 * 2**20, client_rss
     assert server_rss < 100 * 2**20, server_rss
+
+
+def test_quota_holds_against_copies_and_concurrent_uploads(
+    user: tuple[str, str, DataStore],
+) -> None:
+    url, name, server_side = user
+    headers = {"authorization": f"Bearer {name}"}
+    with HttpStore(url, token=name) as store:
+        store.put("a", b"x" * 40_000)
+        with pytest.raises(QuotaExceeded):
+            store.copy("a", "b")
+        store.put("a", b"y" * 40_000)  # replacing an item frees its room
+        store.delete("a")
+
+        def upload(index: int) -> int:
+            body = b"z" * 20_000
+            return httpx.put(f"{url}/v1/items/u{index}", content=body, headers=headers).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(upload, range(8)))
+    assert statuses.count(201) == 3
+    assert sum(entry.size for entry in server_side.scan()) <= 64 * 1024
+
+
+def test_answers_for_odd_requests(user: tuple[str, str, DataStore]) -> None:
+    url, name, _ = user
+    with httpx.Client(base_url=url, headers={"authorization": f"Bearer {name}"}) as client:
+        etag = client.put("/v1/items/empty", content=b"").headers["etag"]
+        assert client.get("/v1/items/empty", headers={"range": "bytes=-5"}).status_code == 416
+        assert (
+            client.get("/v1/items/empty", headers={"if-none-match": f"W/{etag}"}).status_code == 304
+        )
+        old = client.get(
+            "/v1/items/empty", headers={"if-modified-since": "Sun, 06 Nov 2094 08:49:37 -0000"}
+        )
+        assert old.status_code == 304
+        assert client.get("/v1/items?limit=0").status_code == 400
+        assert client.get("/v1/items?limit=" + "9" * 5000).status_code == 400
+        assert (
+            client.get(
+                "/v1/items/empty", headers={"range": "bytes=" + "1" * 5000 + "-"}
+            ).status_code
+            == 200
+        )
+        missing = client.delete("/v1/items/missing")
+        assert (missing.status_code, missing.json()["error"]) == (404, "NotFound")
+        huge = client.put("/v1/flags/empty", content=b"[" * 100_000)
+        assert (huge.status_code, huge.json()["error"]) == (413, "TooLarge")
+        assert client.put("/v1/flags/empty", content=b"{nope").status_code == 400
+
+
+class _Liar(http.server.BaseHTTPRequestHandler):
+    """A server that answers a whole-item GET with 206 and part of the item."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/v1/info"):
+            body = b'{"version": 1, "chunk_size": 1024, "capabilities": {}}'
+            self.send_response(200)
+        else:
+            body = b"0123456789"
+            self.send_response(206)
+            self.send_header("content-range", "bytes 0-9/100")
+            self.send_header("etag", '"e"')
+            self.send_header("x-persisty-updated-at", "2026-01-01T00:00:00+00:00")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_server_that_lies_about_ranges_gives_an_error_not_wrong_bytes() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Liar)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with HttpStore(url, token="t") as store, pytest.raises(IntegrityError):
+            store.read_bytes("x")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -19,11 +19,26 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import http_wire
-from ..errors import InvalidArgument, PreconditionFailed
+from ..errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    QuotaExceeded,
+)
 from ..item import DataItem, Flag
 from ..keys import validate_content_type, validate_flags, validate_namespace, validate_prefix
 from ..store import DataStore
-from ._context import Authenticate, Authorize, Hosted, Quota, error_response, integer, path_key
+from ._context import (
+    Authenticate,
+    Authorize,
+    Hosted,
+    Quota,
+    error_response,
+    integer,
+    json_body,
+    path_key,
+)
 from ._forms import post_form
 from ._items import read_item, write_item
 from ._signing import Signer
@@ -59,14 +74,26 @@ async def _item(request: Request, hosted: Hosted) -> Response:
     if request.method in ("GET", "HEAD"):
         return await read_item(request, store, key)
     if request.method == "PUT":
-        limit = await run_in_threadpool(hosted.limit, store)
-        item = await write_item(request, store, key, limit=limit)
+        item = await _put(request, hosted, store, key)
         return Response(status_code=201, headers=http_wire.item_headers(item))
     if_match = request.headers.get("if-match")
     existed = await run_in_threadpool(
         store.delete, key, if_match=None if if_match is None else if_match.strip().strip('"')
     )
-    return Response(status_code=204 if existed else 404)
+    if not existed:
+        raise NotFound("no such item", key=key)
+    return Response(status_code=204)
+
+
+async def _put(
+    request: Request, hosted: Hosted, store: DataStore, key: str, content_type: str | None = None
+) -> DataItem:
+    """A streamed PUT; with a quota, one write at a time per store checks and takes room."""
+    if hosted.quota is None:
+        return await write_item(request, store, key, limit=None, content_type=content_type)
+    async with hosted.writing(store):
+        limit = await run_in_threadpool(hosted.limit, store, key)
+        return await write_item(request, store, key, limit=limit, content_type=content_type)
 
 
 async def _signed(request: Request, hosted: Hosted) -> Response:
@@ -92,23 +119,29 @@ async def _signed(request: Request, hosted: Hosted) -> Response:
     if content_type is not None:
         given = request.headers.get("content-type", "")
         if given.split(";")[0].strip().lower() != content_type.split(";")[0].strip().lower():
-            raise InvalidArgument("the upload's content type is not the one signed")
-    limit = await run_in_threadpool(hosted.limit, store)
-    item = await write_item(
-        request,
-        store,
-        key,
-        limit=limit,
-        content_type=None if content_type is None else validate_content_type(content_type),
-    )
+            raise PermissionDenied("the upload's content type is not the one signed", key=key)
+    checked = None if content_type is None else validate_content_type(content_type)
+    item = await _put(request, hosted, store, key, checked)
     return Response(status_code=201, headers=http_wire.item_headers(item))
 
 
 async def _form(request: Request, hosted: Hosted) -> Response:
-    item = await post_form(request, hosted)
+    if hosted.quota is None:
+        item = await post_form(request, hosted)
+    else:  # the store is known only once the policy is read: forms take turns
+        async with hosted.writing(hosted.store):
+            item = await post_form(request, hosted)
     headers = http_wire.item_headers(item)
     headers["location"] = http_wire.quote_key(item.key)
     return Response(status_code=204, headers=headers)
+
+
+def _page_size(request: Request) -> int:
+    asked = integer(request, "limit", _PAGE)
+    assert asked is not None
+    if asked < 1:
+        raise InvalidArgument("limit must be at least 1")
+    return min(asked, _PAGE)
 
 
 def _flag(request: Request) -> Flag | None:
@@ -120,7 +153,7 @@ async def _list(request: Request, hosted: Hosted) -> Response:
     store = hosted.caller_store(request)
     prefix = validate_prefix(request.query_params.get("prefix", ""))
     after = request.query_params.get("after") or None
-    limit = min(integer(request, "limit", _PAGE) or _PAGE, _PAGE)
+    limit = _page_size(request)
     flag = _flag(request)
     items = await run_in_threadpool(
         lambda: list(store.list(prefix, after=after, limit=limit, flag=flag))
@@ -138,7 +171,7 @@ async def _scan(request: Request, hosted: Hosted) -> Response:
     store = hosted.caller_store(request)
     prefix = validate_prefix(request.query_params.get("prefix", ""))
     after = request.query_params.get("after") or None
-    limit = min(integer(request, "limit", _PAGE) or _PAGE, _PAGE)
+    limit = _page_size(request)
 
     def page() -> list[dict[str, Any]]:
         found = []
@@ -168,7 +201,7 @@ async def _namespaces(request: Request, hosted: Hosted) -> Response:
 
 async def _flags(request: Request, hosted: Hosted) -> Response:
     store, key = hosted.caller_store(request), path_key(request)
-    body = await request.json()
+    body = await json_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("flags"), list):
         raise InvalidArgument('the body is {"flags": [...]}')
     await run_in_threadpool(store.set_flags, key, body["flags"])
@@ -196,7 +229,7 @@ async def _metadata(request: Request, hosted: Hosted) -> Response:
     """Metadata known only once the content has streamed (a layer's sealed record)."""
     store, key = hosted.caller_store(request), path_key(request)
     etag = request.headers.get("if-match", "").strip().strip('"')
-    body = await request.json()
+    body = await json_body(request)
     metadata = body.get("metadata") if isinstance(body, dict) else None
     if not etag or not isinstance(metadata, dict):
         raise InvalidArgument('send If-Match and {"metadata": {...}}')
@@ -206,13 +239,21 @@ async def _metadata(request: Request, hosted: Hosted) -> Response:
 
 async def _copy(request: Request, hosted: Hosted) -> Response:
     store = hosted.caller_store(request)
-    body = await request.json()
+    body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidArgument('the body is {"from": key, "to": key}')
     source, target = body.get("from"), body.get("to")
     if not isinstance(source, str) or not isinstance(target, str):
         raise InvalidArgument('the body is {"from": key, "to": key}')
-    item = await run_in_threadpool(store.copy, source, target)
+    if hosted.quota is None:
+        item = await run_in_threadpool(store.copy, source, target)
+    else:
+        async with hosted.writing(store):
+            room = await run_in_threadpool(hosted.limit, store, target)
+            found = await run_in_threadpool(store.get, source)
+            if found is not None and room is not None and found.size > room:
+                raise QuotaExceeded("the copy would exceed the quota", key=target)
+            item = await run_in_threadpool(store.copy, source, target)
     return JSONResponse(http_wire.item_to_json(item), status_code=201)
 
 

@@ -3,16 +3,18 @@ and the error responses."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .. import http_wire
-from ..errors import BlobError, InvalidArgument, PermissionDenied, TransientError
+from ..errors import BlobError, InvalidArgument, PermissionDenied, TooLarge, TransientError
 from ..keys import validate_key, validate_namespace
 from ..store import DataStore
 from ._signing import Signer
@@ -20,6 +22,7 @@ from ._signing import Signer
 __all__ = ["Authenticate", "Authorize", "Hosted", "bearer_tokens", "error_response"]
 
 log = logging.getLogger("persisty_blobs.server")
+_JSON_LIMIT = 64 * 1024
 
 #: request -> principal, or None for "not authenticated" (401).
 Authenticate = Callable[[Request], Any]
@@ -58,6 +61,7 @@ class Hosted:
     authenticate: Authenticate | None
     authorize: Authorize | None
     quota: Quota
+    _writing: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def caller_store(self, request: Request) -> DataStore:
         """The store the caller may use, in the namespace the request names."""
@@ -74,13 +78,24 @@ class Hosted:
             raise PermissionDenied("this caller's store has no other namespaces")
         return store.namespace(namespace)
 
-    def limit(self, store: DataStore) -> int | None:
-        """How many more bytes ``store`` may take, or None for no quota."""
+    def limit(self, store: DataStore, replacing: str | None = None) -> int | None:
+        """How many more bytes ``store`` may take (the item ``replacing`` counts as gone),
+        or None for no quota."""
         if self.quota is None:
             return None
         allowed = self.quota(store) if callable(self.quota) else self.quota
-        used = sum(entry.size for entry in store.scan())
+        used = sum(entry.size for entry in store.scan() if entry.key != replacing)
         return max(0, allowed - used)
+
+    def writing(self, store: DataStore) -> asyncio.Lock:
+        """Held while a write to ``store`` checks and uses its quota, so concurrent writes
+        cannot each see room the others are about to take. (It holds within one process;
+        instances behind a load balancer can each take the room once.)"""
+        name = repr(store)
+        lock = self._writing.get(name)
+        if lock is None:
+            lock = self._writing[name] = asyncio.Lock()
+        return lock
 
 
 class _Unauthenticated(Exception):
@@ -95,9 +110,22 @@ def integer(request: Request, name: str, default: int | None = None) -> int | No
     text = request.query_params.get(name)
     if text is None or text == "":
         return default
-    if not text.isdigit():
-        raise InvalidArgument(f"{name} must be a whole number, not {text!r}")
+    if not text.isdigit() or len(text) > 18:
+        raise InvalidArgument(f"{name} must be a whole number, not {text[:40]!r}")
     return int(text)
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON body, read up to ``_JSON_LIMIT`` bytes (413 past it)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _JSON_LIMIT:
+            raise TooLarge(f"a JSON body is at most {_JSON_LIMIT} bytes")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise InvalidArgument("the body is not JSON") from None
 
 
 def error_response(error: BaseException, key: str | None = None) -> JSONResponse:

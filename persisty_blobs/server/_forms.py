@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -131,7 +132,7 @@ class _Form:
         if not content_type_allowed(content_type, policy.get("content_types")):
             raise ContentTypeNotAllowed(f"{content_type} is not allowed by this form", key=key)
         store = self.hosted.store.namespace(policy["namespace"])
-        room = self.hosted.limit(store)
+        room = self.hosted.limit(store, key)
         most = policy.get("max_size")
         self.quota_bound = room is not None and (most is None or room < most)
         self.limit = room if self.quota_bound else most
@@ -183,6 +184,8 @@ async def post_form(request: Request, hosted: Hosted) -> DataItem:
             await run_in_threadpool(parser.write, bytes(pending))
     except ClientDisconnect:
         raise TransientError("the browser went away during the upload", key=form.key) from None
+    except FormParserError as error:
+        raise InvalidArgument(f"a malformed form: {error}", key=form.key) from None
     finally:
         if form.writer is not None and form.item is None:
             await run_in_threadpool(form.writer.abort)

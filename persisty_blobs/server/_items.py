@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from starlette.concurrency import run_in_threadpool
@@ -30,7 +30,7 @@ __all__ = ["read_item", "write_item"]
 _CHUNK = 1024 * 1024
 _ATTEMPTS = 5
 _SMALL = 256 * 1024
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})$")
 
 
 def _range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -44,7 +44,7 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     if not first:  # the last N bytes
         count = int(last)
-        if count == 0:
+        if count == 0 or size == 0:
             raise RangeNotSatisfiable("an empty suffix range")
         return max(0, size - count), size
     start = int(first)
@@ -57,13 +57,17 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
 def _not_modified(request: Request, item: DataItem) -> bool:
     tags = request.headers.get("if-none-match")
     if tags is not None:
-        return tags.strip() == "*" or f'"{item.etag}"' in [t.strip() for t in tags.split(",")]
+        # Weak comparison, as RFC 9110 asks of If-None-Match: W/"x" matches "x".
+        given = [tag.strip().removeprefix("W/") for tag in tags.split(",")]
+        return "*" in given or f'"{item.etag}"' in given
     since = request.headers.get("if-modified-since")
     if since:
         try:
             moment: datetime = parsedate_to_datetime(since)
         except (TypeError, ValueError):
             return False
+        if moment.tzinfo is None:  # "-0000": a time in UTC (RFC 5322)
+            moment = moment.replace(tzinfo=UTC)
         return item.updated_at.replace(microsecond=0) <= moment
     return False
 

@@ -12,6 +12,7 @@ import dataclasses
 import io
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -163,7 +164,14 @@ class _HttpDriver(Driver):
     ) -> Any:
         response = self._send(method, path, params, key=key, body=body, retry=retry)
         self._check(response, key)
-        return response.json() if response.content else {}
+        if not response.content:
+            return {}
+        try:
+            return response.json()
+        except ValueError:
+            raise IntegrityError(
+                "the server's answer is not JSON", key=key, store=self.name
+            ) from None
 
     @staticmethod
     def _where(namespace: str, **more: Any) -> dict[str, Any]:
@@ -180,8 +188,7 @@ class _HttpDriver(Driver):
         if response.status_code == 404:
             return None
         self._check(response, key)
-        size = int(response.headers["content-length"])
-        return http_wire.item_from_headers(response.headers, key, namespace, size)
+        return http_wire.item_from_headers(response.headers, key, namespace)
 
     def open_range(
         self, namespace: str, key: str, start: int, end: int | None
@@ -201,7 +208,8 @@ class _HttpDriver(Driver):
         self._check(response, key)
         size = self._checked_size(response, headers, start, end, key)
         item = http_wire.item_from_headers(response.headers, key, namespace, size)
-        return item, _ResponseRaw(response, self.name, key)
+        expected = item.size - start if end is None else min(end, item.size) - start
+        return item, _ResponseRaw(response, self.name, key, expected)
 
     def _empty(
         self, namespace: str, key: str, start: int, end: int | None
@@ -218,26 +226,25 @@ class _HttpDriver(Driver):
         self, response: Any, asked: dict[str, str], start: int, end: int | None, key: str
     ) -> int:
         """The item's size; a server that answered another range than asked is refused."""
+        if response.status_code == 206 and not asked:
+            response.close()
+            raise IntegrityError(
+                "the server sent part of the item unasked", key=key, store=self.name
+            )
         if response.status_code == 206:
-            unit, _, span = response.headers.get("content-range", "").partition(" ")
-            bounds, _, total = span.partition("/")
-            first, _, last = bounds.partition("-")
-            wanted_last = None if end is None else end - 1
-            if (
-                unit != "bytes"
-                or not total.isdigit()
-                or int(first or -1) != start
-                or (wanted_last is not None and int(last or -1) != min(wanted_last, int(total) - 1))
-            ):
+            span = response.headers.get("content-range", "")
+            if _range_total(span, start, end) is None:
                 response.close()
                 raise IntegrityError(
-                    f"the server sent range {span!r}, not the one asked", key=key, store=self.name
+                    f"the server sent range {span[:80]!r}, not the one asked",
+                    key=key,
+                    store=self.name,
                 )
-            return int(total)
+            return _range_total(span, start, end) or 0
         if asked:
             response.close()
             raise IntegrityError("the server ignored the range asked", key=key, store=self.name)
-        return int(response.headers["content-length"])
+        return http_wire.item_from_headers(response.headers, key, "").size
 
     def new_writer(self, namespace: str, key: str, header: ItemHeader) -> DriverWriter:
         headers = {
@@ -329,12 +336,25 @@ class _HttpDriver(Driver):
             self._client = None
 
 
+def _range_total(content_range: str, start: int, end: int | None) -> int | None:
+    """The item's size from a ``Content-Range`` answering ``[start, end)``, or None if it
+    answers another range (or is not one)."""
+    match = re.fullmatch(r"bytes (\d{1,18})-(\d{1,18})/(\d{1,18})", content_range.strip())
+    if match is None:
+        return None
+    first, last, total = (int(group) for group in match.groups())
+    wanted_last = total - 1 if end is None else min(end, total) - 1
+    return total if first == start and last == wanted_last else None
+
+
 class _ResponseRaw(HandsOutBytes):
     """The body of a streamed response, read as the server sends it."""
 
-    def __init__(self, response: Any, store: str, key: str) -> None:
+    def __init__(self, response: Any, store: str, key: str, expected: int) -> None:
         super().__init__()
         self._response = response
+        self._expected = expected
+        self._received = 0
         self._chunks: Iterator[bytes] = response.iter_raw(_CHUNK)
         self._left = b""
         self._store, self._key = store, key
