@@ -102,11 +102,10 @@ class AttachmentQueue:
                 if existing is None:
                     raise NotFound("deleted while it was saved", key=key, store=repr(self.local))
                 return attachment(existing)
-            self.records.upsert([local_row(item, existing, priority=rank)])
-            record = self.records.get(key)
+            row = local_row(item, existing, priority=rank)
+            self.records.upsert([row])
         self._wake.set()
-        assert record is not None
-        return attachment(record)
+        return attachment(Record.from_row(row))
 
     def watch(self, ids: Iterable[str]) -> None:
         """``ids``: every attachment id the app's documents reference now."""
@@ -166,7 +165,7 @@ class AttachmentQueue:
             raise NotFound("the attachment was deleted", key=key, store=repr(self.local))
         checksum = None if record is None else record.checksum
         local_item, remote_item = download(self.remote, self.local, key, checksum, _ignore)
-        self._worker.settle(record, local_item, remote_item)
+        self._worker.settle([(record, local_item, remote_item)])
         return self.local.open(key)
 
     # What the app reads --------------------------------------------------------------------------

@@ -48,6 +48,13 @@ class Record:
     next_attempt: float
     last_error: str | None
 
+    @classmethod
+    def from_row(cls, row: Any) -> Record:
+        values = {name: row[name] for name in _COLUMNS}
+        values["state"] = AttachmentState(values["state"])
+        values["after"] = AttachmentState(values["after"])
+        return cls(**values)
+
 
 _COLUMNS = [field.name for field in fields(Record)]
 
@@ -87,18 +94,19 @@ class Records:
         self.table = _table(f"{prefix}_attachments")
         self.table.metadata.create_all(self.engine, checkfirst=True)
         self.pair, self.namespace = pair, namespace
+        self._get = sa.select(self.table).where(self._one(sa.bindparam("id")))
 
     def _mine(self) -> Any:
         table = self.table
         return (table.c.pair == self.pair) & (table.c.namespace == self.namespace)
 
-    def _one(self, id: str) -> Any:
+    def _one(self, id: Any) -> Any:
         return self._mine() & (self.table.c.id == id)
 
     def get(self, id: str) -> Record | None:
         with self.engine.connect() as connection:
-            row = connection.execute(sa.select(self.table).where(self._one(id))).mappings().first()
-        return None if row is None else _record(row)
+            row = connection.execute(self._get, {"id": id}).mappings().first()
+        return None if row is None else Record.from_row(row)
 
     def upsert(self, rows: Iterable[dict[str, Any]], connection: Any = None) -> None:
         """Insert each row (every column given) or replace the one with its id."""
@@ -131,6 +139,30 @@ class Records:
         with self.engine.begin() as connection:
             result = connection.execute(sa.update(self.table).where(where).values(**values))
         return bool(result.rowcount)
+
+    def update_many(self, rows: list[dict[str, Any]], connection: Any) -> None:
+        """Change rows (each ``id`` only while it has its ``revision``; every row gives the
+        same columns) in ``connection``'s transaction."""
+        if not rows:
+            return
+        table = self.table
+        where = self._mine()
+        where &= (table.c.id == sa.bindparam("w_id")) & (
+            table.c.revision == sa.bindparam("w_revision")
+        )
+        connection.execute(
+            sa.update(table).where(where),
+            [
+                {"w_id": row["id"], "w_revision": row["revision"]}
+                | {name: value for name, value in row.items() if name not in ("id", "revision")}
+                for row in rows
+            ],
+        )
+
+    def get_many(self, ids: list[str]) -> dict[str, Record]:
+        query = sa.select(self.table).where(self._mine() & self.table.c.id.in_(ids))
+        with self.engine.connect() as connection:
+            return {row["id"]: Record.from_row(row) for row in connection.execute(query).mappings()}
 
     def remove(self, ids: Iterable[str], connection: Any = None) -> None:
         chosen = list(ids)
@@ -177,7 +209,7 @@ class Records:
         while True:
             with self.engine.connect() as connection:
                 page = connection.execute(query.limit(1000).offset(offset)).mappings().all()
-            yield from (_record(row) for row in page)
+            yield from (Record.from_row(row) for row in page)
             if len(page) < 1000:
                 return
             offset += len(page)
@@ -196,10 +228,3 @@ class Records:
     def known_ids(self) -> set[str]:
         with self.engine.connect() as connection:
             return set(connection.execute(sa.select(self.table.c.id).where(self._mine())).scalars())
-
-
-def _record(row: Any) -> Record:
-    values = {name: row[name] for name in _COLUMNS}
-    values["state"] = AttachmentState(values["state"])
-    values["after"] = AttachmentState(values["after"])
-    return Record(**values)

@@ -11,7 +11,7 @@ from ..store import DataStore
 from ..sync._transfer import copy_version
 from ..sync.model import Version
 
-__all__ = ["delete_remote", "download", "upload"]
+__all__ = ["delete_remote", "download", "saved_version", "upload"]
 
 Progress = Callable[[int], None]
 
@@ -20,21 +20,34 @@ def _version(item: DataItem) -> Version:
     return Version(etag=item.etag, size=item.size, checksum=item.checksum, flags=None)
 
 
+def saved_version(id: str, etag: str | None, size: int | None, checksum: str | None) -> Version:
+    """The local version a record says was saved (the upload is conditional on it)."""
+    if etag is None:
+        raise NotFound("the attachment has no local content", key=id)
+    return Version(etag=etag, size=size or 0, checksum=checksum, flags=None)
+
+
 def upload(
-    local: DataStore, remote: DataStore, id: str, replaces: str | None, on_bytes: Progress
+    local: DataStore,
+    remote: DataStore,
+    id: str,
+    saved: Version,
+    replaces: str | None,
+    on_bytes: Progress,
 ) -> tuple[DataItem, DataItem]:
-    """Copy the local content to the remote, over the remote version ``replaces`` (None:
-    only if absent). A remote that already holds the same content (an upload that finished
-    before its result was recorded) counts as done. Returns (local item, remote item)."""
-    item = local.get(id)
-    if item is None:
-        raise NotFound("the attachment's local content is gone", key=id, store=repr(local))
+    """Copy the local version ``saved`` to the remote, over the remote version ``replaces``
+    (None: only if absent). A remote that already holds the same content (an upload that
+    finished before its result was recorded) counts as done. Returns (local item, remote
+    item)."""
     target = None if replaces is None else Version(etag=replaces, size=0, checksum=None, flags=None)
     try:
-        return copy_version(local, remote, id, _version(item), target, on_bytes=on_bytes)
+        return copy_version(local, remote, id, saved, target, on_bytes=on_bytes)
     except (AlreadyExists, PreconditionFailed):
         there = remote.get(id)
-        if there is None or there.checksum is None or there.checksum != item.checksum:
+        if there is None or there.checksum is None or there.checksum != saved.checksum:
+            raise
+        item = local.get(id)
+        if item is None or item.etag != saved.etag:
             raise
         return item, there
 

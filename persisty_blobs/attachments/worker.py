@@ -11,6 +11,7 @@ writer), and the next pass finds its record still queued and runs it again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import threading
@@ -26,12 +27,17 @@ from ..sync import BlobManager
 from ..sync.state import Outcome
 from .model import Attachment, AttachmentState, ErrorHandler
 from .records import Record, Records, new_revision
-from .transfers import delete_remote, download, upload
+from .transfers import delete_remote, download, saved_version, upload
 
 __all__ = ["Worker", "attachment", "default_retry"]
 
 _LOG = logging.getLogger("persisty_blobs.attachments")
 _MAX_DELAY = 600.0
+
+
+#: A finished transfer: (the record it started from, or None for an ``open`` of an unknown
+#: id; the local item; the remote item).
+_Done = tuple[Record | None, DataItem, DataItem]
 
 
 class _Abandoned(Exception):
@@ -88,7 +94,7 @@ class Worker:
         self.cache_limit, self.on_error = cache_limit, on_error
         self.concurrency, self.retry_delay = concurrency, retry_delay
         self._busy: set[str] = set()
-        self._strays: set[Future[None]] = set()
+        self._strays: set[Future[Any]] = set()
         self._adopted = False
 
     # A pass ---------------------------------------------------------------------------------
@@ -98,20 +104,28 @@ class Worker:
             self.adopt()
             self._adopted = True
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="pb-attachments")
-        running: set[Future[None]] = set()
+        running: dict[Future[_Done | None], str] = {}
         try:
             due = iter(self.records.due(time.time()))
             while not cancel.is_set():
                 while len(running) < self.concurrency and (id := next(due, None)) is not None:
                     if self._claim(id):
-                        running.add(pool.submit(self._process, id, cancel))
+                        running[pool.submit(self._process, id, cancel)] = id
                 if not running:
                     break
-                _, running = wait(running, timeout=0.05, return_when=FIRST_COMPLETED)
+                done, _ = wait(running, timeout=0.05, return_when=FIRST_COMPLETED)
+                if cancel.is_set():
+                    break  # what finished meanwhile is abandoned too: its record stays queued
+                # The results that came in together are written in one transaction.
+                self.settle([result for future in done if (result := future.result())])
+                with self.lock:
+                    self._busy.difference_update(running.pop(future) for future in done)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+            for future, id in running.items():
+                future.add_done_callback(functools.partial(self._release, id))
             with self.lock:
-                self._strays |= {future for future in running if not future.done()}
+                self._strays |= set(running)
         if not cancel.is_set():
             self.evict()
 
@@ -129,7 +143,13 @@ class Worker:
             self._busy.add(id)
             return True
 
-    def _process(self, id: str, cancel: threading.Event) -> None:
+    def _release(self, id: str, _future: object = None) -> None:
+        with self.lock:
+            self._busy.discard(id)
+
+    def _process(self, id: str, cancel: threading.Event) -> _Done | None:
+        """Run one transfer; a finished upload or download is returned for ``settle``."""
+
         def moved(_count: int) -> None:
             if cancel.is_set():
                 raise _Abandoned
@@ -137,11 +157,12 @@ class Worker:
         try:
             record = self.records.get(id)
             if record is None or not record.state.queued:
-                return
+                return None
             try:
                 if record.state is AttachmentState.QUEUED_UPLOAD:
+                    saved = saved_version(id, record.local_etag, record.size, record.checksum)
                     local_item, remote_item = upload(
-                        self.local, self.remote, id, record.remote_etag, moved
+                        self.local, self.remote, id, saved, record.remote_etag, moved
                     )
                 elif record.state is AttachmentState.QUEUED_DOWNLOAD:
                     local_item, remote_item = download(
@@ -149,54 +170,65 @@ class Worker:
                     )
                 else:
                     delete_remote(self.remote, id, record.remote_etag, record.checksum)
+                    if not cancel.is_set():
+                        self._deleted(record)
+                    return None
             except _Abandoned:
-                return
+                return None
             except Exception as error:
                 if not cancel.is_set():
                     self.failed(record, error)
-                return
-            if cancel.is_set():
-                return  # abandoned: the record is still queued, the next pass resumes it
-            if record.state is AttachmentState.QUEUED_DELETE:
-                self._deleted(record)
-            else:
-                self.settle(record, local_item, remote_item)
+                return None
+            return record, local_item, remote_item
         except Exception:
             _LOG.exception("attachment %r: recording the transfer failed", id)
-        finally:
-            with self.lock:
-                self._busy.discard(id)
+            return None
 
     # Results ----------------------------------------------------------------------------------
 
-    def settle(self, record: Record | None, local_item: DataItem, remote_item: DataItem) -> None:
-        """Record a finished upload or download of ``record`` (None: an ``open`` of an id the
-        queue had no record of, kept as ARCHIVED for the cache to evict)."""
+    def settle(self, results: list[_Done]) -> None:
+        """Record finished uploads and downloads in one transaction. A result whose record
+        changed meanwhile (a save or delete) is not written over it; one without a record
+        (``open`` of an id never seen) is kept as ARCHIVED for the cache to evict."""
+        if not results:
+            return
+        now = time.time()
         with self.lock:
-            current = self.records.get(local_item.key)
-            if record is None and current is None:
-                self.records.upsert([self._row(local_item, remote_item, AttachmentState.ARCHIVED)])
-                return
-            if current is None:  # no longer wanted (watch dropped it) while it downloaded
-                self._delete_local(local_item.key, local_item.etag)
-                return
-            if record is not None and current.revision != record.revision:
-                if record.state is AttachmentState.QUEUED_UPLOAD:
-                    # The remote holds this version now: the next upload or delete replaces it.
-                    self.records.update(current.id, {"remote_etag": remote_item.etag})
-                return
-            waiting = current.state.queued or current.state is AttachmentState.FAILED
-            state = current.after if waiting else current.state
-            values = {
-                **content_row(local_item),
-                "remote_etag": remote_item.etag,
-                "state": state.value,
-                "archived_at": time.time() if state is AttachmentState.ARCHIVED else None,
-                "attempts": 0,
-                "next_attempt": 0.0,
-                "last_error": None,
-            }
-            self.records.update(current.id, values, revision=current.revision)
+            current = self.records.get_many([local.key for _, local, _ in results])
+            new: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            for record, local_item, remote_item in results:
+                found = current.get(local_item.key)
+                if found is None:
+                    if record is None:
+                        new.append(self._row(local_item, remote_item, AttachmentState.ARCHIVED))
+                    else:  # no longer wanted (watch dropped it) while it downloaded
+                        self._delete_local(local_item.key, local_item.etag)
+                    continue
+                if record is not None and found.revision != record.revision:
+                    if record.state is AttachmentState.QUEUED_UPLOAD:
+                        # The remote holds this version now: the next upload or delete
+                        # replaces it.
+                        self.records.update(found.id, {"remote_etag": remote_item.etag})
+                    continue
+                waiting = found.state.queued or found.state is AttachmentState.FAILED
+                state = found.after if waiting else found.state
+                updates.append(
+                    {
+                        "id": found.id,
+                        "revision": found.revision,
+                        **content_row(local_item),
+                        "remote_etag": remote_item.etag,
+                        "state": state.value,
+                        "archived_at": now if state is AttachmentState.ARCHIVED else None,
+                        "attempts": 0,
+                        "next_attempt": 0.0,
+                        "last_error": None,
+                    }
+                )
+            with self.records.transaction() as connection:
+                self.records.upsert(new, connection)
+                self.records.update_many(updates, connection)
 
     def _row(self, local: DataItem, remote: DataItem, state: AttachmentState) -> dict[str, Any]:
         now = time.time()
