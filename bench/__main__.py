@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from . import crypto, directory, http, s3, sql, sync
+from . import attachments, crypto, directory, http, s3, sql, sync
 from ._harness import Row, report
 
 SUITES: dict[str, Callable[[int, int], list[Row]]] = {
@@ -15,6 +15,7 @@ SUITES: dict[str, Callable[[int, int], list[Row]]] = {
     "crypto": crypto.run,
     "http": http.run,
     "sync": sync.run,
+    "attachments": attachments.run,
 }
 
 
