@@ -2,6 +2,7 @@
 
 ``python -m bench._sync_worker persisty A_DIR B_URL STATE``: one ``Replicator.run``.
 ``python -m bench._sync_worker rclone SRC DST``: one ``rclone sync`` (its RSS is a child's).
+``python -m bench._sync_worker cli SRC DST_URL STATE_DIR``: one ``persisty-blobs sync``.
 ``python -m bench._sync_worker plan COUNT STATE``: the plan of COUNT unchanged items between
 two memory stores (setup untimed).
 ``python -m bench._sync_worker fsync DIR COUNT SIZE``: COUNT files written and fsynced.
@@ -28,13 +29,13 @@ def _peak_rss(children: bool = False) -> int:
     return resource.getrusage(who).ru_maxrss * 1024
 
 
-def persisty(a_dir: str, b_url: str, state: str) -> dict[str, Any]:
+def persisty(a_dir: str, b_url: str, state: str, durable: str = "1") -> dict[str, Any]:
     from persisty_blobs.stores import DirectoryStore
     from persisty_blobs.sync import Replicator, SyncState
 
     requests: dict[str, int] = {}
     started = time.perf_counter()
-    with DirectoryStore(a_dir) as a, _target(b_url, requests) as b:
+    with DirectoryStore(a_dir) as a, _target(b_url, requests, durable == "1") as b:
         replicator = Replicator(a, b, SyncState(state), pair="bench", max_delete=1.0)
         report = replicator.run()
     seconds = time.perf_counter() - started
@@ -48,12 +49,12 @@ def persisty(a_dir: str, b_url: str, state: str) -> dict[str, Any]:
     }
 
 
-def _target(url: str, requests: dict[str, int]) -> DataStore:
+def _target(url: str, requests: dict[str, int], durable: bool) -> DataStore:
     """The store at ``url``; on S3, with every request counted by operation."""
     if not url.startswith("s3://"):
         from persisty_blobs import open_store
 
-        return open_store(url)
+        return open_store(url, durable=durable)
     import boto3
 
     from persisty_blobs.stores.s3 import S3Store
@@ -69,10 +70,30 @@ def _target(url: str, requests: dict[str, int]) -> DataStore:
     return S3Store(parsed.netloc, client=client)
 
 
-def rclone(source: str, target: str) -> dict[str, Any]:
+def _command(arguments: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
-    subprocess.run(["rclone", "sync", source, target], check=True, capture_output=True)
+    subprocess.run(arguments, check=True, capture_output=True, env=env)
     return {"seconds": time.perf_counter() - started, "peak_rss": _peak_rss(children=True)}
+
+
+def rclone(source: str, target: str) -> dict[str, Any]:
+    return _command(["rclone", "sync", source, target])
+
+
+def cli(source: str, target: str, state_dir: str) -> dict[str, Any]:
+    """``persisty-blobs sync`` itself, start-up included."""
+    command = [
+        sys.executable,
+        "-m",
+        "persisty_blobs",
+        "--quiet",
+        "sync",
+        "--max-delete",
+        "1",
+        f"file://{source}",
+        target,
+    ]
+    return _command(command, env=dict(os.environ, PERSISTY_BLOBS_STATE_DIR=state_dir))
 
 
 def plan(count: str, state_path: str) -> dict[str, Any]:
@@ -129,6 +150,7 @@ def fsync(directory: str, count: str, size: str) -> dict[str, Any]:
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "persisty": persisty,
     "rclone": rclone,
+    "cli": cli,
     "plan": plan,
     "fsync": fsync,
 }

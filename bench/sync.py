@@ -125,25 +125,43 @@ def _pair(
         else:
             our_target = f"file://{root / 'ours-copy'}"
             their_target = str(root / "theirs-copy")
+        # rclone does not fsync: on a directory the store runs both ways, durable and not.
+        subjects = [("", our_target, "1")]
+        if target == "directory":
+            subjects.append((" (no fsync)", f"file://{root / 'ours-fast'}", "0"))
         for phase in ("first", "no change", "1% changed, 1% deleted"):
             if phase.startswith("1%"):
                 change(ours, count, size)
                 change(theirs, count, size)
-            mine = step("persisty", str(ours), our_target, str(root / "state.db"), env=env)
             other = step("rclone", str(theirs), their_target, env=env)
-            rows.append(
-                {
-                    "name": f"{label}, {target}, {phase}",
-                    "seconds": mine["seconds"],
-                    "requests": mine["requests"],
-                    "rclone_seconds": other["seconds"],
-                    "ratio": other["seconds"] / mine["seconds"],
-                    "peak_rss": mine["peak_rss"],
-                    "rclone_peak_rss": other["peak_rss"],
-                }
-            )
-            print(_line(rows[-1]), flush=True)
+            for suffix, target_url, durable in subjects:
+                state = str(root / f"state{durable}.db")
+                mine = step("persisty", str(ours), target_url, state, durable, env=env)
+                rows.append(_row(f"{label}, {target}{suffix}, {phase}", mine, other))
+                print(_line(rows[-1]), flush=True)
+            if target == "directory":
+                command = step(
+                    "cli",
+                    str(ours),
+                    f"file://{root / 'ours-cli'}",
+                    str(root / "cli-state"),
+                    env=env,
+                )
+                rows.append(_row(f"{label}, directory (CLI), {phase}", command, other))
+                print(_line(rows[-1]), flush=True)
     return rows
+
+
+def _row(name: str, mine: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "seconds": mine["seconds"],
+        "requests": mine.get("requests", {}),
+        "rclone_seconds": other["seconds"],
+        "ratio": other["seconds"] / mine["seconds"],
+        "peak_rss": mine["peak_rss"],
+        "rclone_peak_rss": other["peak_rss"],
+    }
 
 
 def _line(row: dict[str, Any]) -> str:
