@@ -387,3 +387,32 @@ def test_bad_arguments_are_refused_before_anything_is_written(setup: Setup) -> N
         queue.save("text", media_type="text/plain", id="x")
     assert queue.attachments() == []
     assert list(setup.local.namespace(NS).scan()) == []
+
+
+@pytest.mark.parametrize("change", ["unwatched", "deleted"])
+def test_a_download_no_longer_wanted_midway_leaves_nothing_local(setup: Setup, change: str) -> None:
+    setup.peer.put("late", b"arrives after it is dropped")
+    reached, release = threading.Event(), threading.Event()
+
+    def hold(op: str, key: str) -> None:
+        if op == "read" and key == "late":
+            reached.set()
+            assert release.wait(20)
+
+    setup.fault(lambda op, key: hold(op, key))
+    queue = setup.queue()
+    queue.watch(["late"])
+    workers = Workers()
+    workers.start(queue.sync_now)
+    try:
+        assert reached.wait(20)
+        if change == "unwatched":
+            queue.watch([])
+        else:
+            queue.delete("late")
+    finally:
+        release.set()
+        workers.join()
+    queue.sync_now()
+    assert queue.attachments() == []
+    assert list(setup.local.namespace(NS).scan()) == []

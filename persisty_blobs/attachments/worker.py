@@ -202,11 +202,16 @@ class Worker:
                 if found is None:
                     if record is None:
                         new.append(self._row(local_item, remote_item, AttachmentState.ARCHIVED))
-                    else:  # no longer wanted (watch dropped it) while it downloaded
+                    elif record.state is AttachmentState.QUEUED_DOWNLOAD:
+                        # No longer wanted (watch dropped it) while it downloaded.
                         self._delete_local(local_item.key, local_item.etag)
                     continue
                 if record is not None and found.revision != record.revision:
-                    if record.state is AttachmentState.QUEUED_UPLOAD:
+                    if found.state is AttachmentState.QUEUED_DELETE and record.state is (
+                        AttachmentState.QUEUED_DOWNLOAD
+                    ):  # deleted while it downloaded: the copy must not outlive the record
+                        self._delete_local(local_item.key, local_item.etag)
+                    elif record.state is AttachmentState.QUEUED_UPLOAD:
                         # The remote holds this version now: the next upload or delete
                         # replaces it.
                         self.records.update(found.id, {"remote_etag": remote_item.etag})
