@@ -4,6 +4,7 @@ HttpStore on a live uvicorn server."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -90,6 +91,28 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
     built = Setup(tmp_path, inner, keyring)
     yield built
     built.close()
+
+
+@contextlib.contextmanager
+def paused(setup: Setup, queue: AttachmentQueue, operation: str, key: str) -> Iterator[None]:
+    """Runs ``queue.sync_now()`` on a thread and yields while its ``operation`` on ``key``
+    is held at the remote."""
+    reached, release = threading.Event(), threading.Event()
+
+    def hold(op: str, held: str) -> None:
+        if (op, held) == (operation, key):
+            reached.set()
+            assert release.wait(20)
+
+    setup.fault(lambda op, held: hold(op, held))
+    workers = Workers()
+    workers.start(queue.sync_now)
+    try:
+        assert reached.wait(20)
+        yield
+    finally:
+        release.set()
+        workers.join()
 
 
 def digest(data: bytes) -> str:
@@ -245,29 +268,15 @@ def test_default_handler_retries_transient_errors_and_fails_others(setup: Setup)
 
 
 def test_item_states_are_visible_mid_pass(setup: Setup) -> None:
-    reached, release = threading.Event(), threading.Event()
-
-    def hold(op: str, key: str) -> None:
-        if op == "write" and key == "second":
-            reached.set()
-            assert release.wait(20)
-
-    setup.fault(lambda op, key: hold(op, key))
     queue = setup.queue(concurrency=1)
     for name in ("first", "second", "third"):
         queue.save(name.encode(), media_type="text/plain", id=name)
-    workers = Workers()
-    workers.start(queue.sync_now)
-    try:
-        assert reached.wait(20)
+    with paused(setup, queue, "write", "second"):
         states = [queue.state(name) for name in ("first", "second", "third")]
         assert states == [State.SYNCED, State.QUEUED_UPLOAD, State.QUEUED_UPLOAD]
         assert queue.save(b"late", media_type="text/plain", id="late").state is (
             State.QUEUED_UPLOAD
         )  # a save never waits behind a transfer
-    finally:
-        release.set()
-        workers.join()
     assert {a.state for a in queue.attachments()} == {State.SYNCED, State.QUEUED_UPLOAD}
     queue.sync_now()
     assert {a.state for a in queue.attachments()} == {State.SYNCED}
@@ -392,27 +401,13 @@ def test_bad_arguments_are_refused_before_anything_is_written(setup: Setup) -> N
 @pytest.mark.parametrize("change", ["unwatched", "deleted"])
 def test_a_download_no_longer_wanted_midway_leaves_nothing_local(setup: Setup, change: str) -> None:
     setup.peer.put("late", b"arrives after it is dropped")
-    reached, release = threading.Event(), threading.Event()
-
-    def hold(op: str, key: str) -> None:
-        if op == "read" and key == "late":
-            reached.set()
-            assert release.wait(20)
-
-    setup.fault(lambda op, key: hold(op, key))
     queue = setup.queue()
     queue.watch(["late"])
-    workers = Workers()
-    workers.start(queue.sync_now)
-    try:
-        assert reached.wait(20)
+    with paused(setup, queue, "read", "late"):
         if change == "unwatched":
             queue.watch([])
         else:
             queue.delete("late")
-    finally:
-        release.set()
-        workers.join()
     queue.sync_now()
     assert queue.attachments() == []
     assert list(setup.local.namespace(NS).scan()) == []
