@@ -9,6 +9,13 @@ EXTRAS = {
     "server": ["starlette>=0.37", "uvicorn>=0.29", "python-multipart>=0.0.9"],
     "http": ["httpx>=0.27"],
     "cli": ["click>=8.1", "rich>=13.0"],
+    "messenger": [
+        "Pillow>=10",
+        "SQLAlchemy>=2.0",
+        "starlette>=0.37",
+        "uvicorn>=0.29",
+        "python-multipart>=0.0.9",
+    ],
 }
 EXTRAS["all"] = sorted({requirement for group in EXTRAS.values() for requirement in group})
 EXTRAS["dev"] = [

@@ -1,0 +1,1 @@
+"""Examples of persisty-blobs in use: the tour and the messenger."""

@@ -1,0 +1,141 @@
+"""The messenger's app over HTTP (in process): sessions, CSRF and the login limit; messages
+refuse attachments that are missing, another user's or already sent; the upload form's policy
+refuses an oversize file and a wrong type, storing nothing; only members reach attachments."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from examples.messenger.app import create_app
+from examples.messenger.chat import create_conversation, sign_up
+from examples.messenger.db import connect
+from examples.messenger.storage import MAX_SIZE, namespace_of
+
+from .messenger_support import png, serve, settings_for
+
+
+class Browser:
+    """One user's cookies, and the CSRF header a page would send."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+        client.cookies.clear()
+        assert client.get("/").status_code == 200
+
+    def post(self, path: str, body: Any = None, csrf: bool = True) -> Any:
+        headers = {"x-csrf-token": self.client.cookies.get("csrf") or ""} if csrf else {}
+        return self.client.post(path, json=body, headers=headers)
+
+    def login(self, name: str, password: str) -> Any:
+        return self.post("/api/login", {"name": name, "password": password})
+
+    def upload(self, conversation: int, data: bytes, content_type: str) -> Any:
+        form = self.post(f"/api/conversations/{conversation}/uploads").json()
+        fields = {n: content_type if n == "Content-Type" else v for n, v in form["fields"].items()}
+        files = {"file": ("f", data, content_type)}
+        return form["key"], self.client.post(form["url"], data=fields, files=files)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[httpx.Client, httpx.Client, dict[str, int]]]:
+    settings = settings_for(tmp_path)
+    engine = connect(settings.database_url)
+    ids = {name: sign_up(engine, name, f"{name}-password") for name in ("alice", "bob", "carol")}
+    ids["ab"] = create_conversation(engine, ids["alice"], "ab", ["bob"])
+    ids["ac"] = create_conversation(engine, ids["alice"], "ac", ["carol"])
+    engine.dispose()
+    with (
+        serve(create_app(settings, run_worker=False)) as url,
+        httpx.Client(base_url=url, timeout=30) as one,
+        httpx.Client(base_url=url, timeout=30) as two,
+    ):
+        yield one, two, ids
+
+
+def test_sessions_csrf_and_the_login_limit(
+    setup: tuple[httpx.Client, httpx.Client, dict[str, int]],
+) -> None:
+    client, other, _ = setup
+    alice, mallory = Browser(client), Browser(other)
+    without = alice.post("/api/login", {"name": "alice", "password": "alice-password"}, False)
+    assert without.status_code == 403
+    response = alice.login("alice", "alice-password")
+    assert response.status_code == 200
+    cookie = next(h for h in response.headers.get_list("set-cookie") if h.startswith("session="))
+    assert "httponly" in cookie.lower()
+    assert "samesite=lax" in cookie.lower()
+    assert client.get("/api/me").json()["name"] == "alice"
+    # A CSRF header from another page's cookie does not match alice's session.
+    headers = {"x-csrf-token": other.cookies["csrf"]}
+    client.cookies.set("csrf", other.cookies["csrf"])
+    assert client.post("/api/conversations", json={}, headers=headers).status_code == 403
+    # A session cookie with a changed payload is no session.
+    payload, signature = client.cookies["session"].split(".")
+    other.cookies.set("session", payload[:-2] + "xx." + signature)
+    assert other.get("/api/me").status_code == 401
+    for _ in range(5):
+        assert mallory.login("bob", "guess-guess").status_code == 401
+    refused = mallory.login("bob", "bob-password")
+    assert refused.status_code == 429
+    assert "Too many failed logins" in refused.json()["error"]
+
+
+def test_messages_refuse_attachments_not_the_senders(
+    setup: tuple[httpx.Client, httpx.Client, dict[str, int]],
+) -> None:
+    one, two, ids = setup
+    alice, bob = Browser(one), Browser(two)
+    alice.login("alice", "alice-password")
+    bob.login("bob", "bob-password")
+    ab = f"/api/conversations/{ids['ab']}/messages"
+    bobs_key, posted = bob.upload(ids["ab"], b"bob's", "text/plain")
+    assert posted.status_code == 204
+    for key in ("att/" + "0" * 32, bobs_key):
+        refused = alice.post(ab, {"text": "", "attachment": {"key": key, "filename": "x"}})
+        assert refused.status_code == 400
+        assert refused.json() == {"error": "The attachment was not uploaded (or is not yours)."}
+    assert alice.post(ab, {"text": "", "attachment": {"key": "../x", "filename": "x"}}).json() == {
+        "error": "That is not an attachment of yours."
+    }
+    key, posted = alice.upload(ids["ab"], png(), "image/png")
+    sent = {"text": "a picture", "attachment": {"key": key, "filename": "p.png"}}
+    assert alice.post(ab, sent).status_code == 201
+    assert alice.post(ab, sent).json() == {"error": "That attachment was already sent."}
+    messages = one.get(ab).json()["messages"]
+    assert messages[0]["attachment"]["state"] == "pending"
+    attachment = messages[0]["attachment"]["id"]
+    download = two.get(f"/api/attachments/{attachment}/original", follow_redirects=False)
+    assert download.status_code == 303
+    fetched = two.get(download.headers["location"])
+    assert fetched.content == png()
+    assert fetched.headers["content-disposition"].startswith('attachment; filename="p.png"')
+    assert fetched.headers["x-content-type-options"] == "nosniff"
+    # carol is not in alice and bob's conversation: not its messages, not its attachments.
+    with httpx.Client(base_url=one.base_url, timeout=30) as client:
+        carol = Browser(client)
+        carol.login("carol", "carol-password")
+        assert carol.client.get(ab).status_code == 403
+        assert carol.client.get(f"/api/attachments/{attachment}/original").status_code == 403
+        assert carol.client.get("/api/attachments/999/original").status_code == 403
+        assert carol.post(f"/api/conversations/{ids['ab']}/uploads").status_code == 403
+        # The store answers signed requests only: a key alone opens nothing.
+        unsigned = f"/blobs/v1/items/{key}?namespace={namespace_of(ids['alice'])}"
+        assert carol.client.get(unsigned).status_code == 401
+
+
+def test_the_form_policy_refuses_oversize_and_wrong_types(
+    setup: tuple[httpx.Client, httpx.Client, dict[str, int]], tmp_path: Path
+) -> None:
+    one, _, ids = setup
+    alice = Browser(one)
+    alice.login("alice", "alice-password")
+    _, big = alice.upload(ids["ab"], b"x" * (MAX_SIZE + 1), "text/plain")
+    _, html = alice.upload(ids["ab"], b"<script>alert(1)</script>", "text/html")
+    assert (big.status_code, big.json()["error"]) == (413, "TooLarge")
+    assert (html.status_code, html.json()["error"]) == (415, "ContentTypeNotAllowed")
+    assert [path for path in (tmp_path / "blobs").rglob("*") if path.is_file()] == []

@@ -1,0 +1,105 @@
+"""The messenger's attachment worker: the real type is read from the bytes, images get a
+thumbnail, and two workers racing over the same pending attachments process each exactly once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from examples.messenger.chat import create_conversation, sign_up
+from examples.messenger.db import attachments, connect
+from examples.messenger.storage import namespace_of
+from examples.messenger.worker import Worker
+from persisty_blobs import Flag
+
+from .messenger_support import Messenger, open_messenger, png
+
+pytest.importorskip("PIL")
+
+
+@pytest.fixture
+def messenger(tmp_path: Path) -> Iterator[tuple[Messenger, int, int]]:
+    app = open_messenger(tmp_path)
+    alice = sign_up(app.engine, "alice", "alice-password")
+    sign_up(app.engine, "bob", "bob-password")
+    conversation = create_conversation(app.engine, alice, "hello", ["bob"])
+    yield app, alice, conversation
+    app.store.close()
+    app.engine.dispose()
+
+
+def states(app: Messenger) -> dict[str, tuple[str, str | None, str | None]]:
+    query = sa.select(
+        attachments.c.key, attachments.c.state, attachments.c.reason, attachments.c.worker
+    )
+    with app.engine.connect() as db:
+        return {row.key: (row.state, row.reason, row.worker) for row in db.execute(query)}
+
+
+def test_the_type_comes_from_the_bytes_and_images_get_thumbnails(
+    messenger: tuple[Messenger, int, int],
+) -> None:
+    app, alice, conversation = messenger
+    real = app.send(alice, conversation, png(), "image/png", "real.png")
+    fake = app.send(alice, conversation, b"MZ\x90\x00 an executable", "image/png", "fake.png")
+    text = app.send(alice, conversation, "naïve notes\n".encode(), "text/plain", "notes.txt")
+    mine = app.store.namespace(namespace_of(alice))
+    assert {item.key for item in mine.list(flag=Flag.PENDING)} == {real, fake, text}
+
+    done = Worker(app.engine, app.store, "w").run_once()
+
+    assert len(done) == 3
+    found = states(app)
+    assert found[real][0] == found[text][0] == "processed"
+    assert found[fake][:2] == ("failed", "the file is of an unknown type, not image/png")
+    assert mine.get_flags(fake) == {Flag.FAILED}
+    assert mine.get_flags(real) == mine.get_flags(text) == {Flag.PROCESSED}
+    thumbnail = mine.get(f"thumb/{real.removeprefix('att/')}.png")
+    assert thumbnail is not None
+    assert thumbnail.content_type == "image/png"
+    assert mine.read_bytes(thumbnail.key, 0, 8) == b"\x89PNG\r\n\x1a\n"
+    assert mine.count("thumb/") == 1
+    assert Worker(app.engine, app.store, "again").run_once() == []
+
+
+def test_two_workers_process_each_attachment_exactly_once(
+    messenger: tuple[Messenger, int, int],
+) -> None:
+    app, alice, conversation = messenger
+    keys = {
+        app.send(alice, conversation, f"note {n}\n".encode(), "text/plain", f"{n}.txt")
+        for n in range(100)
+    }
+    # Each worker has its own engine and store, as two processes would.
+    engines = [connect(str(app.engine.url)) for _ in range(2)]
+    workers = [Worker(engine, app.store, f"w{n}") for n, engine in enumerate(engines)]
+    start = threading.Barrier(2)
+    results: list[list[str]] = [[], []]
+
+    def run(n: int) -> None:
+        start.wait()
+        results[n] = workers[n].run_once()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for engine in engines:
+        engine.dispose()
+
+    first, second = ({key.split("/", 1)[1] for key in done} for done in results)
+    assert first.isdisjoint(second)
+    assert first | second == keys
+    assert len(results[0]) + len(results[1]) == 100
+    found = states(app)
+    assert all(found[key][0] == "processed" for key in keys)
+    assert {found[key][2] for key in first} <= {"w0"}
+    assert {found[key][2] for key in second} <= {"w1"}
+    mine = app.store.namespace(namespace_of(alice))
+    assert mine.count(flag=Flag.PROCESSED) == 100
+    assert mine.count(flag=Flag.PENDING) == 0
