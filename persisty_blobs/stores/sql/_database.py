@@ -6,6 +6,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import random
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
@@ -95,7 +97,7 @@ class Database:
         """Run ``attempt`` in a write transaction, again if a concurrent writer raced it.
         ``staging``: it writes nothing visible, so its commit need not be durable by itself."""
         with self.errors(key):
-            for _ in range(_RACE_ATTEMPTS):
+            for tries in range(_RACE_ATTEMPTS):
                 try:
                     with self.engine.connect() as connection:
                         connection.execution_options(
@@ -104,10 +106,12 @@ class Database:
                         with connection.begin():
                             return attempt(connection)
                 except Raced:
-                    continue
+                    pass
                 except sa.exc.DBAPIError as error:
                     if not is_conflict(error):
                         raise
+                # A random pause, longer after each loss, so that racing writers spread out.
+                time.sleep(random.uniform(0, 0.001 * (tries + 1)))
         raise TransientError(
             f"gave up after {_RACE_ATTEMPTS} conflicting concurrent writes",
             key=key,

@@ -61,10 +61,14 @@ class Queries:
         self.fast_row = Compiled(self.row, dialect)
         self.fast_row_and_only_chunk = Compiled(row_and_only_chunk, dialect)
 
-    def item_row(self, connection: sa.Connection, namespace: str, key: str) -> sa.Row[Any] | None:
-        """The item's row, read inside ``connection``'s transaction."""
+    def item_row(
+        self, connection: sa.Connection, namespace: str, key: str, *, lock: bool = False
+    ) -> sa.Row[Any] | None:
+        """The item's row, read inside ``connection``'s transaction; ``lock``: locked until
+        it ends (on servers; SQLite's writers are serialized by ``BEGIN IMMEDIATE``)."""
         names = {"namespace": namespace.encode(), "key": key.encode()}
-        return connection.execute(self.row, names).first()
+        query = self.row.with_for_update() if lock else self.row
+        return connection.execute(query, names).first()
 
 
 class ChunkRangeRaw(HandsOutBytes):

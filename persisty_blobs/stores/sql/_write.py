@@ -83,7 +83,9 @@ class Writes:
         name = self._database.name
 
         def attempt(connection: sa.Connection) -> tuple[DataItem, int | None]:
-            row = self._queries.item_row(connection, namespace, key)
+            # Locked: writers of one key queue for it instead of racing (on servers, where
+            # an optimistic retry loop could starve under contention).
+            row = self._queries.item_row(connection, namespace, key, lock=True)
             current = None if row is None else item_of(row)
             check_precondition(current, key, name, spec.if_match, spec.if_none_match)
             claimed = connection.execute(
@@ -170,7 +172,7 @@ class Writes:
 
     def delete(self, namespace: str, key: str, if_match: str | None) -> bool:
         def attempt(connection: sa.Connection) -> int | None:
-            row = self._queries.item_row(connection, namespace, key)
+            row = self._queries.item_row(connection, namespace, key, lock=True)
             current = None if row is None else item_of(row)
             check_precondition(current, key, self._database.name, if_match, False)
             if row is None:
