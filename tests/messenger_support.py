@@ -60,8 +60,8 @@ class Messenger:
         return key
 
 
-def open_messenger(root: Path) -> Messenger:
-    settings = settings_for(root)
+def open_messenger(root: Path, settings: Settings | None = None) -> Messenger:
+    settings = settings or settings_for(root)
     return Messenger(connect(settings.database_url), settings.open_store())
 
 

@@ -34,8 +34,13 @@ class Browser:
     def login(self, name: str, password: str) -> Any:
         return self.post("/api/login", {"name": name, "password": password})
 
-    def upload(self, conversation: int, data: bytes, content_type: str) -> Any:
-        form = self.post(f"/api/conversations/{conversation}/uploads").json()
+    def upload(
+        self, conversation: int, data: bytes, content_type: str, signed_for: str | None = None
+    ) -> Any:
+        """Ask for a form for ``signed_for`` (default ``content_type``), post it as
+        ``content_type``: the key and storage's answer."""
+        path = f"/api/conversations/{conversation}/uploads"
+        form = self.post(path, {"content_type": signed_for or content_type}).json()
         fields = {n: content_type if n == "Content-Type" else v for n, v in form["fields"].items()}
         files = {"file": ("f", data, content_type)}
         return form["key"], self.client.post(form["url"], data=fields, files=files)
@@ -122,7 +127,8 @@ def test_messages_refuse_attachments_not_the_senders(
         assert carol.client.get(ab).status_code == 403
         assert carol.client.get(f"/api/attachments/{attachment}/original").status_code == 403
         assert carol.client.get("/api/attachments/999/original").status_code == 403
-        assert carol.post(f"/api/conversations/{ids['ab']}/uploads").status_code == 403
+        ask = carol.post(f"/api/conversations/{ids['ab']}/uploads", {"content_type": "text/plain"})
+        assert ask.status_code == 403
         # The store answers signed requests only: a key alone opens nothing.
         unsigned = f"/blobs/v1/items/{key}?namespace={namespace_of(ids['alice'])}"
         assert carol.client.get(unsigned).status_code == 401
@@ -135,7 +141,9 @@ def test_the_form_policy_refuses_oversize_and_wrong_types(
     alice = Browser(one)
     alice.login("alice", "alice-password")
     _, big = alice.upload(ids["ab"], b"x" * (MAX_SIZE + 1), "text/plain")
-    _, html = alice.upload(ids["ab"], b"<script>alert(1)</script>", "text/html")
+    _, html = alice.upload(ids["ab"], b"<script>alert(1)</script>", "text/html", "text/plain")
+    refused = alice.post(f"/api/conversations/{ids['ab']}/uploads", {"content_type": "text/html"})
+    assert refused.status_code == 400
     assert (big.status_code, big.json()["error"]) == (413, "TooLarge")
     assert (html.status_code, html.json()["error"]) == (415, "ContentTypeNotAllowed")
     assert [path for path in (tmp_path / "blobs").rglob("*") if path.is_file()] == []

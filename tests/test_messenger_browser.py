@@ -1,14 +1,16 @@
-"""The messenger in Debian's Chromium: alice sends a PNG from the page (straight to the hosted
-store by signed form, with a progress bar); bob, in another browser context, sees the message,
-then its thumbnail once the worker has processed it, and downloads the original byte for byte.
-An oversize file and a wrong type are refused in words and store nothing; bob cannot open an
-attachment of a conversation he is not in, nor reach one by its key.
+"""The messenger in Debian's Chromium, once over the hosted directory store and once over S3 on
+moto (S3's own forms, with CORS): alice sends a PNG from the page, straight to storage by
+signed form with a progress bar; bob, in another browser context, sees the message, then its
+thumbnail once the worker has processed it, and downloads the original byte for byte. An
+oversize file and a wrong type are refused in words and store nothing; bob cannot open an
+attachment of a conversation he is not in, nor (hosted store) reach one by its key.
 
 ``PERSISTY_SCREENSHOTS=1`` saves the conversation page as docs/messenger.png for the README.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,11 @@ from .messenger_support import open_messenger, png, serve, settings_for
 pytest.importorskip("PIL")
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "messenger.png"
-# The page's own upload path, without its checks: what storage itself answers.
-POST_HTML = """async () => {
-  const form = await api("POST", `/api/conversations/${current}/uploads`);
-  try { await postForm(form, new File(["<b>hi</b>"], "x.html", {type: "text/html"})); }
+# The page's own calls, without its checks: what the app and storage themselves answer.
+ASK_FOR_HTML = """async () => {
+  try { await api("POST", `/api/conversations/${current}/uploads`, {content_type: "text/html"}); }
   catch (failure) { return failure.message; }
-  return "stored";
+  return "signed";
 }"""
 STATUS = "(path) => fetch(path).then((response) => response.status)"
 
@@ -45,11 +46,33 @@ def sign_in(page: Any, name: str, password: str) -> None:
     page.wait_for_selector("#conversations li.current")
 
 
-@pytest.mark.slow  # Chromium and two browser contexts: about 7 s
-def test_alice_sends_a_picture_and_bob_downloads_it(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path)
+def s3_settings(request: pytest.FixtureRequest, root: Path, monkeypatch: Any) -> Any:
+    """The messenger over a bucket of moto's S3 that accepts posts from any origin."""
+    from persisty_blobs.testing.moto import moto_client
+
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = request.getfixturevalue("s3_bucket")
+    for name, value in [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ]:
+        monkeypatch.setenv(name, value)
+    rule = {"AllowedOrigins": ["*"], "AllowedMethods": ["POST", "GET"], "AllowedHeaders": ["*"]}
+    moto_client(endpoint).put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [rule]})
+    store_url = f"s3://{bucket}/messenger?endpoint_url={endpoint}"
+    return dataclasses.replace(settings_for(root), store_url=store_url)
+
+
+@pytest.mark.slow  # Chromium and two browser contexts: about 7 s per store
+@pytest.mark.parametrize("kind", ["directory", "s3"])
+def test_alice_sends_a_picture_and_bob_downloads_it(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hosted = kind == "directory"
+    settings = settings_for(tmp_path) if hosted else s3_settings(request, tmp_path, monkeypatch)
     passwords = prepare(settings)
-    app = open_messenger(tmp_path)
+    app = open_messenger(tmp_path, settings)
     with app.engine.connect() as db:
         alice = db.execute(sa.select(users.c.id).where(users.c.name == "alice")).scalar_one()
     carol = sign_up(app.engine, "carol", "carol-password")
@@ -83,7 +106,7 @@ def test_alice_sends_a_picture_and_bob_downloads_it(tmp_path: Path) -> None:
         page.set_input_files("#file", files=[program])
         page.click("#send")
         page.wait_for_selector("#send-error:has-text('This kind of file cannot be sent')")
-        assert page.evaluate(POST_HTML) == (
+        assert page.evaluate(ASK_FOR_HTML) == (
             "This kind of file cannot be sent: images, PDF and plain text only."
         )
         assert alices.count("att/") == 1
@@ -106,9 +129,10 @@ def test_alice_sends_a_picture_and_bob_downloads_it(tmp_path: Path) -> None:
             assert Path(download.path()).read_bytes() == picture
 
             assert other.evaluate(STATUS, f"/api/attachments/{secret}/original") == 403
-            guessed = f"/blobs/v1/signed/{secret_key}?namespace={namespace_of(carol)}"
-            assert other.evaluate(STATUS, guessed) == 403
-            assert other.evaluate(STATUS, f"/blobs/v1/items/{secret_key}") == 401
+            if hosted:  # moto's S3 checks no signatures: only the hosted store proves this
+                guessed = f"/blobs/v1/signed/{secret_key}?namespace={namespace_of(carol)}"
+                assert other.evaluate(STATUS, guessed) == 403
+                assert other.evaluate(STATUS, f"/blobs/v1/items/{secret_key}") == 401
 
             other.fill("#text", "Lovely! Saving it for the album.")
             other.click("#send")
@@ -119,7 +143,8 @@ def test_alice_sends_a_picture_and_bob_downloads_it(tmp_path: Path) -> None:
         page.wait_for_function(
             "() => [...document.images].every((img) => img.complete && img.naturalWidth > 0)"
         )
-        target = SCREENSHOT if os.environ.get("PERSISTY_SCREENSHOTS") == "1" else tmp_path / "m.png"
+        keep = hosted and os.environ.get("PERSISTY_SCREENSHOTS") == "1"
+        target = SCREENSHOT if keep else tmp_path / "m.png"
         page.screenshot(path=str(target))
     app.store.close()
     app.engine.dispose()

@@ -243,16 +243,22 @@ class Messenger:
         return JSONResponse({"id": message}, status_code=201)
 
     async def upload_form(self, request: Request) -> Response:
-        """A form for one new key in the user's namespace; the policy holds the limits."""
+        """A form for one new key in the user's namespace, for a file of one allowed type (an
+        S3 policy cannot list several); the policy holds the limits."""
         user_id = self.user(request)
         self.check_csrf(request)
+        content_type = _text(await _json(request), "content_type").lower()
+        if content_type not in TYPES:
+            raise ChatError(
+                400, "This kind of file cannot be sent: images, PDF and plain text only."
+            )
         with self.engine.connect() as db:
             require_member(db, int(request.path_params["id"]), user_id)
         form = self.factory.upload_form(
             new_attachment_key(),
             authorization=namespace_of(user_id),
             max_size=MAX_SIZE,
-            content_types=TYPES,
+            content_types=[content_type],
         )
         return JSONResponse(form.as_json())
 
