@@ -142,6 +142,14 @@ class Messenger:
         response.set_cookie("csrf", csrf, samesite="strict", secure=secure)
         return response
 
+    def _scalar(self, query: sa.Select[Any]) -> Any:
+        with self.engine.connect() as db:
+            return db.execute(query).scalar()
+
+    def _member(self, conversation: int, user_id: int) -> None:
+        with self.engine.connect() as db:
+            require_member(db, conversation, user_id)
+
     # --- endpoints ------------------------------------------------------------------------
 
     async def page(self, request: Request) -> Response:
@@ -195,8 +203,8 @@ class Messenger:
 
     async def me(self, request: Request) -> Response:
         user_id = self.user(request)
-        with self.engine.connect() as db:
-            name = db.execute(sa.select(users.c.name).where(users.c.id == user_id)).scalar()
+        query = sa.select(users.c.name).where(users.c.id == user_id)
+        name = await run_in_threadpool(self._scalar, query)
         if name is None:
             raise ChatError(401, "Please log in.")
         return JSONResponse({"name": name, "max_size": MAX_SIZE, "types": TYPES})
@@ -252,8 +260,7 @@ class Messenger:
             raise ChatError(
                 400, "This kind of file cannot be sent: images, PDF and plain text only."
             )
-        with self.engine.connect() as db:
-            require_member(db, int(request.path_params["id"]), user_id)
+        await run_in_threadpool(self._member, int(request.path_params["id"]), user_id)
         form = self.factory.upload_form(
             new_attachment_key(),
             authorization=namespace_of(user_id),
