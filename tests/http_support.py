@@ -26,12 +26,32 @@ def free_port() -> int:
 @contextlib.contextmanager
 def served(root: Path, kind: str = "directory", **settings: str) -> Iterator[str]:
     """The URL of ``tests.http_app`` served by uvicorn over stores of ``kind`` under ``root``."""
+    with serving(root, kind, **settings) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def serving(
+    root: Path, kind: str = "directory", **settings: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``served``, with the server's process."""
     port = free_port()
     env = dict(os.environ, PB_TEST_ROOT=str(root), PB_TEST_STORE=kind, PB_TEST_SECRET=SECRET)
     env.update({f"PB_TEST_{name.upper()}": value for name, value in settings.items()})
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "tests.http_app:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.http_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         cwd=ROOT,
         env=env,
     )
@@ -45,7 +65,7 @@ def served(root: Path, kind: str = "directory", **settings: str) -> Iterator[str
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the test server did not start") from None
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -24,7 +24,7 @@ from persisty_blobs.server import HostedDataStoreFactory
 from persisty_blobs.stores import DirectoryStore
 from persisty_blobs.stores.http import HttpStore
 
-from .http_support import ROOT, SECRET, served, token
+from .http_support import ROOT, SECRET, served, serving, token
 
 
 @pytest.fixture(scope="module")
@@ -232,23 +232,16 @@ def test_upload_forms_enforce_their_policy_while_the_file_streams(server: tuple[
     assert sorted(entry.key for entry in carol.scan()) == ["uploads/cat.png"]
 
 
-def _server_peak_rss(port: str) -> int:
-    """VmHWM of the uvicorn process listening on ``port``."""
-    for status in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            command = status.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"tests.http_app:app" in command and port.encode() in command:
-            for line in (status.parent / "status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    raise AssertionError("the server process was not found")
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
 
 
 @pytest.mark.slow
 def test_a_gibibyte_each_way_in_bounded_memory(tmp_path: Path) -> None:
-    with served(tmp_path) as url:
+    with serving(tmp_path) as (url, server):
         completed = subprocess.run(
             [sys.executable, "-m", "tests.http_transfer_worker", url, token(), str(2**30)],
             cwd=ROOT,
@@ -258,7 +251,7 @@ def test_a_gibibyte_each_way_in_bounded_memory(tmp_path: Path) -> None:
             timeout=600,
         )
         client_rss = int(completed.stdout.split()[-1])
-        server_rss = _server_peak_rss(url.rsplit(":", 1)[1])
+        server_rss = _peak_rss(server.pid)
     print(f"peak RSS: client {client_rss / 2**20:.1f} MiB, server {server_rss / 2**20:.1f} MiB")
     assert client_rss < 100 * 2**20, client_rss
     assert server_rss < 100 * 2**20, server_rss
