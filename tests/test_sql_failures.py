@@ -157,8 +157,10 @@ def _calls(store: DataStore) -> dict[str, Callable[[], object]]:
     }
 
 
-def _fail_as_transient(store: DataStore, limit: float) -> None:
+def _fail_as_transient(store: DataStore, limit: float, only: tuple[str, ...] = ()) -> None:
     for name, call in _calls(store).items():
+        if only and name not in only:
+            continue
         started = time.monotonic()
         with pytest.raises(TransientError):
             call()
@@ -219,7 +221,9 @@ def test_a_black_holed_server_times_out(proxied: tuple[TcpProxy, str], table_pre
     with SqlStore(url, chunk_size=1000, table_prefix=table_prefix, **options) as store:
         _fill(store)
         proxy.black_hole()
-        _fail_as_transient(store, limit=8)
+        # Every call waits out a timeout here: one of each kind of statement is enough (the
+        # refused and cut tests call every method).
+        _fail_as_transient(store, limit=8, only=("get", "read_bytes big", "put big", "scan"))
         proxy.forward()
         proxy.cut()  # the black-holed connections end; new ones are forwarded
         assert store.read_bytes("big") == BIG
