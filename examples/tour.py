@@ -1,6 +1,6 @@
 """A short tour of persisty-blobs on the embedded default: a directory store.
 
-Run it with ``make demo`` (or ``python examples/tour.py ./demo-data``).
+Run it with ``make tour`` (or ``python examples/tour.py ./demo-data/tour``).
 """
 
 from __future__ import annotations

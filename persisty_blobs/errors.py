@@ -18,7 +18,7 @@ escapes the public API. Catch the class that matches what you can act on::
     ├── PermissionDenied
     ├── QuotaExceeded
     ├── IntegrityError          content failed its checksum or authentication
-    ├── DecryptionError         wrong key, or not our format
+    ├── DecryptionError         the keyring lacks the item's key
     ├── Unsupported             the store cannot do this (or a missing optional dependency)
     └── TransientError          worth a retry: timeouts, 5xx, throttling, a locked database
 
@@ -130,7 +130,8 @@ class IntegrityError(BlobError):
 
 
 class DecryptionError(BlobError):
-    """The key is wrong, or the data is not in our format."""
+    """The keyring lacks the key an item was encrypted with (anything else that fails to
+    authenticate is an ``IntegrityError``)."""
 
 
 class Unsupported(BlobError):

@@ -43,13 +43,24 @@ class DataStoreFactory(ABC):
 
     @abstractmethod
     def download_url(
-        self, key: str, *, expires_in: int = 3600, content_disposition: str | None = None
+        self,
+        key: str,
+        *,
+        authorization: object | None = None,
+        expires_in: int | None = None,
+        content_disposition: str | None = None,
     ) -> str:
-        """A URL that GETs the item's content until it expires."""
+        """A URL that GETs the item's content until it expires, signed inside the store that
+        ``create(authorization)`` gives. ``expires_in=None``: the factory's default."""
 
     @abstractmethod
     def upload_url(
-        self, key: str, *, content_type: str | None = None, expires_in: int = 3600
+        self,
+        key: str,
+        *,
+        authorization: object | None = None,
+        content_type: str | None = None,
+        expires_in: int | None = None,
     ) -> str:
         """A URL that PUTs content to ``key`` until it expires."""
 
@@ -58,9 +69,10 @@ class DataStoreFactory(ABC):
         self,
         key: str | None = None,
         *,
+        authorization: object | None = None,
         key_prefix: str | None = None,
         max_size: int | None = None,
         content_types: list[str] | None = None,
-        expires_in: int = 3600,
+        expires_in: int | None = None,
     ) -> UploadForm:
         """A form that posts one file to ``key`` (or under ``key_prefix``), within limits."""

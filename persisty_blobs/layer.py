@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 
 from .driver import Capabilities, Driver, DriverWriter, ItemHeader
+from .errors import InvalidArgument
 from .item import DataItem, Entry, Flag
 from .store import DataStore
 
@@ -22,7 +23,7 @@ class ForwardingDriver(Driver):
 
     def __init__(self, inner: DataStore, name: str) -> None:
         if inner.namespace_name:
-            raise ValueError(
+            raise InvalidArgument(
                 "wrap the store itself, not a namespace view: Layer(store).namespace(name) "
                 "is the layered view of that namespace"
             )

@@ -16,34 +16,30 @@ new, empty store; pytest then runs the whole suite against it::
 The suite reads ``store.capabilities`` (``persisty_blobs.driver.Capabilities``) and skips, with
 the reason, what a store declares it cannot do. It fails a test whose worker thread fails or
 hangs, whatever the project's warning filters. The bounded-memory test is marked ``slow``.
-Importing this module needs pytest.
+``StoreConformance`` needs pytest, loaded when first named: ``persisty_blobs.testing.moto``
+works without it.
 """
 
-from ._arguments import ArgumentTests
-from ._concurrency import ConcurrencyTests
-from ._content import ContentTests
-from ._listing import ListingTests, NamespaceTests
-from ._processes import ProcessTests
-from ._scanning import ScanTests
-from ._seeking import SeekTests
-from ._writes import AtomicityTests, CopyTests, FlagTests, PreconditionTests, ValidationTests
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._suite import StoreConformance
 
 __all__ = ["StoreConformance"]
 
 
-class StoreConformance(
-    ContentTests,
-    SeekTests,
-    ArgumentTests,
-    PreconditionTests,
-    AtomicityTests,
-    ValidationTests,
-    CopyTests,
-    FlagTests,
-    ListingTests,
-    ScanTests,
-    NamespaceTests,
-    ConcurrencyTests,
-    ProcessTests,
-):
-    """Every behaviour of ``DataStore`` that a user relies on, whatever the store."""
+def __getattr__(name: str) -> Any:
+    if name != "StoreConformance":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        suite = importlib.import_module("._suite", __name__)
+    except ModuleNotFoundError as error:
+        from ..errors import Unsupported
+
+        raise Unsupported(
+            f"the conformance suite needs {error.name}: pip install pytest"
+        ) from error
+    return suite.StoreConformance
