@@ -85,8 +85,8 @@ class _Seekable:
             self._raw.close()
             self._raw = None
 
+    # The file methods both readers share (this class comes first in their bases).
 
-class _SeekableRaw(_Seekable, io.RawIOBase):
     def readable(self) -> bool:
         return True
 
@@ -99,6 +99,8 @@ class _SeekableRaw(_Seekable, io.RawIOBase):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         return self._seek_to(offset, whence)
 
+
+class _SeekableRaw(_Seekable, io.RawIOBase):
     def readinto(self, buffer: WriteableBuffer) -> int:
         raw = self._current()
         return 0 if raw is None else self._moved(raw.readinto(buffer) or 0)
@@ -110,18 +112,6 @@ class _SeekableRaw(_Seekable, io.RawIOBase):
 
 class _SeekablePassingRaw(_Seekable, HandsOutBytes):
     """The same over a ``HandsOutBytes`` reader, keeping its cheap ``read``."""
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._seek_to(offset, whence)
 
     def read(self, size: int = -1) -> bytes:
         raw = self._current()
