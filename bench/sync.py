@@ -117,7 +117,13 @@ def _pair(
         if target == "s3":
             import boto3
 
-            client = boto3.client("s3", endpoint_url=endpoint)
+            client = boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name="us-east-1",
+                aws_access_key_id="test",
+                aws_secret_access_key="test",
+            )
             client.create_bucket(Bucket=bucket)
             client.create_bucket(Bucket=bucket + "-rclone")
             our_target = f"s3://{bucket}?endpoint_url={endpoint}"
