@@ -135,6 +135,29 @@ def plan(count: str, state_path: str) -> dict[str, Any]:
     return {"seconds": seconds, "peak_rss": _peak_rss(), "setup_rss": rss_before}
 
 
+def pycopy(source: str, target: str) -> dict[str, Any]:
+    """The least a Python sync can do: every file read, written to a temp file beside its
+    target and renamed (atomic, no fsync, no hash, no record), on 4 threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.perf_counter()
+    paths = [os.path.join(folder, name) for folder, _, names in os.walk(source) for name in names]
+
+    def copy(path: str) -> None:
+        destination = os.path.join(target, os.path.relpath(path, source))
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        with open(path, "rb") as reader:
+            data = reader.read()
+        temp = destination + ".tmp"
+        with open(temp, "wb") as writer:
+            writer.write(data)
+        os.replace(temp, destination)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(copy, paths))
+    return {"seconds": time.perf_counter() - started, "peak_rss": _peak_rss()}
+
+
 def fsync(directory: str, count: str, size: str) -> dict[str, Any]:
     data = os.urandom(int(size))
     started = time.perf_counter()
@@ -151,6 +174,7 @@ STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "persisty": persisty,
     "rclone": rclone,
     "cli": cli,
+    "pycopy": pycopy,
     "plan": plan,
     "fsync": fsync,
 }

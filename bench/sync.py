@@ -145,6 +145,10 @@ def _pair(
                 mine = step("persisty", str(ours), target_url, state, durable, env=env)
                 rows.append(_row(f"{label}, {target}{suffix}, {phase}", mine, other))
                 print(_line(rows[-1]), flush=True)
+            if target == "directory" and phase == "first":
+                bound = step("pycopy", str(ours), str(root / "ours-pycopy"), env=env)
+                rows.append(_row(f"{label}, bound: atomic copies in plain Python", bound, other))
+                print(_line(rows[-1]), flush=True)
             if target == "directory":
                 command = step(
                     "cli",
