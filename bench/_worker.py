@@ -175,6 +175,19 @@ def boto3_put(source: str, endpoint: str, bucket: str) -> None:
         _s3_client(endpoint).upload_fileobj(reader, bucket, "raw/big.bin")
 
 
+def boto3_put_checksummed(source: str, endpoint: str, bucket: str) -> None:
+    client = _s3_client(endpoint)
+    with open(source, "rb") as reader:
+        client.upload_fileobj(reader, bucket, "raw/big.bin")
+    client.copy_object(
+        Bucket=bucket,
+        Key="raw/big.bin",
+        CopySource={"Bucket": bucket, "Key": "raw/big.bin"},
+        ChecksumAlgorithm="SHA256",
+        MetadataDirective="REPLACE",
+    )
+
+
 def boto3_get(endpoint: str, bucket: str) -> None:
     with open(os.devnull, "wb") as sink:
         _s3_client(endpoint).download_fileobj(bucket, "raw/big.bin", sink)
@@ -212,6 +225,7 @@ OPERATIONS: dict[str, Callable[..., None]] = {
     "s3_put": s3_put,
     "s3_get": s3_get,
     "boto3_put": boto3_put,
+    "boto3_put_checksummed": boto3_put_checksummed,
     "boto3_get": boto3_get,
     "s3_list": s3_list,
     "boto3_list": boto3_list,
