@@ -27,6 +27,7 @@ EXTRAS["dev"] = [
     "playwright>=1.40",
     "pytest>=8.0",
     "pytest-timeout>=2.3",
+    "pytest-xdist>=3.5",
     "tink>=1.10",
     "ruff>=0.5",
 ]

@@ -3,8 +3,10 @@ alternating baseline and subject runs, and reports medians and ratios."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -12,6 +14,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def peak_rss() -> int:
+    """This process's own peak RSS. ru_maxrss survives exec, so on Linux it would report the
+    benchmark runner's size at the fork when that is larger; VmHWM belongs to this image."""
+    with contextlib.suppress(OSError), open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 @dataclass

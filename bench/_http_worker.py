@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,8 @@ from collections.abc import Callable, Iterator
 import httpx
 
 from persisty_blobs.stores.http import HttpStore
+
+from ._harness import peak_rss
 
 _BLOCK = os.urandom(1024 * 1024)
 _HEADERS = {"authorization": "Bearer bench-token"}
@@ -78,5 +79,5 @@ if __name__ == "__main__":
     started = time.perf_counter()
     OPERATIONS[operation](url, int(size))
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     print(json.dumps({"seconds": seconds, "peak_rss": peak}))

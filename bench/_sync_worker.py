@@ -20,13 +20,16 @@ import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._harness import peak_rss
+
 if TYPE_CHECKING:
     from persisty_blobs import DataStore
 
 
 def _peak_rss(children: bool = False) -> int:
-    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
-    return resource.getrusage(who).ru_maxrss * 1024
+    if children:
+        return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return peak_rss()
 
 
 def persisty(a_dir: str, b_url: str, state: str, durable: str = "1") -> dict[str, Any]:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import os
-import resource
 import shutil
 import sqlite3
 import sys
@@ -16,6 +14,8 @@ from typing import Any
 
 from persisty_blobs import DataStore, open_store
 from persisty_blobs.stores import DirectoryStore
+
+from ._harness import peak_rss
 
 
 def raw_copy(source: str, target: str) -> None:
@@ -232,16 +232,6 @@ OPERATIONS: dict[str, Callable[..., None]] = {
 }
 
 
-def _peak_rss() -> int:
-    """This process's own peak RSS. ru_maxrss survives exec, so on Linux it would report the
-    benchmark runner's size at the fork when that is larger; VmHWM belongs to this image."""
-    with contextlib.suppress(OSError), open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 FROM_DISK = "--from-disk"
 
 
@@ -292,8 +282,7 @@ def main() -> None:
     started = time.perf_counter()
     OPERATIONS[operation](*arguments)
     seconds = time.perf_counter() - started
-    peak_rss = _peak_rss()
-    print(json.dumps({"seconds": seconds, "peak_rss": peak_rss}))
+    print(json.dumps({"seconds": seconds, "peak_rss": peak_rss()}))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._harness import RESULTS, Measurement, Row, measure
+from ._harness import RESULTS, Measurement, Row, measure, peak_rss
 
 COUNT, SIZE, CONCURRENCY = 1000, 100 * 1024, 4
 NS = "attachments"
@@ -131,5 +130,5 @@ def step(operation: str, work: str) -> float:
 
 if __name__ == "__main__":
     seconds = step(*sys.argv[1:])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     print(json.dumps({"seconds": seconds, "peak_rss": peak}))

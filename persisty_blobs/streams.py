@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .errors import InvalidArgumentType
+
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
 
@@ -272,8 +274,14 @@ class ItemWriter(io.BufferedIOBase):
     def write(self, data: ReadableBuffer) -> int:
         self._check_open()
         if isinstance(data, str):
-            raise TypeError("ItemWriter takes bytes-like data, not str")
-        with memoryview(data) as given, given.cast("B") as view:
+            raise InvalidArgumentType("an item's content is bytes-like data, not str")
+        try:
+            given = memoryview(data)
+        except TypeError:
+            raise InvalidArgumentType(
+                f"an item's content is bytes-like data, not {type(data).__name__}"
+            ) from None
+        with given, given.cast("B") as view:
             position = 0
 
             def copy(free: memoryview) -> int:
@@ -390,7 +398,7 @@ def feed(writer: ItemWriter, data: Any) -> None:
         try:
             blocks = iter(data)
         except TypeError:
-            raise TypeError(
+            raise InvalidArgumentType(
                 f"data must be bytes-like, a binary file or an iterable of bytes, "
                 f"not {type(data).__name__}"
             ) from None

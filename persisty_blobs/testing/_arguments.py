@@ -43,6 +43,8 @@ _TYPE_ERRORS: list[tuple[str, Callable[[DataStore], object]]] = [
     ("list(limit=True)", lambda store: store.list(limit=True)),
     ("list(limit='3')", lambda store: store.list(limit="3")),  # type: ignore[arg-type]
     ("put(str)", lambda store: store.put("k", "text")),
+    ("put(42)", lambda store: store.put("k", 42)),
+    ("put([bytes, str])", lambda store: store.put("k", [b"ok", "text"])),
     ("put(if_match=5)", lambda store: store.put("k", b"x", if_match=5)),  # type: ignore[arg-type]
     ("delete(if_match=5)", lambda store: store.delete("k", if_match=5)),  # type: ignore[arg-type]
     ("set_flags(None)", lambda store: store.set_flags("k", None)),  # type: ignore[arg-type]
