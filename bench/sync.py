@@ -60,6 +60,8 @@ def moto_env() -> tuple[Any, dict[str, str]]:
     server = moto_server()
     endpoint = server.__enter__()
     env = dict(os.environ)
+    # The endpoint is plain HTTP: rclone's S3 client refuses to start with a CA bundle set.
+    env.pop("AWS_CA_BUNDLE", None)
     env.update(
         {
             "RCLONE_CONFIG_MOTO_TYPE": "s3",
