@@ -34,8 +34,30 @@ from ..registry import require
 __all__ = ["FaultyProxy", "moto_client", "moto_server"]
 
 _SERVE = """
+import functools
 import sys
+import threading
+
+from moto.s3.responses import S3Response
 from moto.server import ThreadedMotoServer
+
+# S3 checks a conditional write and stores the object in one step; moto checks, then stores,
+# so two create-only writes racing on its threads could both win. One lock makes each
+# PutObject and CompleteMultipartUpload one step, as on S3.
+_lock = threading.Lock()
+
+
+def _atomic(method):
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with _lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
+S3Response.put_object = _atomic(S3Response.put_object)
+S3Response._key_response_post = _atomic(S3Response._key_response_post)
 
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
 server.start()
