@@ -8,39 +8,25 @@ connections it must not share. Needs the ``http`` extra (httpx).
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
-import queue
-import re
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
-from .. import http_wire
-from ..driver import Capabilities, Driver, DriverWriter, ItemHeader, WriteSpec, clip_range
-from ..errors import (
-    AlreadyExists,
-    BlobError,
-    IntegrityError,
-    NotFound,
-    PreconditionFailed,
-    TransientError,
-)
-from ..item import DataItem, Entry, Flag
-from ..registry import require
-from ..store import DataStore
-from ..streams import BytesRangeRaw, HandsOutBytes
+from ... import http_wire
+from ...driver import Capabilities, Driver, DriverWriter, ItemHeader, clip_range
+from ...errors import IntegrityError, NotFound, TransientError
+from ...item import DataItem, Entry, Flag
+from ...store import DataStore
+from ...streams import BytesRangeRaw
+from ._client import CHUNK, httpx
+from ._reader import ResponseRaw, range_total
+from ._writer import HttpWriter
 
-httpx = require("httpx", extra="http")
-
-__all__ = ["HttpStore"]
+__all__ = ["HttpDriver", "HttpStore"]
 
 _RETRY_STATUS = {502, 503, 504}
-_CHUNK = 1024 * 1024
-_QUEUE_CHUNKS = 4
-_DONE = object()
 
 
 class HttpStore(DataStore):
@@ -55,7 +41,7 @@ class HttpStore(DataStore):
         connect_timeout: float = 10.0,
         retries: int = 3,
     ) -> None:
-        super().__init__(_HttpDriver(url, token, timeout, connect_timeout, retries))
+        super().__init__(HttpDriver(url, token, timeout, connect_timeout, retries))
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> HttpStore:
@@ -63,13 +49,13 @@ class HttpStore(DataStore):
         return cls(url, **options)
 
 
-class _HttpDriver(Driver):
+class HttpDriver(Driver):
     def __init__(
         self, url: str, token: str | None, timeout: float, connect_timeout: float, retries: int
     ) -> None:
         self.url = url.rstrip("/")
         self.name = f"HttpStore({self.url!r})"
-        self.chunk_size = _CHUNK
+        self.chunk_size = CHUNK
         self._headers = {} if token is None else {"authorization": f"Bearer {token}"}
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._retries = retries
@@ -209,7 +195,7 @@ class _HttpDriver(Driver):
         size = self._checked_size(response, headers, start, end, key)
         item = http_wire.item_from_headers(response.headers, key, namespace, size)
         expected = item.size - start if end is None else min(end, item.size) - start
-        return item, _ResponseRaw(response, self.name, key, expected)
+        return item, ResponseRaw(response, self.name, key, expected)
 
     def _empty(
         self, namespace: str, key: str, start: int, end: int | None
@@ -233,14 +219,14 @@ class _HttpDriver(Driver):
             )
         if response.status_code == 206:
             span = response.headers.get("content-range", "")
-            if _range_total(span, start, end) is None:
+            if range_total(span, start, end) is None:
                 response.close()
                 raise IntegrityError(
                     f"the server sent range {span[:80]!r}, not the one asked",
                     key=key,
                     store=self.name,
                 )
-            return _range_total(span, start, end) or 0
+            return range_total(span, start, end) or 0
         if asked:
             response.close()
             raise IntegrityError("the server ignored the range asked", key=key, store=self.name)
@@ -257,7 +243,7 @@ class _HttpDriver(Driver):
             headers["if-match"] = f'"{header.if_match}"'
         if header.if_none_match:
             headers["if-none-match"] = "*"
-        return _HttpWriter(self, namespace, key, headers, dict(header.metadata))
+        return HttpWriter(self, namespace, key, headers, dict(header.metadata))
 
     def delete(self, namespace: str, key: str, if_match: str | None) -> bool:
         headers = {} if if_match is None else {"if-match": f'"{if_match}"'}
@@ -334,173 +320,3 @@ class _HttpDriver(Driver):
             if self._client is not None and self._pid == os.getpid():
                 self._client.close()
             self._client = None
-
-
-def _range_total(content_range: str, start: int, end: int | None) -> int | None:
-    """The item's size from a ``Content-Range`` answering ``[start, end)``, or None if it
-    answers another range (or is not one)."""
-    match = re.fullmatch(r"bytes (\d{1,18})-(\d{1,18})/(\d{1,18})", content_range.strip())
-    if match is None:
-        return None
-    first, last, total = (int(group) for group in match.groups())
-    wanted_last = total - 1 if end is None else min(end, total) - 1
-    return total if first == start and last == wanted_last else None
-
-
-class _ResponseRaw(HandsOutBytes):
-    """The body of a streamed response, read as the server sends it."""
-
-    def __init__(self, response: Any, store: str, key: str, expected: int) -> None:
-        super().__init__()
-        self._response = response
-        self._expected = expected
-        self._received = 0
-        self._chunks: Iterator[bytes] = response.iter_raw(_CHUNK)
-        self._left = b""
-        self._store, self._key = store, key
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            if not self._left:
-                self._left = next(self._chunks, b"")
-        except httpx.HTTPError as error:
-            raise TransientError(
-                f"the download broke off: {error}", key=self._key, store=self._store
-            ) from error
-        if size < 0 or size >= len(self._left):
-            data, self._left = self._left, b""
-            return data
-        data, self._left = self._left[:size], self._left[size:]
-        return data
-
-    def close(self) -> None:
-        self._response.close()
-        super().close()
-
-
-class _HttpWriter(DriverWriter):
-    """A PUT whose body streams from a bounded queue while the caller writes; the request
-    runs on its own thread, and ``abort`` cuts it, so the server keeps nothing."""
-
-    def __init__(
-        self,
-        driver: _HttpDriver,
-        namespace: str,
-        key: str,
-        headers: dict[str, str],
-        metadata: dict[str, str],
-    ) -> None:
-        self._metadata = metadata
-        self._driver, self._key, self._namespace = driver, key, namespace
-        self._create_only = headers.get("if-none-match") == "*"
-        self._queue: queue.Queue[object] = queue.Queue(_QUEUE_CHUNKS)
-        self._response: Any = None
-        self._error: BaseException | None = None
-        path = f"/v1/items/{http_wire.quote_key(key)}"
-        params = driver._where(namespace)
-        self._thread = threading.Thread(
-            target=self._run, args=(path, params, headers), name="pb-http-put", daemon=True
-        )
-        self._thread.start()
-
-    def _body(self) -> Iterator[bytes]:
-        while True:
-            chunk = self._queue.get()
-            if chunk is _DONE:
-                return
-            if not isinstance(chunk, bytes):
-                raise ConnectionAbortedError("the upload was aborted")
-            yield chunk
-
-    def _run(self, path: str, params: dict[str, Any], headers: dict[str, str]) -> None:
-        try:
-            client = self._driver.client
-            request = client.build_request(
-                "PUT", path, params=params, headers=headers, content=self._body()
-            )
-            response = client.send(request)
-            self._response = response
-        except BaseException as error:
-            self._error = error
-
-    def _put(self, chunk: object) -> None:
-        while True:
-            if not self._thread.is_alive():
-                self._raise()
-            try:
-                self._queue.put(chunk, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _raise(self) -> None:
-        name = self._driver.name
-        if self._response is not None and self._response.status_code >= 400:
-            try:
-                self._driver._check(self._response, self._key)
-            except PreconditionFailed as error:
-                if self._create_only:
-                    raise AlreadyExists(error.message, key=self._key, store=name) from None
-                raise
-        if isinstance(self._error, BlobError):
-            raise self._error
-        if self._error is not None:
-            raise TransientError(
-                f"the upload failed: {self._error}", key=self._key, store=name
-            ) from self._error
-        raise TransientError("the upload ended early", key=self._key, store=name)
-
-    def write(self, chunk: memoryview) -> None:
-        self._put(bytes(chunk))
-
-    def commit(self, spec: WriteSpec) -> DataItem:
-        self._put(_DONE)
-        self._thread.join()
-        if self._response is None or self._response.status_code >= 400:
-            self._raise()
-        response = self._response
-        item = http_wire.item_from_headers(response.headers, self._key, self._namespace, spec.size)
-        if dict(spec.metadata) != self._metadata:
-            item = self._late_metadata(item, spec)
-        if item.checksum is not None and item.checksum != spec.checksum:
-            raise IntegrityError(
-                "the server stored other bytes than were sent",
-                key=self._key,
-                store=self._driver.name,
-            )
-        return item
-
-    def _late_metadata(self, item: DataItem, spec: WriteSpec) -> DataItem:
-        """Metadata a layer knows only at commit (``EncryptedStore``'s sealed record): sent
-        after the content, conditional on the version just written."""
-        path = f"/v1/metadata/{http_wire.quote_key(self._key)}"
-        driver = self._driver
-        response = driver._send(
-            "PUT",
-            path,
-            driver._where(self._namespace),
-            key=self._key,
-            headers={"if-match": f'"{item.etag}"'},
-            body={"metadata": dict(spec.metadata)},
-            retry=False,
-        )
-        try:
-            driver._check(response, self._key)
-        except PreconditionFailed:
-            # A later write replaced ours before its metadata followed: ours happened, and
-            # lost to that one, as an unconditional write does.
-            return dataclasses.replace(item, metadata=spec.metadata, checksum=spec.checksum)
-        return http_wire.item_from_headers(response.headers, self._key, self._namespace, spec.size)
-
-    def abort(self) -> None:
-        # Anything but content bytes makes the body generator raise, which cuts the request:
-        # the server sees the body end early and keeps nothing.
-        while self._thread.is_alive():
-            try:
-                self._queue.put(None, timeout=0.1)
-            except queue.Full:
-                continue
-        self._thread.join()
