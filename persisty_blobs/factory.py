@@ -8,9 +8,62 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Any
 
+from .errors import InvalidArgument, InvalidArgumentType
+from .keys import validate_key, validate_prefix
 from .store import DataStore
 
-__all__ = ["DataStoreFactory", "UploadForm"]
+__all__ = [
+    "DataStoreFactory",
+    "UploadForm",
+    "checked_disposition",
+    "checked_expiry",
+    "checked_max_size",
+    "form_key",
+]
+
+#: The longest a signed URL or form lives (SigV4's limit, kept by every factory).
+MAX_EXPIRES_IN = 7 * 24 * 3600
+
+
+def checked_expiry(seconds: int | None, default: int | None = None) -> int:
+    """``seconds``, or ``default`` for None; a signed request lives 1 s to 7 days."""
+    if seconds is None and default is not None:
+        return default
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise InvalidArgumentType(f"expires_in must be an int, not {type(seconds).__name__}")
+    if not 1 <= seconds <= MAX_EXPIRES_IN:
+        raise InvalidArgument(f"expires_in must be 1 to {MAX_EXPIRES_IN} seconds, not {seconds}")
+    return seconds
+
+
+def checked_disposition(value: str | None) -> str | None:
+    """A ``Content-Disposition`` to sign: printable ASCII (RFC 6266), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgumentType("content_disposition must be a str")
+    if not value.isprintable() or not value.isascii():
+        raise InvalidArgument("content_disposition must be printable ASCII (RFC 6266)")
+    return value
+
+
+def checked_max_size(max_size: int | None) -> int | None:
+    if max_size is not None and (
+        isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0
+    ):
+        raise InvalidArgument(f"max_size must be an int >= 0, not {max_size!r}")
+    return max_size
+
+
+def form_key(key: str | None, key_prefix: str | None) -> str:
+    """An upload form's ``key`` field: the key, or the prefix followed by ``${filename}``
+    (the posted file's name goes there)."""
+    if (key is None) == (key_prefix is None):
+        raise InvalidArgument("give either key or key_prefix")
+    if key is not None:
+        return validate_key(key)
+    assert key_prefix is not None
+    return validate_prefix(key_prefix) + "${filename}"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

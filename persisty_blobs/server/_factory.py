@@ -14,27 +14,23 @@ import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from ..errors import InvalidArgument, InvalidArgumentType, PermissionDenied
-from ..factory import DataStoreFactory, UploadForm
+from ..errors import InvalidArgument, PermissionDenied
+from ..factory import (
+    DataStoreFactory,
+    UploadForm,
+    checked_disposition,
+    checked_expiry,
+    checked_max_size,
+    form_key,
+)
 from ..http_wire import quote_key
-from ..keys import validate_content_type, validate_key, validate_prefix
+from ..keys import validate_content_type, validate_key
 from ..store import DataStore
 from ._signing import Signer
 
 __all__ = ["HostedDataStoreFactory"]
 
 Authorizer = Callable[[DataStore, object | None], DataStore]
-
-_MAX_EXPIRES_IN = 7 * 24 * 3600
-
-
-def _expiry(seconds: int | None, default: int) -> int:
-    chosen = default if seconds is None else seconds
-    if isinstance(chosen, bool) or not isinstance(chosen, int):
-        raise InvalidArgumentType(f"expires_in must be an int, not {chosen!r}")
-    if not 1 <= chosen <= _MAX_EXPIRES_IN:
-        raise InvalidArgument(f"expires_in must be 1 to {_MAX_EXPIRES_IN} seconds, not {chosen}")
-    return chosen
 
 
 def _content_types(types: list[str]) -> list[str]:
@@ -68,8 +64,8 @@ class HostedDataStoreFactory(DataStoreFactory):
         self.base_url = base_url.rstrip("/")
         self._signer = Signer(secret)
         self._authorizer = authorizer
-        self._download_expires_in = _expiry(download_expires_in, 3600)
-        self._upload_expires_in = _expiry(upload_expires_in, 3600)
+        self._download_expires_in = checked_expiry(download_expires_in)
+        self._upload_expires_in = checked_expiry(upload_expires_in)
 
     def create(self, authorization: object | None = None) -> DataStore:
         if self._authorizer is None:
@@ -109,13 +105,8 @@ class HostedDataStoreFactory(DataStoreFactory):
         expires_in: int | None = None,
         content_disposition: str | None = None,
     ) -> str:
-        if content_disposition is not None and (
-            not isinstance(content_disposition, str)
-            or not content_disposition.isascii()
-            or not content_disposition.isprintable()
-        ):
-            raise InvalidArgument("content_disposition must be printable ASCII (RFC 6266)")
-        seconds = _expiry(expires_in, self._download_expires_in)
+        checked_disposition(content_disposition)
+        seconds = checked_expiry(expires_in, self._download_expires_in)
         return self._url("GET", key, authorization, seconds, None, content_disposition)
 
     def upload_url(
@@ -127,7 +118,7 @@ class HostedDataStoreFactory(DataStoreFactory):
         expires_in: int | None = None,
     ) -> str:
         checked = None if content_type is None else validate_content_type(content_type)
-        seconds = _expiry(expires_in, self._upload_expires_in)
+        seconds = checked_expiry(expires_in, self._upload_expires_in)
         return self._url("PUT", key, authorization, seconds, checked, None)
 
     def upload_form(
@@ -140,33 +131,28 @@ class HostedDataStoreFactory(DataStoreFactory):
         content_types: list[str] | None = None,
         expires_in: int | None = None,
     ) -> UploadForm:
-        if (key is None) == (key_prefix is None):
-            raise InvalidArgument("give either key or key_prefix")
-        if max_size is not None and (
-            isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0
-        ):
-            raise InvalidArgument(f"max_size must be an int >= 0, not {max_size!r}")
+        field_key = form_key(key, key_prefix)
+        checked_max_size(max_size)
         types = None if content_types is None else _content_types(content_types)
-        seconds = _expiry(expires_in, self._upload_expires_in)
+        seconds = checked_expiry(expires_in, self._upload_expires_in)
         expires = int(time.time()) + seconds
         policy = {
             "namespace": self.create(authorization).namespace_name,
-            "key": None if key is None else validate_key(key),
-            "prefix": None if key_prefix is None else validate_prefix(key_prefix),
+            "key": key,
+            "prefix": key_prefix,
             "max_size": max_size,
             "content_types": types,
             "expires": expires,
         }
         encoded, signature = self._signer.sign_policy(policy)
-        form_key = key if key is not None else f"{key_prefix}${{filename}}"
-        fields = {"key": form_key}
+        fields = {"key": field_key}
         if types is not None:
             fields["Content-Type"] = types[0] if len(types) == 1 and types[0][-1] != "/" else ""
         fields.update({"policy": encoded, "signature": signature})
         return UploadForm(
             url=f"{self.base_url}/v1/upload",
             fields=fields,
-            key=form_key,
+            key=field_key,
             expires_at=datetime.fromtimestamp(expires, UTC),
             max_size=max_size,
             content_types=types,

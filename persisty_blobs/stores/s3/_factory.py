@@ -30,9 +30,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ...errors import InvalidArgument, InvalidArgumentType, PermissionDenied, Unsupported
-from ...factory import DataStoreFactory, UploadForm
-from ...keys import validate_content_type, validate_key, validate_prefix
+from ...errors import PermissionDenied, Unsupported
+from ...factory import (
+    DataStoreFactory,
+    UploadForm,
+    checked_disposition,
+    checked_expiry,
+    checked_max_size,
+    form_key,
+)
+from ...keys import validate_content_type, validate_key
 from ...store import DataStore
 from ._errors import s3_errors
 from ._store import S3Store
@@ -43,8 +50,6 @@ __all__ = ["Authorizer", "S3DataStoreFactory"]
 #: caller may use (the same one, or a view such as ``store.namespace(user)``), or raises
 #: ``PermissionDenied``.
 Authorizer = Callable[[S3Store, object | None], DataStore]
-
-_MAX_EXPIRES_IN = 7 * 24 * 3600  # SigV4's limit for a presigned request
 
 
 class S3DataStoreFactory(DataStoreFactory):
@@ -66,8 +71,8 @@ class S3DataStoreFactory(DataStoreFactory):
             )
         self.store = store
         self._authorizer = authorizer
-        self._download_expires_in = _checked_expiry(download_expires_in)
-        self._upload_expires_in = _checked_expiry(upload_expires_in)
+        self._download_expires_in = checked_expiry(download_expires_in)
+        self._upload_expires_in = checked_expiry(upload_expires_in)
 
     def create(self, authorization: object | None = None) -> DataStore:
         if self._authorizer is None:
@@ -97,13 +102,10 @@ class S3DataStoreFactory(DataStoreFactory):
     ) -> str:
         store = self._signer(authorization)
         params = _params(store, key)
-        if content_disposition is not None:
-            if not isinstance(content_disposition, str):
-                raise InvalidArgumentType("content_disposition must be a str")
-            if not content_disposition.isprintable() or not content_disposition.isascii():
-                raise InvalidArgument("content_disposition must be printable ASCII (RFC 6266)")
-            params["ResponseContentDisposition"] = content_disposition
-        seconds = _checked_expiry(expires_in, self._download_expires_in)
+        disposition = checked_disposition(content_disposition)
+        if disposition is not None:
+            params["ResponseContentDisposition"] = disposition
+        seconds = checked_expiry(expires_in, self._download_expires_in)
         return _presign(store, "get_object", key, params, seconds)
 
     def upload_url(
@@ -118,7 +120,7 @@ class S3DataStoreFactory(DataStoreFactory):
         params = _params(store, key)
         if content_type is not None:
             params["ContentType"] = validate_content_type(content_type)
-        seconds = _checked_expiry(expires_in, self._upload_expires_in)
+        seconds = checked_expiry(expires_in, self._upload_expires_in)
         return _presign(store, "put_object", key, params, seconds)
 
     def upload_form(
@@ -131,23 +133,15 @@ class S3DataStoreFactory(DataStoreFactory):
         content_types: list[str] | None = None,
         expires_in: int | None = None,
     ) -> UploadForm:
-        if (key is None) == (key_prefix is None):
-            raise InvalidArgument("give either key or key_prefix")
-        if key is not None:
-            item_key = validate_key(key)
-        else:
-            assert key_prefix is not None
-            item_key = validate_prefix(key_prefix) + "${filename}"
+        item_key = form_key(key, key_prefix)
         fields: dict[str, str] = {}
         conditions: list[Any] = []
-        if max_size is not None:
-            if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0:
-                raise InvalidArgument(f"max_size must be an int >= 0, not {max_size!r}")
+        if checked_max_size(max_size) is not None:
             conditions.append(["content-length-range", 0, max_size])
         if content_types is not None:
             condition, fields["Content-Type"] = _content_type_condition(content_types)
             conditions.append(condition)
-        seconds = _checked_expiry(expires_in, self._upload_expires_in)
+        seconds = checked_expiry(expires_in, self._upload_expires_in)
         store = self._signer(authorization)
         with s3_errors(repr(store), item_key):
             signed = store.client.generate_presigned_post(
@@ -177,17 +171,6 @@ def _presign(store: S3Store, method: str, key: str, params: dict[str, str], seco
     with s3_errors(repr(store), key):
         url: str = store.client.generate_presigned_url(method, Params=params, ExpiresIn=seconds)
     return url
-
-
-def _checked_expiry(seconds: int | None, default: int | None = None) -> int:
-    """``seconds``, or ``default`` for None; a presigned request lives 1 s to 7 days."""
-    if seconds is None and default is not None:
-        return default
-    if isinstance(seconds, bool) or not isinstance(seconds, int):
-        raise InvalidArgumentType(f"expires_in must be an int, not {type(seconds).__name__}")
-    if not 1 <= seconds <= _MAX_EXPIRES_IN:
-        raise InvalidArgument(f"expires_in must be 1 to {_MAX_EXPIRES_IN} seconds, not {seconds}")
-    return seconds
 
 
 def _content_type_condition(content_types: list[str]) -> tuple[list[str], str]:
