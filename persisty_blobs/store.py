@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import copy as copy_module
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -40,6 +41,7 @@ from .streams import ItemReader, ItemWriter, feed
 __all__ = ["DataStore"]
 
 _READ_BUFFER_SIZE = 64 * 1024
+_CHECKSUM = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def _offset(value: object, name: str, *, minimum: int = 0, optional: bool = False) -> int | None:
@@ -127,9 +129,11 @@ class DataStore:
         if_match: str | None = None,
         if_none_match: str | None = None,
         flags: Iterable[Flag | str] | None = None,
+        checksum: str | None = None,
     ) -> DataItem:
         """Store ``data`` (bytes-like, a binary file or an iterable of bytes) under ``key``,
-        with ``flags`` set in the same step."""
+        with ``flags`` set in the same step. With ``checksum`` (``"sha256:<hex>"``), content
+        that does not match it is an ``IntegrityError`` and nothing is written."""
         if isinstance(data, str):
             raise InvalidArgumentType(
                 "data must be bytes-like, a binary file or an iterable of bytes, not str"
@@ -141,6 +145,7 @@ class DataStore:
             if_match=if_match,
             if_none_match=if_none_match,
             flags=flags,
+            checksum=checksum,
         ) as writer:
             feed(writer, data)
         assert writer.item is not None
@@ -155,10 +160,14 @@ class DataStore:
         if_match: str | None = None,
         if_none_match: str | None = None,
         flags: Iterable[Flag | str] | None = None,
+        checksum: str | None = None,
     ) -> ItemWriter:
-        """A writable file, committed as ``key`` on a clean ``with`` exit (then ``.item``)."""
+        """A writable file, committed as ``key`` on a clean ``with`` exit (then ``.item``);
+        ``checksum`` as in ``put``."""
         checked_flags = frozenset() if flags is None else validate_flags(flags)
-        return self._writer(key, content_type, metadata, checked_flags, if_match, if_none_match)
+        return self._writer(
+            key, content_type, metadata, checked_flags, if_match, if_none_match, checksum
+        )
 
     def _writer(
         self,
@@ -168,8 +177,13 @@ class DataStore:
         flags: frozenset[Flag],
         if_match: str | None,
         if_none_match: str | None,
+        expected: str | None = None,
     ) -> ItemWriter:
         validate_key(key)
+        if expected is not None and (
+            not isinstance(expected, str) or not _CHECKSUM.fullmatch(expected)
+        ):
+            raise InvalidArgument(f"checksum is 'sha256:' and 64 lowercase hex, not {expected!r}")
         resolved_type = (
             guess_content_type(key) if content_type is None else validate_content_type(content_type)
         )
@@ -187,6 +201,12 @@ class DataStore:
             check_precondition(current, key, repr(self), if_match, create_only)
 
         def commit(sink: DriverWriter, size: int, sha256_hex: str) -> DataItem:
+            if expected is not None and expected != f"sha256:{sha256_hex}":
+                raise IntegrityError(
+                    f"the content's SHA-256 is {sha256_hex}, not the expected {expected}",
+                    key=key,
+                    store=repr(self),
+                )
             spec = WriteSpec(
                 content_type=resolved_type,
                 metadata=checked_metadata,

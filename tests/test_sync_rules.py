@@ -4,6 +4,7 @@ stores with a real state database."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -300,3 +301,23 @@ def test_a_resolution_outlives_a_failed_transfer(state: SyncState) -> None:
     b.fault = lambda operation, key: None
     assert Replicator(a, b, state, conflict="manual").run().ok
     assert b.read_bytes("doc") == b"a's"
+
+
+def test_content_that_no_longer_matches_its_checksum_is_never_copied(tmp_path: Path) -> None:
+    from persisty_blobs.stores.directory import DirectoryStore
+
+    state = SyncState(tmp_path / "state.db")
+    with DirectoryStore(tmp_path / "a") as a:
+        a.put("doc.txt", b"the original")
+        path = tmp_path / "a" / "doc.txt"
+        stat = path.stat()
+        with open(path, "r+b") as file:  # rot in place: same size, same mtime
+            file.write(b"THE")
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        b = MemoryStore()
+        report = Replicator(a, b, state, retry_delay=0.001).run()
+        assert [(key, kind) for _, key, kind, _ in report.failures] == [
+            ("doc.txt", ActionKind.UPLOAD)
+        ]
+        assert "IntegrityError" in report.failures[0][3]
+        assert not b.exists("doc.txt")

@@ -9,6 +9,7 @@ import pytest
 
 from ..errors import (
     AlreadyExists,
+    IntegrityError,
     InvalidFlags,
     InvalidKey,
     InvalidMetadata,
@@ -17,7 +18,16 @@ from ..errors import (
 )
 from ..item import Flag
 from ..store import DataStore
-from ._support import INVALID_KEYS, WEIRD_KEYS, assert_empty, by_utf8, keys, payload, pieces
+from ._support import (
+    INVALID_KEYS,
+    WEIRD_KEYS,
+    assert_empty,
+    by_utf8,
+    keys,
+    payload,
+    pieces,
+    sha256,
+)
 
 
 class Boom(Exception):
@@ -32,6 +42,17 @@ def _failing_after(data: bytes, fail_at: int) -> Iterator[bytes]:
 
 
 class PreconditionTests:
+    def test_content_that_differs_from_the_expected_checksum_is_not_written(
+        self, store: DataStore
+    ) -> None:
+        data = payload(store.chunk_size + 3, seed=12)
+        kept = store.put("checked", b"old")
+        with pytest.raises(IntegrityError, match="checked"):
+            store.put("checked", pieces(data), checksum=sha256(data[:-1] + b"?"))
+        assert store.read_bytes("checked") == b"old"
+        assert store.get("checked") == kept
+        assert store.put("checked", pieces(data), checksum=sha256(data)).checksum == sha256(data)
+
     def test_create_only(self, store: DataStore) -> None:
         created = store.put("once", b"first", if_none_match="*")
         with pytest.raises(AlreadyExists, match="once"):
