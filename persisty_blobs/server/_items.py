@@ -101,13 +101,13 @@ async def read_item(
         headers["accept-ranges"] = "bytes"
         if disposition:
             headers["content-disposition"] = disposition
-        if _not_modified(request, item) or request.method == "HEAD":
+        unchanged = _not_modified(request, item)
+        if unchanged or request.method == "HEAD":
             if reader is not None:
                 reader.close()
-            status = 304 if _not_modified(request, item) else 200
-            if status == 200:
+            if not unchanged:
                 headers["content-length"] = str(item.size)
-            return Response(status_code=status, headers=headers)
+            return Response(status_code=304 if unchanged else 200, headers=headers)
         if reader is not None:
             headers["content-length"] = str(item.size)
             if item.size <= _SMALL:  # one read, no streaming machinery
