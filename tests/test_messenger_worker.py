@@ -1,10 +1,12 @@
 """The messenger's attachment worker: the real type is read from the bytes, images get a
-thumbnail, and two workers racing over the same pending attachments process each exactly once."""
+thumbnail, two workers racing over the same pending attachments process each exactly once, and
+a claim whose worker died is taken over once its lease has run out."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from examples.messenger.db import attachments, connect
 from examples.messenger.storage import namespace_of
 from examples.messenger.worker import Worker
 from persisty_blobs import Flag
+from persisty_blobs.testing._support import run_threads
 
 from .messenger_support import Messenger, open_messenger, png
 
@@ -38,6 +41,26 @@ def states(app: Messenger) -> dict[str, tuple[str, str | None, str | None]]:
     )
     with app.engine.connect() as db:
         return {row.key: (row.state, row.reason, row.worker) for row in db.execute(query)}
+
+
+def race(app: Messenger, make: Callable[[sa.Engine, int], Worker]) -> tuple[set[str], ...]:
+    """Two workers' ``run_once`` started together; the keys each processed."""
+    # Each worker has its own engine, as two processes would.
+    engines = [connect(str(app.engine.url)) for _ in range(2)]
+    workers = [make(engine, n) for n, engine in enumerate(engines)]
+    start = threading.Barrier(2)
+    results: list[list[str]] = [[], []]
+
+    def run(n: int) -> None:
+        start.wait()
+        results[n] = workers[n].run_once()
+
+    run_threads(2, run)
+    for engine in engines:
+        engine.dispose()
+    done = tuple({key.split("/", 1)[1] for key in keys} for keys in results)
+    assert sum(map(len, done)) == sum(map(len, results)), "a worker processed a key twice"
+    return done
 
 
 def test_the_type_comes_from_the_bytes_and_images_get_thumbnails(
@@ -74,28 +97,9 @@ def test_two_workers_process_each_attachment_exactly_once(
         app.send(alice, conversation, f"note {n}\n".encode(), "text/plain", f"{n}.txt")
         for n in range(100)
     }
-    # Each worker has its own engine and store, as two processes would.
-    engines = [connect(str(app.engine.url)) for _ in range(2)]
-    workers = [Worker(engine, app.store, f"w{n}") for n, engine in enumerate(engines)]
-    start = threading.Barrier(2)
-    results: list[list[str]] = [[], []]
-
-    def run(n: int) -> None:
-        start.wait()
-        results[n] = workers[n].run_once()
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for engine in engines:
-        engine.dispose()
-
-    first, second = ({key.split("/", 1)[1] for key in done} for done in results)
+    first, second = race(app, lambda engine, n: Worker(engine, app.store, f"w{n}"))
     assert first.isdisjoint(second)
     assert first | second == keys
-    assert len(results[0]) + len(results[1]) == 100
     found = states(app)
     assert all(found[key][0] == "processed" for key in keys)
     assert {found[key][2] for key in first} <= {"w0"}
@@ -103,3 +107,47 @@ def test_two_workers_process_each_attachment_exactly_once(
     mine = app.store.namespace(namespace_of(alice))
     assert mine.count(flag=Flag.PROCESSED) == 100
     assert mine.count(flag=Flag.PENDING) == 0
+
+
+def test_a_claim_past_its_lease_is_taken_over_once(messenger: tuple[Messenger, int, int]) -> None:
+    app, alice, conversation = messenger
+    keys = {
+        app.send(alice, conversation, f"note {n}\n".encode(), "text/plain", f"{n}.txt")
+        for n in range(20)
+    }
+    namespace = namespace_of(alice)
+    mine = app.store.namespace(namespace)
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    now = [start]
+
+    def clock() -> datetime:
+        return now[0]
+
+    # A worker claims everything, then dies before processing any of it.
+    dead = Worker(app.engine, app.store, "dead", lease=60, clock=clock)
+    claims = {key: dead.claim(namespace, key) for key in keys}
+    assert None not in claims.values()
+    assert mine.count(flag=Flag.PROCESSING) == 20
+    assert mine.count(flag=Flag.PENDING) == 0
+
+    now[0] = start + timedelta(seconds=59)  # within the lease: the claims hold
+    assert Worker(app.engine, app.store, "early", lease=60, clock=clock).run_once() == []
+
+    now[0] = start + timedelta(seconds=61)
+    first, second = race(
+        app, lambda engine, n: Worker(engine, app.store, f"w{n}", lease=60, clock=clock)
+    )
+    assert first.isdisjoint(second)
+    assert first | second == keys
+    found = states(app)
+    assert {found[key][0] for key in keys} == {"processed"}
+    assert {found[key][2] for key in first} <= {"w0"}
+    assert {found[key][2] for key in second} <= {"w1"}
+    assert mine.count(flag=Flag.PROCESSED) == 20
+
+    # The dead worker was only slow: what it finishes now no longer counts.
+    key, claim = next(iter(claims.items()))
+    assert claim is not None
+    assert dead.process(namespace, key, claim) is False
+    assert states(app)[key][0] == "processed"
+    assert states(app)[key][2] != "dead"

@@ -50,7 +50,9 @@ messages = sa.Table(
 )
 
 # state: pending -> processing -> processed | failed. The row is the claim: a worker owns an
-# attachment once its conditional UPDATE from "pending" changed exactly one row.
+# attachment once its conditional UPDATE from "pending" (or from a "processing" whose lease ran
+# out: claimed_at too old) changed exactly one row. ``claim`` is new at every claim, so a worker
+# whose lease was taken over can tell that its result no longer counts.
 attachments = sa.Table(
     "attachments",
     metadata,
@@ -65,6 +67,8 @@ attachments = sa.Table(
     sa.Column("reason", sa.String(300)),
     sa.Column("thumbnail_key", sa.String(200)),
     sa.Column("worker", sa.String(64)),
+    sa.Column("claim", sa.String(32)),
+    sa.Column("claimed_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("namespace", "key"),
 )
 
@@ -77,4 +81,18 @@ def connect(url: str) -> sa.Engine:
         options["connect_args"] = {"timeout": 30, "check_same_thread": False}
     engine = sa.create_engine(url, **options)
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Columns added since a database was made (the lease's), so an old ``./demo-data``
+    keeps working; every such column is nullable."""
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        found = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in found:
+                kind = column.type.compile(engine.dialect)
+                with engine.begin() as db:
+                    db.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))

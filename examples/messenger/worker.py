@@ -2,6 +2,11 @@
 conditional UPDATE from "pending": of two workers, one changes the row, the other none), checks
 the real type from the first bytes, makes a thumbnail of images, and ends PROCESSED, or FAILED
 with the reason. ``python -m examples.messenger.worker`` runs it beside the app.
+
+A claim is a lease: an attachment left "processing" longer than ``lease`` seconds (its worker
+died) is claimed again by the next worker that looks. A worker outlived by its lease finds its
+claim taken when it finishes, and drops its result: the lease must be longer than any one
+attachment takes (a few seconds for the largest image; the default is 5 minutes).
 """
 
 from __future__ import annotations
@@ -10,9 +15,12 @@ import argparse
 import io
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -21,7 +29,10 @@ from persisty_blobs import BlobError, DataStore, Flag
 from .db import attachments, connect
 from .storage import Settings, sniff
 
-__all__ = ["Worker", "main"]
+__all__ = ["LEASE", "Worker", "main"]
+
+#: Seconds after which a claim is presumed dead and may be taken over.
+LEASE = 300.0
 
 log = logging.getLogger("messenger.worker")
 _HEAD = 4096
@@ -51,41 +62,88 @@ def _thumbnail(store: DataStore, key: str) -> bytes:
 
 
 class Worker:
-    """One worker; any number run at once, in threads or processes, over one database."""
+    """One worker; any number run at once, in threads or processes, over one database.
+    ``clock`` gives the time claims are stamped and judged with (tests step it)."""
 
-    def __init__(self, engine: sa.Engine, store: DataStore, name: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        store: DataStore,
+        name: str | None = None,
+        *,
+        lease: float = LEASE,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.engine = engine
         self.store = store
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        self.lease = timedelta(seconds=lease)
+        self.clock = clock
+
+    def _view(self, namespace: str) -> DataStore:
+        return self.store.namespace(namespace) if namespace else self.store
 
     def run_once(self) -> list[str]:
-        """Process every pending attachment this worker claims; returns their keys."""
+        """Process every pending attachment this worker claims, and every one whose claim
+        has outlived its lease; returns their keys."""
         done = []
-        for namespace in self.store.namespaces():
-            store = self.store.namespace(namespace) if namespace else self.store
-            for item in list(store.list(flag=Flag.PENDING)):
-                if self._claim(namespace, item.key):
-                    self._process(store, namespace, item.key)
-                    done.append(f"{namespace}/{item.key}")
+        for namespace, key in [*self._pending(), *self._stale()]:
+            claim = self.claim(namespace, key)
+            if claim is not None:
+                self.process(namespace, key, claim)
+                done.append(f"{namespace}/{key}")
         return done
 
-    def _claim(self, namespace: str, key: str) -> bool:
+    def _pending(self) -> list[tuple[str, str]]:
+        return [
+            (namespace, item.key)
+            for namespace in self.store.namespaces()
+            for item in list(self._view(namespace).list(flag=Flag.PENDING))
+        ]
+
+    def _stale(self) -> list[tuple[str, str]]:
+        """Claims past their lease: their store flag is PROCESSING (or still PENDING if the
+        worker died before setting it), so only the database finds them."""
+        query = sa.select(attachments.c.namespace, attachments.c.key).where(
+            attachments.c.state == "processing", self._expired()
+        )
+        with self.engine.connect() as db:
+            return [(row.namespace, row.key) for row in db.execute(query)]
+
+    def _expired(self) -> sa.ColumnElement[bool]:
+        cutoff = self.clock() - self.lease
+        # A claim without a time was made before claims had leases.
+        return sa.or_(attachments.c.claimed_at.is_(None), attachments.c.claimed_at < cutoff)
+
+    def claim(self, namespace: str, key: str) -> str | None:
+        """Claim one attachment (pending, or processing past its lease) and flag it
+        PROCESSING: the claim's token, or None if another worker holds it or it is done.
+        One UPDATE decides, so of two workers trying at once only one gets it."""
+        token = secrets.token_hex(16)
+        takeable = sa.or_(
+            attachments.c.state == "pending",
+            sa.and_(attachments.c.state == "processing", self._expired()),
+        )
         with self.engine.begin() as db:
             claimed = db.execute(
                 attachments.update()
-                .where(
-                    attachments.c.namespace == namespace,
-                    attachments.c.key == key,
-                    attachments.c.state == "pending",
-                )
-                .values(state="processing", worker=self.name)
+                .where(attachments.c.namespace == namespace, attachments.c.key == key, takeable)
+                .values(state="processing", worker=self.name, claim=token, claimed_at=self.clock())
             )
-        return claimed.rowcount == 1
+        if claimed.rowcount != 1:
+            return None
+        try:
+            self._view(namespace).set_flags(key, [Flag.PROCESSING])
+        except BlobError as error:  # the database holds the claim; the flag is for listings
+            log.warning("flag of %s/%s not set: %s", namespace, key, error)
+        return token
 
-    def _process(self, store: DataStore, namespace: str, key: str) -> None:
+    def process(self, namespace: str, key: str, claim: str) -> bool:
+        """Check the claimed attachment and record the outcome, if ``claim`` still holds it;
+        False if another worker took it over meanwhile (its outcome stands, not this one)."""
+        store = self._view(namespace)
         values: dict[str, str | None]
         try:
-            store.set_flags(key, [Flag.PROCESSING])
             values = {"state": "processed", "thumbnail_key": self._check(store, namespace, key)}
             flag = Flag.PROCESSED
         except _Failed as failure:
@@ -94,15 +152,23 @@ class Worker:
             log.warning("attachment %s/%s failed: %s", namespace, key, error)
             values, flag = {"state": "failed", "reason": "the file could not be read"}, Flag.FAILED
         with self.engine.begin() as db:
-            db.execute(
+            recorded = db.execute(
                 attachments.update()
-                .where(attachments.c.namespace == namespace, attachments.c.key == key)
+                .where(
+                    attachments.c.namespace == namespace,
+                    attachments.c.key == key,
+                    attachments.c.claim == claim,
+                )
                 .values(**values)
             )
+        if recorded.rowcount != 1:
+            log.warning("attachment %s/%s was taken over: result dropped", namespace, key)
+            return False
         try:
             store.set_flags(key, [flag])
         except BlobError as error:  # the database holds the outcome; the flag is for listings
             log.warning("flag of %s/%s not set: %s", namespace, key, error)
+        return True
 
     def _check(self, store: DataStore, namespace: str, key: str) -> str | None:
         """The thumbnail's key (None for other than images), after the type check."""
@@ -126,12 +192,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--once", action="store_true", help="one pass, then exit")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between passes")
+    parser.add_argument(
+        "--lease",
+        type=float,
+        default=LEASE,
+        help="seconds after which another worker's unfinished claim is taken over",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     settings = Settings.from_env()
     engine = connect(settings.database_url)
     with settings.open_store() as store:
-        worker = Worker(engine, store)
+        worker = Worker(engine, store, lease=args.lease)
         try:
             while True:
                 for key in worker.run_once():
