@@ -17,37 +17,13 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from persisty_blobs import EncryptedStore, Keyring, open_store
-from persisty_blobs.sync import ProgressEvent, Replicator, SyncReport, SyncState
+from persisty_blobs.sync import Replicator, SyncReport, SyncState
 
 from .db import connect, users
+from .progress import ProgressBar
 from .storage import Settings, namespace_of
 
 __all__ = ["main", "run"]
-
-
-class _Bar:
-    """A one-line progress bar on stderr."""
-
-    def __init__(self, verb: str) -> None:
-        self.verb = verb
-        self.items = self.total_items = self.bytes = self.total_bytes = 0
-
-    def __call__(self, event: ProgressEvent) -> None:
-        if event.kind == "planned":
-            self.total_items, self.total_bytes = event.items, event.bytes
-        elif event.kind == "bytes":
-            self.bytes += event.bytes
-        elif event.kind in ("done", "failed"):
-            self.items += 1
-        if not self.total_items:
-            return
-        filled = 30 * self.items // self.total_items
-        sys.stderr.write(
-            f"\r{self.verb} [{'#' * filled}{'.' * (30 - filled)}] {self.items}/{self.total_items}"
-            f" items, {self.bytes / 2**20:.1f}/{self.total_bytes / 2**20:.1f} MiB"
-        )
-        if self.items == self.total_items:
-            sys.stderr.write("\n")
 
 
 def _keyring(path: Path, create: bool) -> Keyring:
@@ -97,7 +73,7 @@ def run(
             prefix="att/",
         )
         report = replicator.run(
-            progress=_Bar("restore" if restore else "backup") if show_progress else None
+            progress=ProgressBar("restore" if restore else "backup") if show_progress else None
         )
     state.close()
     return report
