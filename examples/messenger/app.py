@@ -2,7 +2,9 @@
 
 The page asks for an upload form, posts the file straight to storage (the hosted store mounted
 at ``/blobs``, or S3), then posts the message that names the key. Downloads are redirects to
-short-lived signed URLs, issued only to the conversation's members.
+short-lived signed URLs, issued only to the conversation's members. A desktop client trades
+its session for a short-lived bearer token (``POST /api/token``) to reach its user's part of
+the hosted store (``access.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from .chat import (
 )
 from .db import connect, users
 from .storage import BLOBS_PATH, MAX_SIZE, TYPES, Settings, namespace_of, open_factory
+from .tokens import TokenSigner
 from .worker import Worker
 
 __all__ = ["create_app"]
@@ -101,6 +104,7 @@ class Messenger:
         self.store = settings.open_store()
         self.factory = open_factory(settings, self.store)
         self.sessions = SessionSigner(settings.secret)
+        self.tokens = TokenSigner(settings.secret)
         self.logins = LoginLimiter()
         self.signups = LoginLimiter(attempts=20)
         self.run_worker = run_worker
@@ -200,6 +204,18 @@ class Messenger:
         response = JSONResponse({})
         response.delete_cookie("session")
         return response
+
+    async def token(self, request: Request) -> Response:
+        """A bearer token for the hosted store, for the logged-in user's own namespace."""
+        user_id = self.user(request)
+        self.check_csrf(request)
+        if not self.settings.hosted:
+            raise ChatError(409, "This server keeps attachments in S3: it hosts no store.")
+        token, expires = self.tokens.issue(user_id)
+        return JSONResponse(
+            {"token": token, "expires": expires, "store": BLOBS_PATH},
+            headers={"cache-control": "no-store"},
+        )
 
     async def me(self, request: Request) -> Response:
         user_id = self.user(request)
@@ -341,6 +357,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         Route("/api/signup", _endpoint(app.signup), methods=["POST"]),
         Route("/api/login", _endpoint(app.login), methods=["POST"]),
         Route("/api/logout", _endpoint(app.logout), methods=["POST"]),
+        Route("/api/token", _endpoint(app.token), methods=["POST"]),
         Route("/api/me", _endpoint(app.me)),
         Route("/api/conversations", _endpoint(app.conversations), methods=["GET", "POST"]),
         Route(
@@ -352,10 +369,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         Route("/api/attachments/{id:int}/{part:str}", _endpoint(app.attachment)),
     ]
     if settings.hosted:
-        from persisty_blobs.server import create_app as create_blob_app
+        from .access import blob_app
 
-        # No authenticate: the hosted store answers signed forms and URLs only.
-        routes.append(Mount(BLOBS_PATH, create_blob_app(app.store, secret=settings.secret)))
+        routes.append(Mount(BLOBS_PATH, blob_app(app.store, settings.secret, app.tokens)))
     starlette = Starlette(routes=routes, lifespan=lifespan)
     starlette.add_middleware(_SecurityHeaders)
     return starlette
