@@ -15,6 +15,9 @@ EXTRAS = {
         "starlette>=0.37",
         "uvicorn>=0.29",
         "python-multipart>=0.0.9",
+        # the command-line client: HTTP to the app, SQLCipher for its local store
+        "httpx>=0.27",
+        "sqlcipher3-binary>=0.5",
     ],
 }
 EXTRAS["all"] = sorted({requirement for group in EXTRAS.values() for requirement in group})
