@@ -3,7 +3,9 @@ moto (S3's own forms, with CORS): alice sends a PNG from the page, straight to s
 signed form with a progress bar; bob, in another browser context, sees the message, then its
 thumbnail once the worker has processed it, and downloads the original byte for byte. An
 oversize file and a wrong type are refused in words and store nothing; bob cannot open an
-attachment of a conversation he is not in, nor (hosted store) reach one by its key.
+attachment of a conversation he is not in, nor reach one by its key: the app issues no URL for
+it, and the URLs and forms it does issue are signed for one key, briefly (on S3 the test checks
+the SigV4 signatures itself, as moto checks none).
 
 ``PERSISTY_SCREENSHOTS=1`` saves the conversation page as docs/messenger.png for the README.
 """
@@ -12,6 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
+import urllib.parse
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,7 @@ from examples.messenger.storage import MAX_SIZE, namespace_of
 
 from .browser_support import chromium_page
 from .messenger_support import open_messenger, png, serve, settings_for
+from .sigv4 import open_post_policy, presigned_url_ok
 
 pytest.importorskip("PIL")
 
@@ -37,6 +43,16 @@ ASK_FOR_HTML = """async () => {
   return "signed";
 }"""
 STATUS = "(path) => fetch(path).then((response) => response.status)"
+ATTACH = """async ([key, filename]) => {
+  const path = `/api/conversations/${current}/messages`;
+  try { await api("POST", path, {text: "", attachment: {key, filename}}); }
+  catch (failure) { return failure.message; }
+  return "sent";
+}"""
+ASK_FOR_PNG = (
+    """() => api("POST", `/api/conversations/${current}/uploads`, {content_type: "image/png"})"""
+)
+S3_SECRET = "testing"  # moto's credentials (s3_settings)
 
 
 def sign_in(page: Any, name: str, password: str) -> None:
@@ -98,6 +114,22 @@ def test_alice_sends_a_picture_and_bob_downloads_it(
         page.click("#send")
         page.wait_for_selector("text=The view from the window this morning")
         assert alices.count("att/") == 1
+        [sunrise_key] = [item.key for item in alices.list("att/")]
+        with app.engine.connect() as db:
+            sunrise = db.execute(
+                sa.select(attachments.c.id).where(attachments.c.key == sunrise_key)
+            ).scalar_one()
+        if not hosted:  # an upload form's policy, signed: one key of alice's, the limits
+            form = page.evaluate(ASK_FOR_PNG)
+            policy = open_post_policy(form["fields"], S3_SECRET)
+            assert policy is not None
+            assert open_post_policy(form["fields"], "another secret") is None
+            assert {"key": form["fields"]["key"]} in policy["conditions"]
+            assert f"/namespaces/{namespace_of(alice)}/att/" in form["fields"]["key"]
+            assert ["content-length-range", 0, MAX_SIZE] in policy["conditions"]
+            assert ["eq", "$Content-Type", "image/png"] in policy["conditions"]
+            expiration = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
+            assert expiration.timestamp() <= time.time() + 600
 
         page.set_input_files("#file", str(big))
         page.click("#send")
@@ -128,11 +160,47 @@ def test_alice_sends_a_picture_and_bob_downloads_it(
             assert download.suggested_filename == "sunrise.png"
             assert Path(download.path()).read_bytes() == picture
 
-            assert other.evaluate(STATUS, f"/api/attachments/{secret}/original") == 403
-            if hosted:  # moto's S3 checks no signatures: only the hosted store proves this
+            # The app gives bob no URL for carol's attachment, by its id or by its key: no
+            # endpoint takes a key, and no message of his may carry one not his.
+            for part in ("original", "thumbnail"):
+                assert other.evaluate(STATUS, f"/api/attachments/{secret}/{part}") == 403
+            assert other.evaluate(STATUS, f"/api/attachments/{secret_key}/original") == 404
+            assert other.evaluate(ATTACH, [secret_key, "secret.txt"]) == (
+                "The attachment was not uploaded (or is not yours)."
+            )
+            issued = other.context.request.get(
+                f"{url}/api/attachments/{sunrise}/original", max_redirects=0
+            )
+            assert issued.status == 303
+            signed = issued.headers["location"]
+            # The same URL for carol's key: its signature was made for alice's.
+            parts = urllib.parse.urlsplit(signed)
+            path = parts.path.replace(sunrise_key, secret_key).replace(
+                f"/{namespace_of(alice)}/", f"/{namespace_of(carol)}/"
+            )
+            query = [
+                (name, namespace_of(carol) if name == "namespace" else value)
+                for name, value in urllib.parse.parse_qsl(parts.query)
+            ]
+            carols = urllib.parse.urlunsplit(
+                parts._replace(path=path, query=urllib.parse.urlencode(query))
+            )
+            assert secret_key in carols
+            params = dict(query)
+            disposition = "disposition" if hosted else "response-content-disposition"
+            assert params[disposition].startswith("attachment;")
+            if hosted:  # the hosted store checks signatures itself
+                assert params["signature"]
+                assert int(params["expires"]) <= time.time() + 60
+                assert other.evaluate(STATUS, carols) == 403
                 guessed = f"/blobs/v1/signed/{secret_key}?namespace={namespace_of(carol)}"
                 assert other.evaluate(STATUS, guessed) == 403
                 assert other.evaluate(STATUS, f"/blobs/v1/items/{secret_key}") == 401
+            else:  # moto's S3 checks no signatures: the test does
+                assert params["X-Amz-Expires"] == "60"
+                assert presigned_url_ok(signed, S3_SECRET)
+                assert not presigned_url_ok(signed, "another secret")
+                assert not presigned_url_ok(carols, S3_SECRET)
 
             other.fill("#text", "Lovely! Saving it for the album.")
             other.click("#send")
