@@ -142,12 +142,14 @@ def _send(args: argparse.Namespace) -> None:
                 key,
                 file,
                 content_type=content_type,
-                metadata={"filename": path.name},
+                metadata={"filename": path.name[:200]},
                 priority="high",
             )
         _sync(manager, "upload")
         if manager.replicator([""]).status(key) is not Status.SYNCED:
-            raise _Refused(f"{path.name} was not uploaded; it is kept here for the next sync")
+            # Never uploaded, so only here: kept, a later sync would upload it for no message.
+            manager.delete(key)
+            raise _Refused(f"{path.name} could not be uploaded; nothing was sent")
         message = api.post_message(args.conversation, args.text, (key, path.name))
     print(f"sent message {message} with {path.name} ({size} bytes, {key})")
 
