@@ -28,13 +28,13 @@ from ..errors import (
 from ..item import DataItem
 from ..keys import validate_content_type, validate_key
 from ..streams import ItemWriter
+from ._body import ThreadedSink
 from ._context import Hosted
 
 __all__ = ["content_type_allowed", "post_form"]
 
 _FIELD_LIMIT = 16 * 1024
 _FIELDS_LIMIT = 32
-_CHUNK = 1024 * 1024
 
 
 def content_type_allowed(content_type: str, allowed: list[str] | None) -> bool:
@@ -171,22 +171,21 @@ async def post_form(request: Request, hosted: Hosted) -> DataItem:
             "on_headers_finished": form.headers_finished,
         },
     )
+    # The parser searches what it is given for the boundary: it takes bytes, not views.
+    sink = ThreadedSink(lambda view: parser.write(bytes(view)))
     try:
-        pending = bytearray()
         async for chunk in request.stream():
-            pending += chunk
-            if len(pending) >= _CHUNK:
-                await run_in_threadpool(parser.write, bytes(pending))
-                pending.clear()
+            await sink.feed(chunk)
             if form.done:
                 break
-        if pending and not form.done:
-            await run_in_threadpool(parser.write, bytes(pending))
+        if not form.done:
+            await sink.flush()
     except ClientDisconnect:
         raise TransientError("the browser went away during the upload", key=form.key) from None
     except FormParserError as error:
         raise InvalidArgument(f"a malformed form: {error}", key=form.key) from None
     finally:
+        await sink.abandon()
         if form.writer is not None and form.item is None:
             await run_in_threadpool(form.writer.abort)
     if form.item is None:

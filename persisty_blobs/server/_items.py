@@ -24,6 +24,7 @@ from ..errors import (
 from ..item import DataItem, Flag
 from ..store import DataStore
 from ..streams import ItemReader, ItemWriter
+from ._body import ThreadedSink
 
 __all__ = ["read_item", "write_item"]
 
@@ -165,8 +166,8 @@ async def write_item(
             if_none_match=None if if_none_match is None else if_none_match.strip(),
         )
     )
+    sink = ThreadedSink(writer.write)  # ItemWriter.write copies what it is given
     try:
-        pending = bytearray()
         received = 0
         async for chunk in request.stream():
             received += len(chunk)
@@ -174,17 +175,15 @@ async def write_item(
                 raise QuotaExceeded(
                     f"the upload would exceed the quota at {received} bytes", key=key
                 )
-            pending += chunk
-            if len(pending) >= _CHUNK:
-                await run_in_threadpool(writer.write, pending)  # copied before it returns
-                pending.clear()
-        if pending:
-            await run_in_threadpool(writer.write, pending)
+            await sink.feed(chunk)
+        await sink.flush()
         await run_in_threadpool(writer.close)
     except ClientDisconnect:
+        await sink.abandon()
         await run_in_threadpool(writer.abort)
         raise TransientError("the client went away during the upload", key=key) from None
     except BaseException:
+        await sink.abandon()
         await run_in_threadpool(writer.abort)
         raise
     assert writer.item is not None
