@@ -232,3 +232,30 @@ def test_a_change_made_during_the_run_is_never_overwritten(state: SyncState) -> 
     assert not report.ok
     assert remote.read_bytes("item-0000") == b"written by someone else"
     assert Replicator(local, remote, state).plan()[0].kind is ActionKind.KEEP_BOTH
+
+
+def test_a_state_of_schema_2_is_upgraded_in_place(tmp_path: Path) -> None:
+    a, b = filled(3), MemoryStore()
+    path = tmp_path / "old.db"
+    Replicator(a, b, SyncState(path), pair="p").run()
+    # Schema 2 differs from 3 by its queue index only: put that one back.
+    engine = SyncState(path).engine
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP INDEX pbsync_claims")
+        connection.exec_driver_sql(
+            "CREATE INDEX pbsync_queue ON pbsync_items (pair, run_id, status, priority)"
+        )
+        connection.exec_driver_sql("UPDATE pbsync_schema SET version = 2")
+    engine.dispose()
+    a.put("item-new", b"new")
+
+    state = SyncState(path)
+    with state.engine.connect() as connection:
+        indexes = {row[1] for row in connection.exec_driver_sql("PRAGMA index_list(pbsync_items)")}
+        version = connection.exec_driver_sql("SELECT version FROM pbsync_schema").scalar()
+    assert version == 3
+    assert "pbsync_claims" in indexes
+    assert "pbsync_queue" not in indexes
+    report = Replicator(a, b, state, pair="p").run()
+    assert report.done == {ActionKind.UPLOAD: 1}, "the base of schema 2 is kept"
+    assert contents(b) == contents(a)

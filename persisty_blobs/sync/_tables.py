@@ -11,7 +11,7 @@ from ..errors import BlobError, Unsupported
 
 __all__ = ["SCHEMA_VERSION", "Tables", "connect"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _key_type(length: int) -> Any:
@@ -54,7 +54,18 @@ def _define(prefix: str) -> tuple[sa.MetaData, Tables]:
         sa.Column("lease_until", sa.Float),
         sa.Column("resolution", sa.String(10)),
     )
-    sa.Index(f"{prefix}_queue", items.c.pair, items.c.run_id, items.c.status, items.c.priority)
+    # The queued actions of a run in the order they are claimed; a finished one (action NULL)
+    # leaves it, so the last claim of a large run walks no more rows than the first.
+    queued = items.c.action.is_not(None)
+    sa.Index(
+        f"{prefix}_claims",
+        items.c.pair,
+        items.c.run_id,
+        items.c.priority.desc(),
+        items.c.key,
+        sqlite_where=queued,
+        postgresql_where=queued,
+    )
     runs = sa.Table(
         f"{prefix}_runs",
         metadata,
@@ -97,12 +108,8 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
             version = connection.execute(sa.select(tables.schema.c.version)).scalar()
             if version is None:
                 connection.execute(sa.insert(tables.schema).values(version=SCHEMA_VERSION))
-            elif version == 1:
-                # 2: each pair records the two stores it syncs ("" until its next run).
-                connection.exec_driver_sql(
-                    f"ALTER TABLE {tables.runs.name} ADD COLUMN sides TEXT NOT NULL DEFAULT ''"
-                )
-                connection.execute(sa.update(tables.schema).values(version=SCHEMA_VERSION))
+            elif version < SCHEMA_VERSION:
+                _migrate(connection, tables, prefix, version)
             elif version > SCHEMA_VERSION:
                 raise Unsupported(
                     f"the sync state at {engine.url!r} has schema {version}; this library "
@@ -112,3 +119,17 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
         engine.dispose()
         raise BlobError(f"cannot open the sync state at {engine.url!r}: {error}") from error
     return engine, tables
+
+
+def _migrate(connection: sa.Connection, tables: Tables, prefix: str, version: int) -> None:
+    if version < 2:
+        # Each pair records the two stores it syncs ("" until its next run).
+        connection.exec_driver_sql(
+            f"ALTER TABLE {tables.runs.name} ADD COLUMN sides TEXT NOT NULL DEFAULT ''"
+        )
+    if version < 3:
+        # Claims walk an index of queued actions in priority order, not one of every row.
+        connection.exec_driver_sql(f"DROP INDEX IF EXISTS {prefix}_queue")
+        for index in tables.items.indexes:
+            index.create(connection, checkfirst=True)
+    connection.execute(sa.update(tables.schema).values(version=SCHEMA_VERSION))
