@@ -55,6 +55,16 @@ def _offset(value: object, name: str, *, minimum: int = 0, optional: bool = Fals
     return value
 
 
+def _small_in_memory(data: Any, limit: int) -> bool:
+    """Bytes-like content of at most ``limit`` bytes: sending it costs no more than checking a
+    precondition first, so a put of it leaves the check to the commit alone."""
+    try:
+        with memoryview(data) as view:
+            return view.nbytes <= limit
+    except TypeError:
+        return False
+
+
 def _one_flag(flag: Flag | str | None) -> Flag | None:
     return None if flag is None else next(iter(validate_flags([flag])))
 
@@ -138,14 +148,16 @@ class DataStore:
             raise InvalidArgumentType(
                 "data must be bytes-like, a binary file or an iterable of bytes, not str"
             )
-        with self.writer(
+        checked_flags = frozenset() if flags is None else validate_flags(flags)
+        with self._writer(
             key,
-            content_type=content_type,
-            metadata=metadata,
-            if_match=if_match,
-            if_none_match=if_none_match,
-            flags=flags,
-            checksum=checksum,
+            content_type,
+            metadata,
+            checked_flags,
+            if_match,
+            if_none_match,
+            checksum,
+            check_first=not _small_in_memory(data, self.chunk_size),
         ) as writer:
             feed(writer, data)
         assert writer.item is not None
@@ -178,6 +190,8 @@ class DataStore:
         if_match: str | None,
         if_none_match: str | None,
         expected: str | None = None,
+        *,
+        check_first: bool = True,
     ) -> ItemWriter:
         validate_key(key)
         if expected is not None and (
@@ -195,7 +209,7 @@ class DataStore:
         if if_match is not None and if_none_match is not None:
             raise InvalidArgument("if_match and if_none_match cannot be given together")
         create_only = if_none_match == "*"
-        if create_only or if_match is not None:
+        if check_first and (create_only or if_match is not None):
             # Fail before a large body is consumed; the driver checks again when it commits.
             current = self._driver.stat(self._namespace, key)
             check_precondition(current, key, repr(self), if_match, create_only)

@@ -4,6 +4,7 @@ replication through an EncryptedStore over S3."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -182,7 +183,7 @@ def test_encrypted_replication_over_s3(tmp_path: Path, s3_endpoint: str, s3_buck
     assert to_phone.plan() == []
 
 
-def test_an_unchanged_sync_with_s3_only_lists(
+def test_a_first_sync_to_s3_puts_and_an_unchanged_one_only_lists(
     tmp_path: Path, s3_endpoint: str, s3_bucket: str
 ) -> None:
     from persisty_blobs.stores.s3 import S3Store
@@ -199,6 +200,9 @@ def test_an_unchanged_sync_with_s3_only_lists(
             local, EncryptedStore(bucket, Keyring.generate()), SyncState(tmp_path / "s.db")
         )
         assert replicator.run().ok
+        # One conditional PutObject per small item, no HEAD before it.
+        assert set(calls) == {"ListObjectsV2", "PutObject"}, Counter(calls)
+        assert calls.count("PutObject") == 30
         calls.clear()
         report = replicator.run()
     assert report.ok

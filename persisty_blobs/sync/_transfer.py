@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from ..errors import PreconditionFailed
 from ..item import DataItem
@@ -83,15 +84,23 @@ def copy_version(
             raise PreconditionFailed(
                 "changed since the plan; the next run decides", key=key, store=repr(source)
             )
-        with target.writer(
-            dst_key or key,
-            content_type=item.content_type,
-            metadata=item.metadata,
-            flags=item.flags,
-            if_match=None if replaces is None else replaces.etag,
-            if_none_match="*" if replaces is None else None,
-            checksum=item.checksum,
-        ) as writer:
+        options: dict[str, Any] = {
+            "content_type": item.content_type,
+            "metadata": item.metadata,
+            "flags": item.flags,
+            "if_match": None if replaces is None else replaces.etag,
+            "if_none_match": "*" if replaces is None else None,
+            "checksum": item.checksum,
+        }
+        if item.size <= min(target.chunk_size, _BLOCK):
+            # Read whole and put in one call: a put of content in memory leaves the
+            # precondition to the commit, instead of asking the target once more first.
+            content = reader.read()
+            written = target.put(dst_key or key, content, **options)
+            if on_bytes is not None:
+                on_bytes(len(content))
+            return item, written
+        with target.writer(dst_key or key, **options) as writer:
             while block := reader.read(_BLOCK):
                 writer.write(block)
                 if on_bytes is not None:
