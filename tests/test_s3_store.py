@@ -126,6 +126,30 @@ def test_large_put_is_a_concurrent_multipart_upload_then_a_checksummed_copy(
     assert dangling_uploads(store) == []
 
 
+def test_concurrent_writers_share_max_concurrency_parts_in_flight(
+    s3_endpoint: str, s3_bucket: str
+) -> None:
+    # Memory is bounded by the store, not by how many writers a caller (a sync) runs at once.
+    with new_store(s3_endpoint, s3_bucket, max_concurrency=2) as store:
+        calls = Calls(store.client)
+        uploading: dict[str, int] = {"now": 0, "most": 0}
+        lock = threading.Lock()
+
+        def part(delta: int, model: Any, **_: Any) -> None:
+            if model.name == "UploadPart":
+                with lock:
+                    uploading["now"] += delta
+                    uploading["most"] = max(uploading["most"], uploading["now"])
+
+        store.client.meta.events.register("before-call.s3.UploadPart", lambda **kw: part(1, **kw))
+        store.client.meta.events.register("after-call.s3.UploadPart", lambda **kw: part(-1, **kw))
+        with ThreadPoolExecutor(4) as pool:
+            items = list(pool.map(lambda n: store.put(f"big-{n}", blocks(11 * MiB)), range(4)))
+    assert calls.names().count("UploadPart") == 4 * 3
+    assert uploading["most"] == 2, "four writers, two parts in flight between them"
+    assert all(item.size == 11 * MiB for item in items)
+
+
 def test_small_put_is_one_put_with_s3s_sha256(store: S3Store) -> None:
     calls = Calls(store.client)
     item = store.put("small.txt", b"hello", metadata={"note": "grüße 100%"})

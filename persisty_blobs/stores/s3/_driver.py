@@ -64,6 +64,7 @@ class S3Driver(Driver):
         self.max_concurrency = max_concurrency
         self.owns_client = owns_client
         self._pool: ThreadPoolExecutor | None = None
+        self._parts = threading.Semaphore(max_concurrency)
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._bucket_seen = False
@@ -76,6 +77,7 @@ class S3Driver(Driver):
         with self._lock:
             if self._pid != os.getpid():
                 self._pool = None
+                self._parts = threading.Semaphore(self.max_concurrency)
                 forget_connections(self._client)
                 self._pid = os.getpid()
 
@@ -84,6 +86,13 @@ class S3Driver(Driver):
         """The boto3 client, safe to use in this process."""
         self._this_process()
         return self._client
+
+    @property
+    def parts_in_flight(self) -> threading.Semaphore:
+        """Shared by every writer of the store: concurrent uploads hold ``max_concurrency``
+        part buffers in flight between them, not each."""
+        self._this_process()
+        return self._parts
 
     @property
     def pool(self) -> ThreadPoolExecutor:

@@ -2,8 +2,9 @@
 upload fed as data arrives, its parts uploaded concurrently.
 
 Every byte is copied once, from the caller's chunk into a part buffer, and handed to botocore
-as it is. At most ``max_concurrency`` parts are in flight; the next one fills meanwhile, so a
-writer holds at most ``(max_concurrency + 1) * part_size`` bytes. Whatever goes wrong, and on
+as it is. At most ``max_concurrency`` parts of the store's writers are in flight at once; each
+writer's next part fills meanwhile, so ``n`` writers hold at most
+``(max_concurrency + n) * part_size`` bytes. Whatever goes wrong, and on
 ``abort``, the multipart upload is aborted: S3 then keeps neither an object nor the parts,
 unless S3 cannot be reached to abort it (``S3Store.abort_incomplete_uploads`` cleans up).
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import hashlib
-import threading
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -55,7 +55,7 @@ class S3Writer(DriverWriter):
         self._upload_id: str | None = None
         self._uploads: list[Future[dict[str, Any]]] = []
         self._failure: BaseException | None = None  # of the first part that failed
-        self._in_flight = threading.Semaphore(driver.max_concurrency)
+        self._in_flight = driver.parts_in_flight
 
     def _common(self, header: ItemHeader | WriteSpec) -> dict[str, Any]:
         common: dict[str, Any] = {
