@@ -16,6 +16,7 @@ import secrets
 
 from ... import _liveness
 from ...errors import BlobError
+from ._fileio import write_all
 from ._folders import open_folders
 from ._names import TEMP_PREFIX
 
@@ -31,8 +32,12 @@ def owned_name(kind: str) -> str:
 def write_record(temp_dir: str, folders: list[str], keep: int, temp: str) -> str:
     """Record a temp file about to be made in ``folders`` (below the root); the record's path."""
     record = os.path.join(temp_dir, owned_name("write"))
-    with open(record, "w", encoding="utf-8") as file:
-        json.dump({"folders": folders, "keep": keep, "temp": temp}, file)
+    content = json.dumps({"folders": folders, "keep": keep, "temp": temp}).encode()
+    fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        write_all(fd, content)
+    finally:
+        os.close(fd)
     return record
 
 

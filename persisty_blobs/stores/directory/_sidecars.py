@@ -97,8 +97,11 @@ class SidecarStore:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.replace(temp, target)
+        try:
+            os.replace(temp, target)
+        except FileNotFoundError:  # the first sidecar in its folder: make the folder
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(temp, target)
         if durable:
             folder = os.open(os.path.dirname(target), os.O_RDONLY | os.O_CLOEXEC)
             try:
