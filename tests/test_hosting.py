@@ -257,6 +257,38 @@ def test_a_gibibyte_each_way_in_bounded_memory(tmp_path: Path) -> None:
     assert server_rss < 100 * 2**20, server_rss
 
 
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def test_uploads_that_have_barely_begun_hold_no_memory_ahead_of_their_data(
+    tmp_path: Path,
+) -> None:
+    # Anyone may start posting a form: what a request holds must follow what it has sent.
+    head = (
+        b"POST /v1/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n"
+        b"Content-Type: multipart/form-data; boundary=XX\r\n\r\n--XX\r\n"
+    )
+    with serving(tmp_path) as (url, server):
+        address = urllib.parse.urlsplit(url)
+        before = _rss(server.pid)
+        connections = []
+        try:
+            for _ in range(100):
+                connection = socket.create_connection((address.hostname, address.port))
+                connection.sendall(head)
+                connections.append(connection)
+            time.sleep(1.0)  # let the server read each request's first bytes
+            held = _rss(server.pid) - before
+        finally:
+            for connection in connections:
+                connection.close()
+    assert held < 40 * 2**20, f"100 idle uploads hold {held / 2**20:.0f} MiB"
+
+
 def test_quota_holds_against_copies_and_concurrent_uploads(
     user: tuple[str, str, DataStore],
 ) -> None:

@@ -171,8 +171,7 @@ async def post_form(request: Request, hosted: Hosted) -> DataItem:
             "on_headers_finished": form.headers_finished,
         },
     )
-    # The parser searches what it is given for the boundary: it takes bytes, not views.
-    sink = ThreadedSink(lambda view: parser.write(bytes(view)))
+    sink = ThreadedSink(parser.write)
     try:
         async for chunk in request.stream():
             await sink.feed(chunk)

@@ -166,7 +166,7 @@ async def write_item(
             if_none_match=None if if_none_match is None else if_none_match.strip(),
         )
     )
-    sink = ThreadedSink(writer.write)  # ItemWriter.write copies what it is given
+    sink = ThreadedSink(writer.write)
     try:
         received = 0
         async for chunk in request.stream():
