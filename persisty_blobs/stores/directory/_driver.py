@@ -196,10 +196,16 @@ class DirectoryDriver(Driver):
         checksum = sha256_of_fd(fd)
         sidecar = Sidecar(file_stat.st_size, file_stat.st_mtime_ns, checksum, flags=flags)
         sidecar.adopted = True
-        with file_lock(self.lock_path, exclusive=True), contextlib.suppress(OSError):
-            now = os.stat(name, dir_fd=folder)
-            if now.st_ino == file_stat.st_ino and sidecar.describes(now):
-                self.sidecars.write(file_stat.st_ino, sidecar, durable=False)
+        with contextlib.suppress(OSError):
+            # Written before the lock is taken, so the lock is held for a stat and a rename.
+            temp = self.sidecars.prepare(sidecar, durable=False)
+            try:
+                with file_lock(self.lock_path, exclusive=True):
+                    now = os.stat(name, dir_fd=folder)
+                    if now.st_ino == file_stat.st_ino and sidecar.describes(now):
+                        self.sidecars.install(temp, file_stat.st_ino, durable=False)
+            finally:
+                self.sidecars.discard(temp)  # not installed: the file changed, or an error
         return sidecar
 
     def item(

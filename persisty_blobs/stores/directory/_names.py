@@ -7,12 +7,22 @@ stored with a ``~`` after that prefix, so no key can ever name one of them.
 
 from __future__ import annotations
 
+import itertools
+import os
 import secrets
 
 from ...errors import InvalidKey
 from ...keys import validate_key
 
-__all__ = ["RESERVED", "TEMP_PREFIX", "decode_name", "encode_segment", "is_key", "temp_name"]
+__all__ = [
+    "RESERVED",
+    "TEMP_PREFIX",
+    "decode_name",
+    "encode_segment",
+    "is_key",
+    "temp_name",
+    "unique_token",
+]
 
 RESERVED = ".persisty-blobs"
 TEMP_PREFIX = f"{RESERVED}.tmp-"
@@ -31,9 +41,32 @@ def decode_name(name: str) -> str | None:
     return None if name.startswith(RESERVED) else name
 
 
+class _Tokens:
+    """Names of temp files need to be unique, not unguessable (each is created with O_EXCL):
+    a random prefix per process, then a counter, instead of a system call per name."""
+
+    def __init__(self) -> None:
+        self.renew()
+
+    def renew(self) -> None:
+        self.prefix = secrets.token_hex(6)
+        self.counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):04x}"
+
+
+_tokens = _Tokens()
+os.register_at_fork(after_in_child=_tokens.renew)  # a child must not repeat its parent's names
+
+
+def unique_token() -> str:
+    return _tokens.next()
+
+
 def temp_name() -> str:
     """A new temp file's name: the store's own, so it is never listed."""
-    return TEMP_PREFIX + secrets.token_hex(8)
+    return TEMP_PREFIX + unique_token()
 
 
 def is_key(key: str) -> bool:

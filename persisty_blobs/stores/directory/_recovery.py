@@ -12,13 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 
 from ... import _liveness
 from ...errors import BlobError
 from ._fileio import write_all
 from ._folders import open_folders
-from ._names import TEMP_PREFIX
+from ._names import TEMP_PREFIX, unique_token
 
 __all__ = ["clean_interrupted_writes", "owned_name", "write_record"]
 
@@ -26,7 +25,7 @@ __all__ = ["clean_interrupted_writes", "owned_name", "write_record"]
 def owned_name(kind: str) -> str:
     """A new name for a file of this process in the state folder's ``tmp``."""
     owner = _liveness.local_owner() or "unknown"
-    return f"{owner}~{secrets.token_hex(8)}.{kind}"
+    return f"{owner}~{unique_token()}.{kind}"
 
 
 def write_record(temp_dir: str, folders: list[str], keep: int, temp: str) -> str:

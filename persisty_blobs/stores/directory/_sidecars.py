@@ -87,7 +87,10 @@ class SidecarStore:
         return sidecar if sidecar.valid() and sidecar.describes(stat) else None
 
     def write(self, inode: int, sidecar: Sidecar, *, durable: bool) -> None:
-        target = self._path(inode)
+        self.install(self.prepare(sidecar, durable=durable), inode, durable=durable)
+
+    def prepare(self, sidecar: Sidecar, *, durable: bool) -> str:
+        """Write ``sidecar`` to a temp file of its own (outside any lock); its path."""
         temp = os.path.join(self.temp_dir, owned_name("side"))
         data = json.dumps(sidecar.__dict__, separators=(",", ":")).encode()
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -97,6 +100,11 @@ class SidecarStore:
                 os.fsync(fd)
         finally:
             os.close(fd)
+        return temp
+
+    def install(self, temp: str, inode: int, *, durable: bool) -> None:
+        """Make the prepared ``temp`` the sidecar of ``inode`` in one rename."""
+        target = self._path(inode)
         try:
             os.replace(temp, target)
         except FileNotFoundError:  # the first sidecar in its folder: make the folder
@@ -108,6 +116,11 @@ class SidecarStore:
                 os.fsync(folder)
             finally:
                 os.close(folder)
+
+    @staticmethod
+    def discard(temp: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
 
     def remove(self, inode: int) -> None:
         with contextlib.suppress(FileNotFoundError):
