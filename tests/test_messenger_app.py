@@ -15,6 +15,8 @@ from examples.messenger.app import create_app
 from examples.messenger.chat import create_conversation, sign_up
 from examples.messenger.db import connect
 from examples.messenger.storage import MAX_SIZE, namespace_of
+from examples.messenger.worker import Worker
+from persisty_blobs import Flag
 
 from .messenger_support import png, serve, settings_for
 
@@ -147,3 +149,72 @@ def test_the_form_policy_refuses_oversize_and_wrong_types(
     assert (big.status_code, big.json()["error"]) == (413, "TooLarge")
     assert (html.status_code, html.json()["error"]) == (415, "ContentTypeNotAllowed")
     assert [path for path in (tmp_path / "blobs").rglob("*") if path.is_file()] == []
+
+
+def test_a_form_posted_again_replaces_nothing(
+    setup: tuple[httpx.Client, httpx.Client, dict[str, int]],
+) -> None:
+    """A form stays valid until it expires; posted again after its message was sent, it must
+    not swap the bytes the other members download (every write to the hosted store is
+    create-only)."""
+    one, two, ids = setup
+    alice, bob = Browser(one), Browser(two)
+    alice.login("alice", "alice-password")
+    bob.login("bob", "bob-password")
+    form = alice.post(f"/api/conversations/{ids['ab']}/uploads", {"content_type": "image/png"})
+    fields = form.json()["fields"]
+
+    def post(data: bytes) -> httpx.Response:
+        files = {"file": ("p.png", data, "image/png")}
+        return one.post(form.json()["url"], data=fields, files=files)
+
+    assert post(png()).status_code == 204
+    ab = f"/api/conversations/{ids['ab']}/messages"
+    sent = {"text": "", "attachment": {"key": form.json()["key"], "filename": "p.png"}}
+    assert alice.post(ab, sent).status_code == 201
+    replayed = post(b"<html><script>alert(1)</script></html>")
+    assert replayed.status_code == 412, replayed.text
+    assert replayed.json()["error"] == "AlreadyExists"
+    [message] = two.get(ab).json()["messages"]
+    original = f"/api/attachments/{message['attachment']['id']}/original"
+    assert two.get(original, follow_redirects=True).content == png()
+
+
+def test_an_attachment_replaced_after_it_was_sent_is_refused(
+    setup: tuple[httpx.Client, httpx.Client, dict[str, int]], tmp_path: Path
+) -> None:
+    """An S3 POST policy cannot say create-only, so there a form posted again does replace
+    the bytes: the app remembers the etag a message was sent with, the worker fails an
+    attachment whose etag changed, and the download refuses it."""
+    one, two, ids = setup
+    alice, bob = Browser(one), Browser(two)
+    alice.login("alice", "alice-password")
+    bob.login("bob", "bob-password")
+    ab = f"/api/conversations/{ids['ab']}/messages"
+    keys = []
+    for name in ("early.png", "late.png"):
+        key, posted = alice.upload(ids["ab"], png(), "image/png")
+        assert posted.status_code == 204
+        assert alice.post(ab, {"text": "", "attachment": {"key": key, "filename": name}}).is_success
+        keys.append(key)
+    settings = settings_for(tmp_path)
+    engine = connect(settings.database_url)
+    with settings.open_store() as store:
+        mine = store.namespace(namespace_of(ids["alice"]))
+        swapped = b"<html><script>alert(1)</script></html>"
+        # What a replayed S3 form does (the hosted store's forms cannot), landing after the
+        # worker listed the attachment as PENDING.
+        mine.put(keys[0], swapped, content_type="image/png", flags=[Flag.PENDING])
+        assert len(Worker(engine, store).run_once()) == 2
+        mine.put(keys[1], swapped, content_type="image/png")
+    engine.dispose()
+    early, late = (message["attachment"] for message in two.get(ab).json()["messages"])
+    assert (early["state"], early["reason"]) == (
+        "failed",
+        "the file was replaced after it was sent",
+    )
+    assert late["state"] == "processed"
+    for attachment in (early, late):
+        refused = two.get(f"/api/attachments/{attachment['id']}/original")
+        assert refused.status_code == 409
+        assert "replaced after it was sent" in refused.json()["error"]

@@ -31,16 +31,52 @@ from persisty_blobs.layer import ForwardingDriver
 from .storage import MAX_SIZE, TYPES, namespace_of
 from .tokens import TokenSigner
 
-__all__ = ["ClientStore", "blob_app"]
+__all__ = ["ClientStore", "CreateOnlyStore", "blob_app"]
 
 ATTACHMENT_KEY = re.compile(r"att/[0-9a-f]{32}")
 
 
-class _LimitedWriter(DriverWriter):
-    """Refuses the first chunk past ``MAX_SIZE``, and commits only a new item."""
+class _CreateOnlyWriter(DriverWriter):
+    """Commits only a new item, whatever precondition the caller asked for."""
+
+    def __init__(self, inner: DriverWriter) -> None:
+        self.inner = inner
+
+    def write(self, chunk: memoryview) -> None:
+        self.inner.write(chunk)
+
+    def commit(self, spec: WriteSpec) -> DataItem:
+        # Checked by the store itself when it commits: race-free, unlike a look beforehand.
+        return self.inner.commit(dataclasses.replace(spec, if_match=None, if_none_match=True))
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+
+class _CreateOnlyDriver(ForwardingDriver):
+    """Every write adds a new item or fails with ``AlreadyExists`` (412 over HTTP).
+
+    The hosted app's upload forms write through it: a form stays valid until it expires, and
+    without this a form posted again would replace an attachment already sent, checked and
+    downloaded (the library's form handler sets no precondition of its own)."""
+
+    def new_writer(self, namespace: str, key: str, header: ItemHeader) -> DriverWriter:
+        create = dataclasses.replace(header, if_match=None, if_none_match=True)
+        return _CreateOnlyWriter(self.inner.new_writer(namespace, key, create))
+
+    def copy(self, namespace: str, src_key: str, dst_key: str) -> DataItem | None:
+        return None  # streamed through new_writer instead, so a copy is create-only too
+
+    def close(self) -> None:
+        pass  # the app's store is the app's to close
+
+
+class _LimitedWriter(_CreateOnlyWriter):
+    """Refuses the first chunk past ``MAX_SIZE`` (``inner`` is create-only already)."""
 
     def __init__(self, inner: DriverWriter, key: str, store: str) -> None:
-        self.inner, self.key, self.store = inner, key, store
+        super().__init__(inner)
+        self.key, self.store = key, store
         self.size = 0
 
     def write(self, chunk: memoryview) -> None:
@@ -51,15 +87,8 @@ class _LimitedWriter(DriverWriter):
             )
         self.inner.write(chunk)
 
-    def commit(self, spec: WriteSpec) -> DataItem:
-        # Create-only whatever the client asked: checked by the store itself, race-free.
-        return self.inner.commit(dataclasses.replace(spec, if_match=None, if_none_match=True))
 
-    def abort(self) -> None:
-        self.inner.abort()
-
-
-class _ClientDriver(ForwardingDriver):
+class _ClientDriver(_CreateOnlyDriver):
     def new_writer(self, namespace: str, key: str, header: ItemHeader) -> DriverWriter:
         if not ATTACHMENT_KEY.fullmatch(key):
             raise PermissionDenied(
@@ -74,11 +103,7 @@ class _ClientDriver(ForwardingDriver):
             raise ContentTypeNotAllowed(
                 f"{bare} cannot be sent: images, PDF and plain text only", key=key
             )
-        create = dataclasses.replace(header, if_none_match=True)
-        return _LimitedWriter(self.inner.new_writer(namespace, key, create), key, self.name)
-
-    def copy(self, namespace: str, src_key: str, dst_key: str) -> DataItem | None:
-        return None  # streamed through new_writer, so a copy is held to the same rules
+        return _LimitedWriter(super().new_writer(namespace, key, header), key, self.name)
 
     def delete(self, namespace: str, key: str, if_match: str | None) -> bool:
         raise PermissionDenied("a sent attachment belongs to its message: no deletes", key=key)
@@ -86,8 +111,12 @@ class _ClientDriver(ForwardingDriver):
     def set_flags(self, namespace: str, key: str, flags: frozenset[Flag]) -> None:
         raise PermissionDenied("flags are set by the app, not by a client", key=key)
 
-    def close(self) -> None:
-        pass  # the app's store is the app's to close
+
+class CreateOnlyStore(DataStore):
+    """``store`` where nothing is ever replaced: what the hosted app serves forms from."""
+
+    def __init__(self, store: DataStore) -> None:
+        super().__init__(_CreateOnlyDriver(store, "CreateOnlyStore"))
 
 
 class ClientStore(DataStore):
@@ -110,4 +139,6 @@ def blob_app(store: DataStore, secret: bytes, tokens: TokenSigner) -> Starlette:
     def authorize(_: DataStore, user_id: int) -> DataStore:
         return clients.namespace(namespace_of(user_id))
 
-    return create_app(store, secret=secret, authenticate=authenticate, authorize=authorize)
+    return create_app(
+        CreateOnlyStore(store), secret=secret, authenticate=authenticate, authorize=authorize
+    )

@@ -38,6 +38,7 @@ from .chat import (
     new_attachment_key,
     post_message,
     require_member,
+    require_unchanged,
     sign_up,
 )
 from .db import connect, users
@@ -300,6 +301,8 @@ class Messenger:
         else:
             if row.state == "failed":
                 raise ChatError(409, f"This file failed its check: {row.reason}.")
+            # The signed URL names a key, not a version: check the version here.
+            await run_in_threadpool(require_unchanged, self.store, row)
             url = self.factory.download_url(
                 row.key,
                 authorization=row.namespace,

@@ -29,6 +29,7 @@ __all__ = [
     "new_attachment_key",
     "post_message",
     "require_member",
+    "require_unchanged",
     "sign_up",
 ]
 
@@ -232,6 +233,7 @@ def _attach(
                 content_type=bare,
                 size=item.size,
                 state="pending",
+                etag=item.etag,
             )
         )
     except sa.exc.IntegrityError:
@@ -254,3 +256,10 @@ def attachment_for(engine: sa.Engine, attachment: int, user_id: int) -> sa.Row[A
     if row is None:
         raise ChatError(403, "You cannot open this attachment.")
     return row
+
+
+def require_unchanged(store: DataStore, row: sa.Row[Any]) -> None:
+    """Refuse an attachment whose item is no longer the one its message was sent with."""
+    current = store.namespace(row.namespace).get(row.key)
+    if row.etag is not None and (current is None or current.etag != row.etag):
+        raise ChatError(409, "This file was replaced after it was sent: it is not served.")

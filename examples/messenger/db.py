@@ -69,6 +69,10 @@ attachments = sa.Table(
     sa.Column("worker", sa.String(64)),
     sa.Column("claim", sa.String(32)),
     sa.Column("claimed_at", sa.DateTime(timezone=True)),
+    # The item's etag when its message was sent. An S3 upload form cannot be made create-only,
+    # so it can replace an attachment until it expires: the worker and the downloads refuse
+    # an item whose etag is not this one. None for attachments sent before it was recorded.
+    sa.Column("etag", sa.String(200)),
     sa.UniqueConstraint("namespace", "key"),
 )
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from persisty_blobs import BlobError, DataStore, Flag
+from persisty_blobs.streams import ItemReader
 
 from .db import attachments, connect
 from .storage import Settings, sniff
@@ -45,11 +46,11 @@ class _Failed(Exception):
     """The attachment is not what it says it is; the message is the reason shown."""
 
 
-def _thumbnail(store: DataStore, key: str) -> bytes:
+def _thumbnail(reader: ItemReader) -> bytes:
     from PIL import Image
 
     try:
-        with store.open(key) as reader, Image.open(reader) as image:
+        with Image.open(reader) as image:
             # Opening reads the header only: the size is known before any pixel is decoded.
             if image.width * image.height > _MAX_PIXELS:
                 raise _Failed(f"the image is too large ({image.width}x{image.height})")
@@ -173,18 +174,27 @@ class Worker:
     def _check(self, store: DataStore, namespace: str, key: str) -> str | None:
         """The thumbnail's key (None for other than images), after the type check."""
         with self.engine.connect() as db:
-            declared = db.execute(
-                sa.select(attachments.c.content_type).where(
+            sent = db.execute(
+                sa.select(attachments.c.content_type, attachments.c.etag).where(
                     attachments.c.namespace == namespace, attachments.c.key == key
                 )
-            ).scalar_one()
-        found = sniff(store.read_bytes(key, 0, _HEAD))
-        if found is None or found != declared:
-            raise _Failed(f"the file is {found or 'of an unknown type'}, not {declared}")
-        if not found.startswith("image/"):
-            return None
+            ).one()
+        # One reader for the check and the thumbnail: it reads one version, and fails rather
+        # than go on in another.
+        with store.open(key) as reader:
+            if sent.etag is not None and reader.item.etag != sent.etag:
+                raise _Failed("the file was replaced after it was sent")
+            found = sniff(reader.read(_HEAD))
+            if found is None or found != sent.content_type:
+                raise _Failed(
+                    f"the file is {found or 'of an unknown type'}, not {sent.content_type}"
+                )
+            if not found.startswith("image/"):
+                return None
+            reader.seek(0)
+            thumbnail = _thumbnail(reader)
         thumbnail_key = f"thumb/{key.removeprefix('att/')}.png"
-        store.put(thumbnail_key, _thumbnail(store, key), content_type="image/png")
+        store.put(thumbnail_key, thumbnail, content_type="image/png")
         return thumbnail_key
 
 
