@@ -4,7 +4,10 @@ a claim whose worker died is taken over once its lease has run out."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +15,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from examples.messenger import worker as worker_module
+from examples.messenger.app import Messenger as AppMessenger
 from examples.messenger.chat import create_conversation, sign_up
 from examples.messenger.db import attachments, connect
 from examples.messenger.storage import namespace_of
@@ -19,7 +24,7 @@ from examples.messenger.worker import Worker
 from persisty_blobs import Flag
 from persisty_blobs.testing._support import run_threads
 
-from .messenger_support import Messenger, open_messenger, png
+from .messenger_support import Messenger, open_messenger, png, settings_for
 
 pytest.importorskip("PIL")
 
@@ -151,3 +156,59 @@ def test_a_claim_past_its_lease_is_taken_over_once(messenger: tuple[Messenger, i
     assert dead.process(namespace, key, claim) is False
     assert states(app)[key][0] == "processed"
     assert states(app)[key][2] != "dead"
+
+
+def locked_once(passes: list[int]) -> Callable[[Worker], list[str]]:
+    """A ``run_once`` whose first pass fails as a locked SQLite database does."""
+
+    def run_once(self: Worker) -> list[str]:
+        passes.append(1)
+        if len(passes) == 1:
+            raise sa.exc.OperationalError(
+                "UPDATE attachments", {"claim": "c"}, Exception("database is locked")
+            )
+        if len(passes) == 3:
+            raise KeyboardInterrupt  # ends the command-line loop; the app's task never gets here
+        return []
+
+    return run_once
+
+
+def test_a_failed_pass_is_logged_and_the_apps_worker_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    passes: list[int] = []
+    monkeypatch.setattr(Worker, "run_once", locked_once(passes))
+    monkeypatch.setattr(worker_module, "RETRY_FIRST", 0.01)
+    app = AppMessenger(settings_for(tmp_path), run_worker=True)
+
+    async def run() -> None:
+        task = asyncio.create_task(app.work())
+        deadline = time.monotonic() + 10
+        while len(passes) < 2 and time.monotonic() < deadline and not task.done():
+            app.wake.set()
+            await asyncio.sleep(0.02)
+        assert not task.done(), "the worker task ended"
+        task.cancel()  # as the app's shutdown does
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+
+    asyncio.run(run())
+    app.store.close()
+    app.engine.dispose()
+    assert len(passes) == 2
+    assert "database is locked" in caplog.text
+    assert "[parameters" not in caplog.text
+
+
+def test_a_failed_pass_does_not_end_the_worker_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    passes: list[int] = []
+    monkeypatch.setattr(Worker, "run_once", locked_once(passes))
+    monkeypatch.setattr(worker_module, "RETRY_FIRST", 0.01)
+    monkeypatch.setenv("MESSENGER_DATA", str(tmp_path))
+    assert worker_module.main(["--interval", "0"]) == 0
+    assert len(passes) == 3
+    assert "database is locked" in caplog.text

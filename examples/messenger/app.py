@@ -44,7 +44,7 @@ from .chat import (
 from .db import connect, users
 from .storage import BLOBS_PATH, MAX_SIZE, TYPES, Settings, namespace_of, open_factory
 from .tokens import TokenSigner
-from .worker import Worker
+from .worker import Worker, retry_delay
 
 __all__ = ["create_app"]
 
@@ -315,11 +315,17 @@ class Messenger:
     async def work(self) -> None:
         """Process attachments when a message arrives, and every few seconds."""
         worker = Worker(self.engine, self.store)
+        failures = 0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=5)
             self.wake.clear()
-            await run_in_threadpool(worker.run_once)
+            try:
+                await run_in_threadpool(worker.run_once)
+                failures = 0
+            except Exception as error:  # not CancelledError: the app's shutdown still ends it
+                failures += 1
+                await asyncio.sleep(retry_delay(error, failures))
 
 
 def _endpoint(handler: Handler) -> Handler:

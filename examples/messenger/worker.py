@@ -30,10 +30,12 @@ from persisty_blobs.streams import ItemReader
 from .db import attachments, connect
 from .storage import Settings, sniff
 
-__all__ = ["LEASE", "Worker", "main"]
+__all__ = ["LEASE", "Worker", "main", "retry_delay"]
 
 #: Seconds after which a claim is presumed dead and may be taken over.
 LEASE = 300.0
+#: Seconds to wait after a pass failed, doubled at each failure in a row up to the most.
+RETRY_FIRST, RETRY_MOST = 1.0, 60.0
 
 log = logging.getLogger("messenger.worker")
 _HEAD = 4096
@@ -198,6 +200,23 @@ class Worker:
         return thumbnail_key
 
 
+def retry_delay(error: Exception, failures: int) -> float:
+    """Log a pass that failed (the ``failures``-th in a row) and return how long to wait
+    before the next: a locked database or a store that is down usually comes back, and a
+    worker that stopped would leave every later attachment unprocessed until a restart."""
+    delay = min(RETRY_MOST, RETRY_FIRST * 2.0 ** min(failures - 1, 16))
+    # The first line only: SQLAlchemy appends the statement and its parameters after it.
+    reason = (str(error).splitlines() or [""])[0][:300]
+    log.error(
+        "a worker pass failed (%d in a row): %s: %s; next in %.0f s",
+        failures,
+        type(error).__name__,
+        reason,
+        delay,
+    )
+    return delay
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--once", action="store_true", help="one pass, then exit")
@@ -214,17 +233,23 @@ def main(argv: list[str] | None = None) -> int:
     engine = connect(settings.database_url)
     with settings.open_store() as store:
         worker = Worker(engine, store, lease=args.lease)
+        failures = 0
         try:
             while True:
-                for key in worker.run_once():
-                    log.info("processed %s", key)
+                try:
+                    for key in worker.run_once():
+                        log.info("processed %s", key)
+                    failures, wait = 0, args.interval
+                except Exception as error:
+                    failures += 1
+                    wait = retry_delay(error, failures)
                 if args.once:
                     break
-                time.sleep(args.interval)
+                time.sleep(wait)
         except KeyboardInterrupt:
             pass
     engine.dispose()
-    return 0
+    return 1 if failures else 0  # only --once ends with its last pass failed
 
 
 if __name__ == "__main__":
