@@ -28,8 +28,11 @@ _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 class DirectoryWriter(DriverWriter):
-    def __init__(self, driver: DirectoryDriver, namespace: str, key: str) -> None:
+    def __init__(
+        self, driver: DirectoryDriver, namespace: str, key: str, *, replacing: bool = True
+    ) -> None:
         self._driver = driver
+        self._replacing = replacing
         self._namespace = namespace
         self._key = key
         self._temp = temp_name()
@@ -59,7 +62,8 @@ class DirectoryWriter(DriverWriter):
                 self._chain.close()
                 self._chain = None
                 continue
-            driver.release_cache(self._chain.fd, self._name, self._chain.shown(self._name))
+            if self._replacing:  # a create-only write has no old version to make room for
+                driver.release_cache(self._chain.fd, self._name, self._chain.shown(self._name))
             return
         vanished = FileNotFoundError(errno.ENOENT, "the folder keeps vanishing")
         raise from_os_error(vanished, key=self._key, store=driver.name)
