@@ -189,3 +189,29 @@ def test_a_token_reaches_its_users_namespace_only(app: App) -> None:
     for bad in (expired, forged, f"{bobs.split('.')[0]}.{signature}", f"{payload}x.{signature}"):
         answer = httpx.get(f"{url}/v1/items", headers={"authorization": f"Bearer {bad}"})
         assert answer.status_code == 401
+
+
+def test_the_local_files_are_the_users_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sync state is plain SQLite (keys, sizes, checksums of the plaintext): only its
+    mode protects it, and the store's beside it."""
+    monkeypatch.setenv("MESSENGER_CLIENT_PASSPHRASE", PASSPHRASE)
+    umask = os.umask(0o022)  # the usual one, under which files are made world-readable
+    try:
+        data = tmp_path / "new" / "data"
+        assert main(["--user", "alice", "--data", str(data), "ls"]) == 0
+        assert data.stat().st_mode & 0o777 == 0o700
+        files = sorted(path.name for path in data.iterdir())
+        assert {"alice.db", "alice.sync"} <= set(files)
+        assert {name: (data / name).stat().st_mode & 0o777 for name in files} == dict.fromkeys(
+            files, 0o600
+        )
+        (data / "alice.sync").chmod(0o644)  # made by an earlier version
+        assert main(["--user", "alice", "--data", str(data), "ls"]) == 0
+        assert (data / "alice.sync").stat().st_mode & 0o777 == 0o600
+        data.chmod(0o755)
+        assert main(["--user", "alice", "--data", str(data), "ls"]) == 1
+        assert "open to other users" in capsys.readouterr().err
+    finally:
+        os.umask(umask)

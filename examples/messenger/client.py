@@ -60,10 +60,32 @@ def _secret(name: str, variable: str, path: Path | None) -> str:
     raise _Refused(f"no {name}: set {variable} or give --{name.split()[-1]}-file")
 
 
+def _private_file(path: Path) -> Path:
+    """``path``, made (empty: SQLite takes that for a new database) or kept readable by its
+    owner only. SQLite gives the journal and WAL files beside it the same mode."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)  # a file from an earlier version, or another umask
+    finally:
+        os.close(descriptor)
+    return path
+
+
 def _local_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The local store and the sync state, in a folder of the user's own."""
     folder: Path = args.data
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return folder / f"{args.user}.db", folder / f"{args.user}.sync"
+    # Refused rather than changed: a folder others may open was made so by someone, perhaps
+    # for other files in it; this client makes its own folder 0700.
+    mode = folder.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise _Refused(
+            f"{folder} is open to other users (mode {mode:o}): chmod 700 it, or give another --data"
+        )
+    return (
+        _private_file(folder / f"{args.user}.db"),
+        _private_file(folder / f"{args.user}.sync"),
+    )
 
 
 @contextmanager
@@ -75,7 +97,8 @@ def _local(args: argparse.Namespace) -> Iterator[tuple[DataStore, SyncState]]:
         store = SqlCipherStore(store_path, passphrase)
     except DecryptionError:
         raise _Refused(f"{store_path} does not open with this passphrase") from None
-    # The state holds keys, sizes and checksums, never content.
+    # The state holds keys, sizes and SHA-256 checksums of the plaintext, never content, in
+    # plain SQLite: its mode (0600) is all that keeps it from other users.
     state = SyncState(state_path)
     try:
         yield store, state
