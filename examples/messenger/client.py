@@ -28,6 +28,7 @@ from pathlib import Path
 from persisty_blobs import BlobError, DataStore, DecryptionError
 from persisty_blobs.stores import HttpStore, SqlCipherStore
 from persisty_blobs.sync import ActionKind, BlobManager, Status, SyncReport, SyncState
+from persisty_blobs.sync.state import Outcome
 
 from .api import ApiError, MessengerApi
 from .progress import ProgressBar
@@ -157,6 +158,9 @@ def _send(args: argparse.Namespace) -> None:
     path: Path = args.attach
     content_type, size = _attachment(path, args.type)
     with _local(args) as (local, state), _remote(args) as (api, remote):
+        # Asked first: an upload for a message the app refuses would stay on the server.
+        if all(found["id"] != args.conversation for found in api.conversations()):
+            raise _Refused(f"you are not in conversation {args.conversation}; nothing was sent")
         manager = BlobManager(local, remote, state=state, pair=_PAIR)
         key = f"att/{secrets.token_hex(16)}"
         _say(f"storing {path.name} in {local!r}, then uploading it")
@@ -173,8 +177,24 @@ def _send(args: argparse.Namespace) -> None:
             # Never uploaded, so only here: kept, a later sync would upload it for no message.
             manager.delete(key)
             raise _Refused(f"{path.name} could not be uploaded; nothing was sent")
-        message = api.post_message(args.conversation, args.text, (key, path.name))
+        try:
+            message = api.post_message(args.conversation, args.text, (key, path.name))
+        except ApiError as error:
+            _forget_upload(local, state, key)
+            raise _Refused(
+                f"the message was not posted: {error}\n{path.name} was uploaded as {key} and "
+                "stays on the server, in your namespace, sent in no message (a client's token "
+                "cannot delete there); its copy here was dropped"
+            ) from None
     print(f"sent message {message} with {path.name} ({size} bytes, {key})")
+
+
+def _forget_upload(local: DataStore, state: SyncState, key: str) -> None:
+    """Drop an uploaded attachment here, and from the sync state: not through
+    ``BlobManager.delete``, which would send the delete on (refused to a token, at every
+    sync). A later sync finds it on the server as any other item there, and brings it down."""
+    local.delete(key)
+    state.settle(_PAIR, [Outcome(namespace="", key=key, forget=True)])
 
 
 def _sync_command(args: argparse.Namespace) -> None:
