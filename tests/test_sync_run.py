@@ -4,6 +4,7 @@ progress; the faults come from a real layer over real stores."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -258,4 +259,31 @@ def test_a_state_of_schema_2_is_upgraded_in_place(tmp_path: Path) -> None:
     assert "pbsync_queue" not in indexes
     report = Replicator(a, b, state, pair="p").run()
     assert report.done == {ActionKind.UPLOAD: 1}, "the base of schema 2 is kept"
+    assert contents(b) == contents(a)
+
+
+def test_at_most_half_the_transfers_move_large_items_at_once(state: SyncState) -> None:
+    large = 8 * 1024 * 1024
+    lock = threading.Lock()
+    moving = {"now": 0, "most": 0}
+
+    def slow_large_reads(operation: str, key: str) -> None:
+        if operation != "read" or not key.startswith("large"):
+            return
+        with lock:
+            moving["now"] += 1
+            moving["most"] = max(moving["most"], moving["now"])
+        time.sleep(0.1)
+        with lock:
+            moving["now"] -= 1
+        return
+
+    a = Faulty(fault=slow_large_reads)
+    for index in range(4):
+        a.put(f"large-{index}", bytes([index]) * large)
+        a.put(f"small-{index}", bytes([index]))
+    b = MemoryStore()
+    report = Replicator(a, b, state, pair="p", concurrency=4).run()
+    assert report.done == {ActionKind.UPLOAD: 8}
+    assert moving["most"] == 2, "each large item holds a store's buffers while it moves"
     assert contents(b) == contents(a)

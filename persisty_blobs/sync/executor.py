@@ -30,6 +30,9 @@ _MAX_DELAY = 30.0
 #: unstarted leases are given back and claimed again); other processes see it at their next
 #: claim.
 _CLAIM_BATCH = 32
+#: Items this large hold a store's whole buffers while they move (an S3 part, a writer's
+#: ring): at most half the transfers at once move one, which bounds a run's memory.
+_LARGE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(order=True)
@@ -59,6 +62,7 @@ class Executor:
         self._renewed = time.monotonic()
         self._attempts: dict[tuple[str, str], int] = {}
         self._transient_failures = 0
+        self._large = threading.BoundedSemaphore(max(1, self.concurrency // 2))
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="pb-sync") as pool:
             try:
                 self._transfers_then_deletes(pool)
@@ -142,7 +146,10 @@ class Executor:
                 )
             )
 
-        return perform(claim.action, a, b, self.trash, moved)
+        if claim.action.size < _LARGE_BYTES:
+            return perform(claim.action, a, b, self.trash, moved)
+        with self._large:
+            return perform(claim.action, a, b, self.trash, moved)
 
     def _finished(self, claim: Claim, future: Future[list[Outcome]]) -> float | None:
         """Record the result; the monotonic time to retry at, or None."""
