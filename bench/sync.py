@@ -149,7 +149,8 @@ def _pair(
                 print(_line(rows[-1]), flush=True)
             if target == "directory" and phase == "first":
                 bound = step("pycopy", str(ours), str(root / "ours-pycopy"), env=env)
-                rows.append(_row(f"{label}, bound: atomic copies in plain Python", bound, other))
+                name = f"{label}, bound: plain Python copies, {bound['threads']} thread(s)"
+                rows.append(_row(name, bound, other))
                 print(_line(rows[-1]), flush=True)
             if target == "directory":
                 command = step(
