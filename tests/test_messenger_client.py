@@ -7,6 +7,7 @@ one reaches nothing."""
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -238,3 +239,69 @@ def test_an_attachment_whose_message_fails_is_not_kept_as_sent(app: App, tmp_pat
     with app.settings.open_store() as store:
         [uploaded] = store.namespace(namespace_of(app.ids["alice"])).list()
     assert uploaded.key in refused.stderr
+
+
+class RationedTokens(TokenSigner):
+    """Tokens that stop opening after ``uses`` requests (the first ``limited`` issued, or
+    all), as a token that runs out in the middle of a sync. Each token is new: the clock
+    moves a second per issue, so two tokens are never the same string."""
+
+    def __init__(self, secret: bytes, uses: int, limited: int | None) -> None:
+        ticks = itertools.count()
+        super().__init__(secret, clock=lambda: time.time() + next(ticks))
+        self.uses, self.limited = uses, limited
+        self.opened: dict[str, int] = {}
+        self.rationed: set[str] = set()
+        self.issued = 0
+
+    def issue(self, user_id: int) -> tuple[str, int]:
+        token, expires = super().issue(user_id)
+        self.issued += 1
+        if self.limited is None or self.issued <= self.limited:
+            self.rationed.add(token)
+        return token, expires
+
+    def open(self, token: str | None) -> int | None:
+        user = super().open(token)
+        if user is None or token not in self.rationed:
+            return user
+        self.opened[token] = self.opened.get(token, 0) + 1
+        return user if self.opened[token] <= self.uses else None
+
+
+@pytest.mark.parametrize("limited", [1, None], ids=["first-token-runs-out", "every-token-does"])
+def test_a_token_that_runs_out_mid_sync_is_renewed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    limited: int | None,
+) -> None:
+    import examples.messenger.app as app_module
+
+    # Two requests each: the store's info and the listing, then every download is refused.
+    monkeypatch.setattr(
+        app_module, "TokenSigner", lambda secret: RationedTokens(secret, 2, limited)
+    )
+    settings = settings_for(tmp_path)
+    engine = connect(settings.database_url)
+    alice = sign_up(engine, "alice", "alice-password")
+    engine.dispose()
+    with settings.open_store() as store:
+        for n in range(6):
+            store.namespace(namespace_of(alice)).put(f"att/{n:032x}", b"note\n")
+    monkeypatch.setenv("MESSENGER_PASSWORD", "alice-password")
+    monkeypatch.setenv("MESSENGER_CLIENT_PASSPHRASE", PASSPHRASE)
+    data = tmp_path / "laptop"
+    with serve(create_app(settings, run_worker=False)) as url:
+        status = main(["--url", url, "--user", "alice", "--data", str(data), "sync"])
+    out, err = capsys.readouterr()
+    if limited == 1:
+        assert status == 0, err
+        assert out.startswith("synced: downloaded 6;")
+        with SqlCipherStore(data / "alice.db", PASSPHRASE) as local:
+            assert local.count() == 6
+    else:
+        assert status == 1
+        assert "nothing to do" not in out
+        assert "6 failed" in err
+    assert "a new token" in err

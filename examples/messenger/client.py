@@ -16,6 +16,8 @@ store's passphrase from ``MESSENGER_CLIENT_PASSPHRASE``, ``--passphrase-file`` o
 from __future__ import annotations
 
 import argparse
+import collections
+import dataclasses
 import getpass
 import mimetypes
 import os
@@ -127,9 +129,39 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def _sync(manager: BlobManager, verb: str) -> SyncReport:
-    bar = ProgressBar(verb) if sys.stderr.isatty() else None
-    report = manager.replicator([""]).run(progress=bar)
+def _token_ran_out(report: SyncReport) -> bool:
+    """Whether items failed because the hosted store no longer took the token (it answers
+    401 with this message), rather than for themselves."""
+    return any(
+        error.startswith("PermissionDenied: authentication required")
+        for *_, error in report.failures
+    )
+
+
+def _sync(
+    local: DataStore, state: SyncState, api: MessengerApi, remote: DataStore, verb: str
+) -> SyncReport:
+    """One run; if the token ran out during it (a long sync, a slow link), a new token and
+    one run more. The report counts what both did, and the failures of the last."""
+
+    def run(remote: DataStore) -> SyncReport:
+        bar = ProgressBar(verb) if sys.stderr.isatty() else None
+        manager = BlobManager(local, remote, state=state, pair=_PAIR)
+        return manager.replicator([""]).run(progress=bar)
+
+    report = run(remote)
+    if _token_ran_out(report):
+        _say(f"the token ran out during the {verb}: a new token, and once more")
+        token, url = api.blob_token()
+        with HttpStore(url, token=token) as renewed:
+            again = run(renewed)
+        done = collections.Counter(report.done) + collections.Counter(again.done)
+        report = dataclasses.replace(
+            again,
+            done=dict(done),
+            bytes=report.bytes + again.bytes,
+            seconds=report.seconds + again.seconds,
+        )
     for _, key, action, error in report.failures:
         _say(f"  {action} of {key} failed: {error}")
     return report
@@ -172,7 +204,7 @@ def _send(args: argparse.Namespace) -> None:
                 metadata={"filename": path.name[:200]},
                 priority="high",
             )
-        _sync(manager, "upload")
+        _sync(local, state, api, remote, "upload")
         if manager.replicator([""]).status(key) is not Status.SYNCED:
             # Never uploaded, so only here: kept, a later sync would upload it for no message.
             manager.delete(key)
@@ -198,12 +230,13 @@ def _forget_upload(local: DataStore, state: SyncState, key: str) -> None:
 
 
 def _sync_command(args: argparse.Namespace) -> None:
-    with _local(args) as (local, state), _remote(args) as (_, remote):
-        report = _sync(BlobManager(local, remote, state=state, pair=_PAIR), "sync")
+    with _local(args) as (local, state), _remote(args) as (api, remote):
+        report = _sync(local, state, api, remote, "sync")
     moved = ", ".join(
         f"{_DONE.get(kind, kind.value)} {count}" for kind, count in sorted(report.done.items())
     )
-    print(f"synced: {moved or 'nothing to do'}; {report.bytes} bytes")
+    # "nothing to do" only when nothing failed either: a run that could do nothing is not one.
+    print(f"synced: {moved or ('nothing to do' if report.ok else 'nothing')}; {report.bytes} bytes")
     if not report.ok:
         raise _Refused(f"{len(report.failures)} failed; the next sync tries them again")
 
