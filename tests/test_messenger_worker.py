@@ -21,7 +21,7 @@ from examples.messenger.chat import create_conversation, sign_up
 from examples.messenger.db import attachments, connect
 from examples.messenger.storage import namespace_of
 from examples.messenger.worker import Worker
-from persisty_blobs import Flag
+from persisty_blobs import DataStore, Flag
 from persisty_blobs.testing._support import run_threads
 
 from .messenger_support import Messenger, open_messenger, png, settings_for
@@ -212,3 +212,45 @@ def test_a_failed_pass_does_not_end_the_worker_command(
     assert worker_module.main(["--interval", "0"]) == 0
     assert len(passes) == 3
     assert "database is locked" in caplog.text
+
+
+class StalledView:
+    """A namespace view whose first ``set_flags`` waits while ``meanwhile`` runs: a worker
+    that stalls between its claim in the database and its PROCESSING flag."""
+
+    def __init__(self, view: DataStore, meanwhile: Callable[[], object]) -> None:
+        self.view, self.meanwhile = view, [meanwhile]
+
+    def set_flags(self, key: str, flags: list[Flag]) -> None:
+        if self.meanwhile:
+            self.meanwhile.pop()()
+        self.view.set_flags(key, flags)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.view, name)
+
+
+def test_a_worker_outlived_before_its_flag_leaves_the_right_flag(
+    messenger: tuple[Messenger, int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, alice, conversation = messenger
+    key = app.send(alice, conversation, b"a note\n", "text/plain", "note.txt")
+    namespace = namespace_of(alice)
+    now = [datetime(2030, 1, 1, tzinfo=UTC)]
+
+    def clock() -> datetime:
+        return now[0]
+
+    late = Worker(app.engine, app.store, "late", lease=60, clock=clock)
+    other = Worker(app.engine, app.store, "other", lease=60, clock=clock)
+
+    def taken_over() -> None:
+        now[0] += timedelta(seconds=61)
+        assert other.run_once() == [f"{namespace}/{key}"]
+
+    view = app.store.namespace(namespace)
+    stalled = StalledView(view, taken_over)
+    monkeypatch.setattr(late, "_view", lambda _: stalled)
+    assert late.claim(namespace, key) is None  # lost while it stalled
+    assert states(app)[key] == ("processed", None, "other")
+    assert view.get_flags(key) == {Flag.PROCESSED}

@@ -6,7 +6,12 @@ with the reason. ``python -m examples.messenger.worker`` runs it beside the app.
 A claim is a lease: an attachment left "processing" longer than ``lease`` seconds (its worker
 died) is claimed again by the next worker that looks. A worker outlived by its lease finds its
 claim taken when it finishes, and drops its result: the lease must be longer than any one
-attachment takes (a few seconds for the largest image; the default is 5 minutes).
+attachment takes (a few seconds for the largest image; the default is 5 minutes). One outlived
+between its claim and its PROCESSING flag finds its claim taken right after flagging, and puts
+back the flag of the state the database holds.
+
+A pass that raises (a locked database, a store that is down) is logged and tried again later,
+after a backoff, by the app's task and by the command alike.
 """
 
 from __future__ import annotations
@@ -42,6 +47,15 @@ _HEAD = 4096
 _THUMBNAIL = (320, 320)
 # A small file can unpack into a huge image; larger ones fail instead of filling memory.
 _MAX_PIXELS = 40_000_000
+
+
+#: The store flag of each state in the database.
+_FLAGS = {
+    "pending": Flag.PENDING,
+    "processing": Flag.PROCESSING,
+    "processed": Flag.PROCESSED,
+    "failed": Flag.FAILED,
+}
 
 
 class _Failed(Exception):
@@ -135,11 +149,27 @@ class Worker:
             )
         if claimed.rowcount != 1:
             return None
+        self._flag(namespace, key, Flag.PROCESSING)
+        # A worker that stalled here past its lease may be flagging an attachment another
+        # worker has since claimed, or even finished: looked at after the flag, the database
+        # tells. Whoever acts on the row after this read also sets the flag after this one.
+        with self.engine.connect() as db:
+            row = db.execute(
+                sa.select(attachments.c.state, attachments.c.claim).where(
+                    attachments.c.namespace == namespace, attachments.c.key == key
+                )
+            ).one()
+        if row.claim == token:
+            return token
+        log.warning("attachment %s/%s was taken over before it was flagged", namespace, key)
+        self._flag(namespace, key, _FLAGS[row.state])
+        return None
+
+    def _flag(self, namespace: str, key: str, flag: Flag) -> None:
         try:
-            self._view(namespace).set_flags(key, [Flag.PROCESSING])
-        except BlobError as error:  # the database holds the claim; the flag is for listings
+            self._view(namespace).set_flags(key, [flag])
+        except BlobError as error:  # the database holds the truth; the flag is for listings
             log.warning("flag of %s/%s not set: %s", namespace, key, error)
-        return token
 
     def process(self, namespace: str, key: str, claim: str) -> bool:
         """Check the claimed attachment and record the outcome, if ``claim`` still holds it;
@@ -167,10 +197,7 @@ class Worker:
         if recorded.rowcount != 1:
             log.warning("attachment %s/%s was taken over: result dropped", namespace, key)
             return False
-        try:
-            store.set_flags(key, [flag])
-        except BlobError as error:  # the database holds the outcome; the flag is for listings
-            log.warning("flag of %s/%s not set: %s", namespace, key, error)
+        self._flag(namespace, key, flag)
         return True
 
     def _check(self, store: DataStore, namespace: str, key: str) -> str | None:
