@@ -218,27 +218,30 @@ def test_the_local_files_are_the_users_alone(
         os.umask(umask)
 
 
-def test_an_attachment_whose_message_fails_is_not_kept_as_sent(app: App, tmp_path: Path) -> None:
+def test_an_attachment_whose_message_fails_is_not_kept_as_sent(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MESSENGER_PASSWORD", "alice-password")
+    monkeypatch.setenv("MESSENGER_CLIENT_PASSPHRASE", PASSPHRASE)
     (tmp_path / "plan.txt").write_text("the plan\n")
-    data = tmp_path / "laptop"
-    attach = ("--attach", str(tmp_path / "plan.txt"))
+    common = ["--url", app.url, "--user", "alice", "--data", str(tmp_path / "laptop")]
+    attach = ["--attach", str(tmp_path / "plan.txt")]
 
     # Not her conversation: found out before anything is stored or uploaded.
-    stranger = client(app.url, data, "send", "--conversation", "999", *attach)
-    assert stranger.returncode == 1
-    assert "not in conversation 999" in stranger.stderr
+    assert main([*common, "send", "--conversation", "999", *attach]) == 1
+    assert "not in conversation 999" in capsys.readouterr().err
     # The message itself is refused (too long) after the upload.
     ab = str(app.ids["ab"])
-    refused = client(app.url, data, "send", "--conversation", ab, "--text", "x" * 4001, *attach)
-    assert refused.returncode == 1
-    assert "A message is at most 4000 characters." in refused.stderr
-    assert "stays on the server" in refused.stderr
+    assert main([*common, "send", "--conversation", ab, "--text", "x" * 4001, *attach]) == 1
+    refused = capsys.readouterr().err
+    assert "A message is at most 4000 characters." in refused
+    assert "stays on the server" in refused
 
-    listed = client(app.url, data, "ls")
-    assert (listed.returncode, listed.stdout) == (0, "")
+    assert main([*common, "ls"]) == 0
+    assert capsys.readouterr().out == ""
     with app.settings.open_store() as store:
         [uploaded] = store.namespace(namespace_of(app.ids["alice"])).list()
-    assert uploaded.key in refused.stderr
+    assert uploaded.key in refused
 
 
 class RationedTokens(TokenSigner):
