@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import socket
 import threading
+import tracemalloc
 import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -148,6 +149,17 @@ def test_concurrent_writers_share_max_concurrency_parts_in_flight(
     assert calls.names().count("UploadPart") == 4 * 3
     assert uploading["most"] == 2, "four writers, two parts in flight between them"
     assert all(item.size == 11 * MiB for item in items)
+
+
+def test_a_small_put_allocates_for_its_content_not_for_a_part(store: S3Store) -> None:
+    store.put("warm", b"x")  # the client's own first-use allocations, out of the count
+    tracemalloc.start()
+    try:
+        store.put("small", b"y" * 10_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * MiB, f"a 10 kB put peaked at {peak / MiB:.1f} MiB (the part size is 5)"
 
 
 def test_small_put_is_one_put_with_s3s_sha256(store: S3Store) -> None:

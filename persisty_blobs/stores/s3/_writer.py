@@ -49,7 +49,8 @@ class S3Writer(DriverWriter):
         self._object_key = driver.layout.object_key(namespace, key)
         self._header = header
         self._held: list[bytearray] = []  # full parts, before the multipart upload starts
-        self._part = bytearray(driver.part_size)
+        # The first part grows with the data: a small put never zeroes a whole part's bytes.
+        self._part = bytearray()
         self._filled = 0
         self._size = 0
         self._upload_id: str | None = None
@@ -72,11 +73,15 @@ class S3Writer(DriverWriter):
 
     def write(self, chunk: memoryview) -> None:
         self._size += len(chunk)
+        part_size = self._driver.part_size
         while chunk:
-            if self._filled == len(self._part):
+            if self._filled == part_size:
                 self._part_full()
-            count = min(len(chunk), len(self._part) - self._filled)
-            self._part[self._filled : self._filled + count] = chunk[:count]
+            count = min(len(chunk), part_size - self._filled)
+            if len(self._part) < self._filled + count:  # the first part, still growing
+                self._part += chunk[:count]
+            else:
+                self._part[self._filled : self._filled + count] = chunk[:count]
             self._filled += count
             chunk = chunk[count:]
 
