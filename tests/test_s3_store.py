@@ -151,6 +151,18 @@ def test_concurrent_writers_share_max_concurrency_parts_in_flight(
     assert all(item.size == 11 * MiB for item in items)
 
 
+def test_an_item_of_several_parts_under_the_threshold_is_one_put(
+    s3_endpoint: str, s3_bucket: str
+) -> None:
+    data = b"".join(blocks(12 * MiB))
+    with new_store(s3_endpoint, s3_bucket, multipart_threshold=15 * MiB) as store:
+        calls = Calls(store.client)
+        item = store.put("three-parts.bin", blocks(12 * MiB))
+        assert calls.names() == ["PutObject"]
+        assert item.checksum == sha256(data)
+        assert store.read_bytes("three-parts.bin") == data
+
+
 def test_a_small_put_allocates_for_its_content_not_for_a_part(store: S3Store) -> None:
     store.put("warm", b"x")  # the client's own first-use allocations, out of the count
     tracemalloc.start()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import hashlib
+import io
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ...driver import DriverWriter, ItemHeader, WriteSpec
 from ...errors import AlreadyExists, NotFound, PreconditionFailed, TooLarge, TransientError
 from ...item import DataItem
+from ...streams import page_aligned_buffer
 from ._copy import record_checksum
 from ._errors import retried, s3_errors
 from ._layout import encode_metadata, sha256_header, tagging_of
@@ -48,10 +50,8 @@ class S3Writer(DriverWriter):
         self._key = key
         self._object_key = driver.layout.object_key(namespace, key)
         self._header = header
-        self._held: list[bytearray] = []  # full parts, before the multipart upload starts
-        # The first part grows with the data: a small put never zeroes a whole part's bytes.
-        self._part = bytearray()
-        self._filled = 0
+        self._held: list[_Part] = []  # full parts, before the multipart upload starts
+        self._part = _Part(driver.part_size)
         self._size = 0
         self._upload_id: str | None = None
         self._uploads: list[Future[dict[str, Any]]] = []
@@ -73,22 +73,15 @@ class S3Writer(DriverWriter):
 
     def write(self, chunk: memoryview) -> None:
         self._size += len(chunk)
-        part_size = self._driver.part_size
         while chunk:
-            if self._filled == part_size:
+            if self._part.full:
                 self._part_full()
-            count = min(len(chunk), part_size - self._filled)
-            if len(self._part) < self._filled + count:  # the first part, still growing
-                self._part += chunk[:count]
-            else:
-                self._part[self._filled : self._filled + count] = chunk[:count]
-            self._filled += count
-            chunk = chunk[count:]
+            chunk = chunk[self._part.append(chunk) :]
 
     def _part_full(self) -> None:
         """The part buffer is full and more data follows: a part of the upload, or held
         until the size passes the threshold."""
-        full, self._part, self._filled = self._part, bytearray(self._driver.part_size), 0
+        full, self._part = self._part, _Part(self._driver.part_size)
         if self._upload_id is not None:
             self._send_part(full)
             return
@@ -107,7 +100,7 @@ class S3Writer(DriverWriter):
         for part in held:
             self._send_part(part)
 
-    def _send_part(self, part: bytearray) -> None:
+    def _send_part(self, part: _Part) -> None:
         if self._failure is not None:
             raise self._failure
         number = len(self._uploads) + 1
@@ -131,7 +124,7 @@ class S3Writer(DriverWriter):
         if self._failure is None and not upload.cancelled():
             self._failure = upload.exception()
 
-    def _upload_part(self, number: int, part: bytearray) -> dict[str, Any]:
+    def _upload_part(self, number: int, part: _Part) -> dict[str, Any]:
         try:
             with s3_errors(self._driver.name, self._key):
                 sent = self._driver.client.upload_part(
@@ -139,7 +132,7 @@ class S3Writer(DriverWriter):
                     Key=self._object_key,
                     UploadId=self._upload_id,
                     PartNumber=number,
-                    Body=part,
+                    Body=_Joined([part]),
                     ChecksumAlgorithm="CRC32",
                 )
             done = {"PartNumber": number, "ETag": sent["ETag"]}
@@ -225,8 +218,7 @@ class S3Writer(DriverWriter):
         return f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(self._uploads)}"
 
     def _put_whole(self, spec: WriteSpec, conditions: dict[str, str]) -> Any:
-        del self._part[self._filled :]
-        body = self._part if not self._held else b"".join([*self._held, self._part])
+        body = _Joined([*self._held, self._part])
         # Sent whole at the commit, so from the spec: a layer may seal metadata that covers
         # the content (EncryptedStore's checksum), which only the spec has.
         return self._driver.client.put_object(
@@ -238,10 +230,9 @@ class S3Writer(DriverWriter):
         )
 
     def _complete(self, conditions: dict[str, str]) -> Any:
-        if self._filled:
-            del self._part[self._filled :]
+        if self._part.filled:
             self._send_part(self._part)
-            self._part, self._filled = bytearray(), 0
+            self._part = _Part(self._driver.part_size)
         parts = [upload.result() for upload in self._uploads]
         return self._driver.client.complete_multipart_upload(
             Bucket=self._driver.bucket,
@@ -271,7 +262,7 @@ class S3Writer(DriverWriter):
 
     def abort(self) -> None:
         self._held.clear()
-        self._part = bytearray()
+        self._part = _Part(self._driver.part_size)
         for upload in self._uploads:
             upload.cancel()
         for upload in self._uploads:
@@ -290,3 +281,68 @@ def _date_of(response: Any) -> datetime:
     date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
     moment = email.utils.parsedate_to_datetime(date) if date else datetime.now(UTC)
     return moment.astimezone(UTC)
+
+
+class _Part:
+    """One part's buffer, mapped outside the heap: untouched pages cost no memory (a small put
+    holds what it has), and the whole of it goes back to the system once the part is sent,
+    instead of staying in a thread's malloc arena."""
+
+    def __init__(self, size: int) -> None:
+        self.buffer = page_aligned_buffer(size)
+        self.filled = 0
+
+    @property
+    def full(self) -> bool:
+        return self.filled == len(self.buffer)
+
+    def append(self, data: memoryview) -> int:
+        """Copy what fits of ``data``; how many bytes that was."""
+        count = min(len(data), len(self.buffer) - self.filled)
+        self.buffer[self.filled : self.filled + count] = data[:count]
+        self.filled += count
+        return count
+
+
+class _Joined(io.RawIOBase):
+    """Parts read as one seekable body: botocore reads it (to sign it, then to send it)
+    without a joined copy of the content."""
+
+    def __init__(self, parts: list[_Part]) -> None:
+        super().__init__()
+        self._parts = parts
+        self._size = sum(part.filled for part in parts)
+        self._position = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        with memoryview(buffer) as target:
+            done, skip = 0, self._position
+            for part in self._parts:
+                if skip >= part.filled:
+                    skip -= part.filled
+                    continue
+                count = min(part.filled - skip, len(target) - done)
+                target[done : done + count] = part.buffer[skip : skip + count]
+                done += count
+                skip = 0
+                if done == len(target):
+                    break
+        self._position += done
+        return done
