@@ -96,10 +96,9 @@ def copy_version(
             # Read whole and put in one call: a put of content in memory leaves the
             # precondition to the commit, instead of asking the target once more first.
             content = reader.read()
-            written = target.put(dst_key or key, content, **options)
             if on_bytes is not None:
-                on_bytes(len(content))
-            return item, written
+                on_bytes(len(content))  # before the write, as for a streamed copy: it may cancel
+            return item, target.put(dst_key or key, content, **options)
         with target.writer(dst_key or key, **options) as writer:
             while block := reader.read(_BLOCK):
                 writer.write(block)
