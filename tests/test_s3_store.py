@@ -33,6 +33,7 @@ from persisty_blobs import (
 )
 from persisty_blobs.stores import S3Store
 from persisty_blobs.stores.s3 import _copy
+from persisty_blobs.stores.s3._driver import S3Driver
 from persisty_blobs.stores.s3._errors import s3_errors
 from persisty_blobs.testing import StoreConformance
 from persisty_blobs.testing._support import payload, sha256
@@ -149,6 +150,32 @@ def test_concurrent_writers_share_max_concurrency_parts_in_flight(
     assert calls.names().count("UploadPart") == 4 * 3
     assert uploading["most"] == 2, "four writers, two parts in flight between them"
     assert all(item.size == 11 * MiB for item in items)
+
+
+def test_a_part_cancelled_by_an_abort_gives_its_turn_back(s3_endpoint: str, s3_bucket: str) -> None:
+    # The parts in flight are the store's, not the writer's: a part an abort cancels before
+    # it started must not keep its turn, or every later upload waits forever.
+    with new_store(s3_endpoint, s3_bucket, max_concurrency=1) as store:
+        gate = threading.Event()
+        driver = store._driver
+        assert isinstance(driver, S3Driver)
+        busy = [driver.pool.submit(gate.wait, 20) for _ in range(2)]  # every worker
+        writer = store.writer("aborted.bin")
+        writer.write(b"x" * (6 * MiB))  # the first part is queued behind the busy workers
+        writer.abort()
+        gate.set()
+        for future in busy:
+            future.result()
+        done = threading.Event()
+
+        def put() -> None:
+            store.put("after.bin", blocks(11 * MiB))
+            done.set()
+
+        threading.Thread(target=put, daemon=True).start()
+        assert done.wait(30), "an upload after the abort never got a turn"
+        assert store.get("after.bin") is not None
+        assert store.get("aborted.bin") is None
 
 
 def test_an_item_of_several_parts_under_the_threshold_is_one_put(

@@ -117,30 +117,30 @@ class S3Writer(DriverWriter):
         except BaseException:
             self._in_flight.release()
             raise
-        upload.add_done_callback(self._note_failure)
+        upload.add_done_callback(self._part_done)
         self._uploads.append(upload)
 
-    def _note_failure(self, upload: Future[dict[str, Any]]) -> None:
+    def _part_done(self, upload: Future[dict[str, Any]]) -> None:
+        # Here, not in the upload itself: a part cancelled before it started (abort) must
+        # give its permit back too, or the store's other writers would wait for it forever.
+        self._in_flight.release()
         if self._failure is None and not upload.cancelled():
             self._failure = upload.exception()
 
     def _upload_part(self, number: int, part: _Part) -> dict[str, Any]:
-        try:
-            with s3_errors(self._driver.name, self._key):
-                sent = self._driver.client.upload_part(
-                    Bucket=self._driver.bucket,
-                    Key=self._object_key,
-                    UploadId=self._upload_id,
-                    PartNumber=number,
-                    Body=_Joined([part]),
-                    ChecksumAlgorithm="CRC32",
-                )
-            done = {"PartNumber": number, "ETag": sent["ETag"]}
-            if "ChecksumCRC32" in sent:
-                done["ChecksumCRC32"] = sent["ChecksumCRC32"]
-            return done
-        finally:
-            self._in_flight.release()
+        with s3_errors(self._driver.name, self._key):
+            sent = self._driver.client.upload_part(
+                Bucket=self._driver.bucket,
+                Key=self._object_key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=_Joined([part]),
+                ChecksumAlgorithm="CRC32",
+            )
+        done = {"PartNumber": number, "ETag": sent["ETag"]}
+        if "ChecksumCRC32" in sent:
+            done["ChecksumCRC32"] = sent["ChecksumCRC32"]
+        return done
 
     # Commit --------------------------------------------------------------------------------
 
