@@ -467,27 +467,3 @@ def test_a_store_that_does_not_fsync_is_still_atomic_and_complete(tmp_path: Path
         assert list(store.scan()) == []
     with pytest.raises(InvalidArgumentType):
         DirectoryStore(tmp_path / "x", durable="no")  # type: ignore[arg-type]
-
-
-def test_a_forked_child_waits_for_the_lock_its_parent_holds(root: Path) -> None:
-    store = DirectoryStore(root)
-    lock = fileio_module.StoreLock(str(root / ".persisty-blobs" / "lock"))
-    with lock.hold(exclusive=False):
-        pass  # this thread now keeps a descriptor on the lock file, which a fork inherits
-    ready, go = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - the child reports through its exit status
-        os.read(ready, 1)  # the parent holds the lock now
-        started = time.monotonic()
-        with lock.hold(exclusive=True):
-            waited = time.monotonic() - started
-        os._exit(0 if waited >= 0.3 else 1)
-    with lock.hold(exclusive=True):
-        os.write(go, b"!")
-        time.sleep(0.5)
-    _, status = os.waitpid(child, 0)
-    os.close(ready)
-    os.close(go)
-    assert os.waitstatus_to_exitcode(status) == 0, "the child took the lock its parent held"
-    store.put("a", b"x")
-    assert store.read_bytes("a") == b"x"

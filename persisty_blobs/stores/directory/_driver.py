@@ -29,7 +29,7 @@ from ...errors import InvalidKey, NotFound, PermissionDenied, Unsupported, from_
 from ...item import DataItem, Entry, Flag
 from ...keys import guess_content_type
 from . import _listing
-from ._fileio import StoreLock, sha256_of_fd, unlink_in_background
+from ._fileio import file_lock, sha256_of_fd, unlink_in_background
 from ._folders import check_inside, open_folders
 from ._names import RESERVED, encode_segment
 from ._readers import FileRangeRaw, WholeFileRaw
@@ -68,7 +68,7 @@ class DirectoryDriver(Driver):
             self.sidecars = SidecarStore(self.state_dir)
             os.makedirs(self.sidecars.meta_dir, exist_ok=True)
             os.makedirs(self.sidecars.temp_dir, exist_ok=True)
-            self.lock = StoreLock(os.path.join(self.state_dir, "lock"))
+            self.lock_path = os.path.join(self.state_dir, "lock")
             self._name_max = os.pathconf(self.real_root, "PC_NAME_MAX")
             clean_interrupted_writes(self.real_root, self.sidecars.temp_dir, self.name)
         except OSError as exc:
@@ -152,7 +152,7 @@ class DirectoryDriver(Driver):
         """The current version of the file ``name`` in ``folder`` and an open descriptor on it,
         or None if there is none."""
         # Shared lock: a commit cannot swap the file and drop its sidecar in between.
-        with self.lock.hold(exclusive=False):
+        with file_lock(self.lock_path, exclusive=False):
             opened = self._open_file(folder, name, shown)
             if opened is None:
                 return None
@@ -200,7 +200,7 @@ class DirectoryDriver(Driver):
             # Written before the lock is taken, so the lock is held for a stat and a rename.
             temp = self.sidecars.prepare(sidecar, durable=False)
             try:
-                with self.lock.hold(exclusive=True):
+                with file_lock(self.lock_path, exclusive=True):
                     now = os.stat(name, dir_fd=folder)
                     if now.st_ino == file_stat.st_ino and sidecar.describes(now):
                         self.sidecars.install(temp, file_stat.st_ino, durable=False)
@@ -290,7 +290,7 @@ class DirectoryDriver(Driver):
             sidecar = self._sidecar(written, spec)
             self.sidecars.write(written.st_ino, sidecar, durable=self.durable)
         try:
-            with self.os_errors(key), self.lock.hold(exclusive=True):
+            with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
                 current = self.current(folder, name, shown)
                 current_item = None if current is None else self._item_of(namespace, key, current)
                 check_precondition(current_item, key, self.name, spec.if_match, spec.if_none_match)
@@ -353,7 +353,7 @@ class DirectoryDriver(Driver):
 
     def delete(self, namespace: str, key: str, if_match: str | None) -> bool:
         folders, keep, name = self.place(namespace, key)
-        with self.os_errors(key), self.lock.hold(exclusive=True):
+        with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
             chain = open_folders(self.real_root, folders, keep=keep, store=self.name)
             try:
                 current = None if chain is None else self.current(chain.fd, name, chain.shown(name))
@@ -373,7 +373,7 @@ class DirectoryDriver(Driver):
 
     def set_flags(self, namespace: str, key: str, flags: frozenset[Flag]) -> None:
         folders, keep, name = self.place(namespace, key)
-        with self.os_errors(key), self.lock.hold(exclusive=True):
+        with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
             chain = open_folders(self.real_root, folders, keep=keep, store=self.name)
             if chain is None:
                 raise NotFound("no such item", key=key, store=self.name)

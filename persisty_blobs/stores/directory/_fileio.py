@@ -9,51 +9,21 @@ import os
 import threading
 from collections.abc import Iterator
 
-__all__ = ["StoreLock", "sha256_of_fd", "unlink_in_background", "write_all"]
+__all__ = ["file_lock", "sha256_of_fd", "unlink_in_background", "write_all"]
 
 _HASH_BUFFER = 1024 * 1024
 
 
-class _Descriptor:
-    """A thread's descriptor on the lock file, closed when the thread (or the store) is gone."""
-
-    def __init__(self, path: str) -> None:
-        self.pid = os.getpid()
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        self.busy = False
-
-    def __del__(self) -> None:
-        if self.pid == os.getpid():
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-
-
-class StoreLock:
-    """The store's cross-process lock (``flock`` on one file). Each thread keeps its own
-    descriptor, hence its own open file description, so threads exclude each other exactly as
-    processes do, without opening the file for every lock; a forked child opens its own, as
-    the parent's description would share the parent's lock."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._local = threading.local()
-
-    @contextlib.contextmanager
-    def hold(self, *, exclusive: bool) -> Iterator[None]:
-        mine: _Descriptor | None = getattr(self._local, "descriptor", None)
-        if mine is None or mine.pid != os.getpid():
-            mine = self._local.descriptor = _Descriptor(self.path)
-        if mine.busy:  # held further up this thread's stack: a description of its own
-            mine = _Descriptor(self.path)
-        mine.busy = True
-        try:
-            fcntl.flock(mine.fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            try:
-                yield
-            finally:
-                fcntl.flock(mine.fd, fcntl.LOCK_UN)
-        finally:
-            mine.busy = False
+@contextlib.contextmanager
+def file_lock(path: str, *, exclusive: bool) -> Iterator[None]:
+    """A cross-process lock. Each call opens its own file description, so threads of one
+    process exclude each other exactly as processes do."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def unlink_in_background(path: str) -> None:

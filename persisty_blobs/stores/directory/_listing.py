@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import PermissionDenied
 from ...item import DataItem, Entry, Flag
+from ._fileio import file_lock
 from ._names import decode_name
 from ._sidecars import etag_of
 from ._time import updated_at
@@ -56,7 +57,7 @@ def entries(
     if limit == 0:
         return found
     files = driver.files(namespace, prefix, after)
-    with driver.lock.hold(exclusive=False), contextlib.closing(files):
+    with file_lock(driver.lock_path, exclusive=False), contextlib.closing(files):
         for file in files:
             try:
                 file_stat = os.stat(file.name, dir_fd=file.folder)
