@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.schema import CreateIndex
 
 from ..errors import BlobError, Unsupported
 
@@ -129,7 +130,9 @@ def _migrate(connection: sa.Connection, tables: Tables, prefix: str, version: in
         )
     if version < 3:
         # Claims walk an index of queued actions in priority order, not one of every row.
+        # IF (NOT) EXISTS: on SQLite the DDL runs outside a transaction, so processes opening
+        # the old state at once may both get here.
         connection.exec_driver_sql(f"DROP INDEX IF EXISTS {prefix}_queue")
         for index in tables.items.indexes:
-            index.create(connection, checkfirst=True)
+            connection.execute(CreateIndex(index, if_not_exists=True))
     connection.execute(sa.update(tables.schema).values(version=SCHEMA_VERSION))
