@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidArgumentType
+from .errors import InvalidArgumentType, Unsupported
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -65,6 +65,17 @@ def _hash_executor() -> ThreadPoolExecutor:
         if _hash_pool is None:
             _hash_pool = ThreadPoolExecutor(thread_name_prefix="persisty-hash")
         return _hash_pool
+
+
+#: Counts the forks that led to this process: an object made before a fork can tell.
+_process_generation = [0]
+
+
+def _forked() -> None:
+    _process_generation[0] += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def page_aligned_buffer(size: int) -> mmap.mmap:
@@ -264,6 +275,7 @@ class ItemWriter(io.BufferedIOBase):
         self._size = 0
         self._sha256 = _Sha256Pipeline()
         self._finished = False
+        self._process = _process_generation[0]
 
     def writable(self) -> bool:
         return True
@@ -320,6 +332,13 @@ class ItemWriter(io.BufferedIOBase):
     def _check_open(self) -> None:
         if self._finished:
             raise ValueError("write to a closed ItemWriter")
+        self._check_process()
+
+    def _check_process(self) -> None:
+        # The hash and the upload run on threads of the process that opened the writer; a
+        # forked child would wait for them forever, and its cleanup would undo the parent's.
+        if self._process != _process_generation[0]:
+            raise Unsupported("a writer opened before a fork cannot be used in the child")
 
     def _free_buffer(self) -> mmap.mmap:
         if self._filled == 0:
@@ -341,6 +360,7 @@ class ItemWriter(io.BufferedIOBase):
         """Commit the item (once); on any failure nothing is left and the error is raised."""
         if self._finished:
             return
+        self._check_process()
         try:
             if self._filled:
                 self._forward()
@@ -353,7 +373,7 @@ class ItemWriter(io.BufferedIOBase):
 
     def abort(self) -> None:
         """Discard what was written; the key keeps whatever it held before."""
-        if not self._finished:
+        if not self._finished and self._process == _process_generation[0]:
             self._finished = True
             self._sha256.cancel()
             self._sink.abort()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import os
+import signal
 import socket
 import threading
 import tracemalloc
@@ -176,6 +178,26 @@ def test_a_part_cancelled_by_an_abort_gives_its_turn_back(s3_endpoint: str, s3_b
         assert done.wait(30), "an upload after the abort never got a turn"
         assert store.get("after.bin") is not None
         assert store.get("aborted.bin") is None
+
+
+def test_an_upload_started_before_a_fork_is_refused_in_the_child(store: S3Store) -> None:
+    writer = store.writer("parent.bin")
+    writer.write(b"x" * (11 * MiB))  # parts in flight on the parent's threads
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit status
+        signal.alarm(20)  # a hang ends the child with SIGALRM
+        try:
+            writer.close()
+        except Unsupported:
+            os._exit(0)
+        except BaseException:
+            os._exit(2)
+        os._exit(1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    writer.write(b"y")
+    writer.close()
+    assert store.read_bytes("parent.bin") == b"x" * (11 * MiB) + b"y"
 
 
 def test_an_item_of_several_parts_under_the_threshold_is_one_put(
