@@ -217,9 +217,9 @@ def check(
                 verdict = "only in DST"
             elif entry_b is None:
                 verdict = "only in SRC"
-            elif entry_a.size == entry_b.size and differ.checksum(
-                view_a, entry_a
-            ) == differ.checksum(view_b, entry_b):
+            elif entry_a.size == entry_b.size and differ.checksum("a", entry_a) == differ.checksum(
+                "b", entry_b
+            ):
                 continue
             else:
                 verdict = "differs"

@@ -22,13 +22,14 @@ __all__ = [
 FORMAT = 1
 
 
-def version_of(entry: Entry | None) -> Version | None:
+def version_of(entry: Entry | None, hashed: str | None = None) -> Version | None:
+    """``entry`` as a plan keeps it; ``hashed``: its checksum, where the listing had none."""
     if entry is None:
         return None
     return Version(
         etag=entry.etag,
         size=entry.size,
-        checksum=entry.checksum,
+        checksum=entry.checksum or hashed,
         flags=None if entry.flags is None else frozenset(str(flag) for flag in entry.flags),
         updated_at=entry.updated_at,
     )

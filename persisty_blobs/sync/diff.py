@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import DecryptionError, IntegrityError
@@ -88,12 +88,16 @@ class Differ:
     policy: Policy = "keep-both"
     direction: Direction = "both"
     flag: str | None = None
+    #: The checksums this key's decision had to hash, by side: kept in its versions, so the
+    #: base remembers them and no later run hashes that content again.
+    _hashed: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def decide(
         self, key: str, a: Entry | None, b: Entry | None, row: BaseRow | None
     ) -> Action | None:
         if self.flag is not None and not self._in_scope(a, b, row):
             return None
+        self._hashed.clear()
         kind, reason = self._kind(key, a, b, row)
         if kind is None or not self._allowed(kind):
             return None
@@ -105,8 +109,8 @@ class Differ:
             kind=kind,
             namespace=self.namespace,
             key=key,
-            a=_codec.version_of(a),
-            b=_codec.version_of(b),
+            a=_codec.version_of(a, self._hashed.get("a")),
+            b=_codec.version_of(b, self._hashed.get("b")),
             size=moved,
             priority=row.priority if row is not None else Priority.MEDIUM,
             reason=reason,
@@ -194,11 +198,11 @@ class Differ:
             # A side that cannot be read is copied from: that copy fails alone (the rest of
             # the run goes on) and the readable side is never written.
             try:
-                checksum_a = self.checksum(self.a, a)
+                checksum_a = self.checksum("a", a)
             except (IntegrityError, DecryptionError) as error:
                 return ActionKind.UPLOAD, f"{reason}, a unreadable: {type(error).__name__}"
             try:
-                checksum_b = self.checksum(self.b, b)
+                checksum_b = self.checksum("b", b)
             except (IntegrityError, DecryptionError) as error:
                 return ActionKind.DOWNLOAD, f"{reason}, b unreadable: {type(error).__name__}"
             same = _equal(checksum_a, checksum_b)
@@ -223,10 +227,18 @@ class Differ:
             return ActionKind.DOWNLOAD, f"conflict ({reason}): pulled"
         return ActionKind.KEEP_BOTH, f"conflict: {reason}"
 
-    def checksum(self, store: DataStore, entry: Entry) -> str | None:
-        """The entry's checksum: from the listing, else the item, else its content hashed."""
+    def checksum(self, side: str, entry: Entry) -> str | None:
+        """The checksum of ``side``'s entry: from the listing, else the item, else its content
+        hashed."""
         if entry.checksum is not None:
             return entry.checksum
+        found = self._item_checksum(self.a if side == "a" else self.b, entry)
+        if found is not None:
+            self._hashed[side] = found
+        return found
+
+    @staticmethod
+    def _item_checksum(store: DataStore, entry: Entry) -> str | None:
         item = store.get(entry.key)
         if item is not None and item.etag == entry.etag and item.checksum is not None:
             return item.checksum
