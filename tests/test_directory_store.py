@@ -23,6 +23,7 @@ from persisty_blobs import _liveness as liveness_module
 from persisty_blobs.stores import DirectoryStore
 from persisty_blobs.stores.directory import _driver as driver_module
 from persisty_blobs.stores.directory import _fileio as fileio_module
+from persisty_blobs.stores.directory import _recovery as recovery_module
 from persisty_blobs.testing import StoreConformance
 
 
@@ -70,7 +71,8 @@ def test_symlinks_that_leave_the_root_are_refused(tmp_path: Path, root: Path) ->
 def test_a_folder_of_existing_files_is_adopted(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (root / "docs").mkdir(parents=True)
     (root / "docs" / "readme.md").write_bytes(b"# hello")
-    (root / "photo.jpg").write_bytes(b"\xff\xd8jpeg")
+    photo = b"\xff\xd8jpeg" * 20_000
+    (root / "photo.jpg").write_bytes(photo)
     (root / "data").write_bytes(b"")
     store = DirectoryStore(root)
     items = {item.key: item for item in store.list()}
@@ -78,8 +80,11 @@ def test_a_folder_of_existing_files_is_adopted(root: Path, monkeypatch: pytest.M
     assert items["docs/readme.md"].content_type == "text/markdown"
     assert items["photo.jpg"].content_type == "image/jpeg"
     assert items["data"].content_type == "application/octet-stream"
-    assert items["photo.jpg"].checksum == "sha256:" + hashlib.sha256(b"\xff\xd8jpeg").hexdigest()
+    assert items["photo.jpg"].checksum == "sha256:" + hashlib.sha256(photo).hexdigest()
+    assert items["docs/readme.md"].checksum == "sha256:" + hashlib.sha256(b"# hello").hexdigest()
     assert store.read_bytes("docs/readme.md") == b"# hello"
+    sidecars = [path for path in (root / ".persisty-blobs" / "meta").rglob("*") if path.is_file()]
+    assert len(sidecars) == 1, "only the large file's hash is kept"
 
     hashed: list[int] = []
     real_hash = fileio_module.sha256_of_fd
@@ -92,7 +97,11 @@ def test_a_folder_of_existing_files_is_adopted(root: Path, monkeypatch: pytest.M
     again = store.get("photo.jpg")
     assert again is not None
     assert again.etag == items["photo.jpg"].etag
-    assert hashed == [], "the etag of an unchanged file is cached"
+    assert hashed == [], "the checksum of an unchanged large file is remembered"
+    small = store.get("docs/readme.md")
+    assert small == items["docs/readme.md"]
+    assert len(hashed) == 1, "a small one is hashed again: cheaper than a sidecar"
+    hashed.clear()
 
     (root / "photo.jpg").write_bytes(b"edited by another program")
     edited = store.get("photo.jpg")
@@ -173,9 +182,10 @@ DirectoryStore(sys.argv[1]).put("victim.bin", slow_blocks())
 @pytest.mark.slow
 @pytest.mark.parametrize("existing", [False, True], ids=["new", "existing"])
 def test_a_writer_killed_mid_write_leaves_nothing(root: Path, existing: bool) -> None:
-    store = DirectoryStore(root)
     if existing:
-        store.put("victim.bin", b"the old content")
+        with DirectoryStore(root) as setup:
+            setup.put("victim.bin", b"the old content")
+    store = DirectoryStore(root)
     child = subprocess.Popen([sys.executable, "-c", CHILD_WRITER, str(root)])
     try:
         deadline = time.monotonic() + 60
@@ -232,9 +242,9 @@ def test_overwriting_a_large_item_releases_the_old_file(root: Path) -> None:
     assert store.read_bytes("large.bin") == new
     state = root / ".persisty-blobs" / "tmp"
     deadline = time.monotonic() + 10
-    while list(state.iterdir()) and time.monotonic() < deadline:
+    while list(state.glob("*.old")) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert list(state.iterdir()) == []
+    assert list(state.glob("*.old")) == []
     assert store.count() == 1
 
 
@@ -270,7 +280,9 @@ def test_a_symlinked_folder_out_of_the_root_is_never_written_through(
         writer.write(b"never")
     assert _tree(outside) == before, "nothing outside the root is created or removed"
     assert (outside / "victim").is_dir()
-    assert list((root / ".persisty-blobs" / "tmp").iterdir()) == []
+    left = list((root / ".persisty-blobs" / "tmp").iterdir())
+    assert [path for path in left if path.suffix != ".journal"] == []
+    assert _temp_files(root) == []
 
     for prefix in ("link/", "link/victim/", "link/k", "deep/link/", "new/link/"):
         assert list(store.list(prefix)) == []
@@ -379,6 +391,61 @@ def test_a_killed_put_below_a_key_does_not_block_the_key(root: Path) -> None:
     assert [item.key for item in store.list()] == ["a"]
 
 
+CHILD_WRITES_THEN_STUCK = """
+import sys
+from persisty_blobs.stores import DirectoryStore
+from persisty_blobs.stores.directory import _recovery
+
+_recovery._ENTRIES = 4
+store = DirectoryStore(sys.argv[1], durable=False)
+for index in range(10):
+    store.put(f"done/{index}", b"kept")
+exec(sys.argv[2])
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_process_leaves_its_finished_writes_and_loses_its_unfinished_one(
+    root: Path,
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD_WRITES_THEN_STUCK, str(root), CHILD_STUCK_WRITER]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _temp_files(root):
+            assert child.poll() is None, "the writer ended before it was killed"
+            assert time.monotonic() < deadline, "the writer never started writing"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    journals = list((root / ".persisty-blobs" / "tmp").glob("*.journal"))
+    assert len(journals) == 1, "full journals whose writers finished are gone"
+    store = DirectoryStore(root)
+    assert _temp_files(root) == []
+    assert not (root / "a").exists()
+    assert list((root / ".persisty-blobs" / "tmp").iterdir()) == []
+    assert [item.key for item in store.list()] == [f"done/{index}" for index in range(10)]
+
+
+def test_writes_leave_no_file_each_in_the_state_folder(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recovery_module, "_ENTRIES", 3)
+    state = root / ".persisty-blobs" / "tmp"
+    with DirectoryStore(root) as store:
+        writer = store.writer("open/while/others/finish")
+        writer.write(b"unfinished")
+        for index in range(10):
+            store.put(f"k{index}", b"x")
+            assert len(list(state.iterdir())) <= 2, "the journal of the open writer, and one"
+        writer.close()
+        assert len(list(state.iterdir())) == 1
+    assert list(state.iterdir()) == []
+    assert DirectoryStore(root).count() == 11
+
+
 def test_prefixes_longer_than_a_file_name_list_nothing(root: Path) -> None:
     store = DirectoryStore(root)
     store.put("x", b"x")
@@ -413,7 +480,8 @@ def test_scan_reads_no_content_and_gives_no_checksum_it_does_not_have(
 ) -> None:
     store = DirectoryStore(root)
     store.put("ours.txt", b"ours", flags=[Flag.PENDING])
-    (root / "theirs.txt").write_bytes(b"theirs")
+    theirs_content = b"theirs" * 20_000  # large enough for its checksum to be remembered
+    (root / "theirs.txt").write_bytes(theirs_content)
     hashed: list[int] = []
 
     def no_hashing(fd: int) -> str:
@@ -427,12 +495,12 @@ def test_scan_reads_no_content_and_gives_no_checksum_it_does_not_have(
     assert ours.flags == frozenset({Flag.PENDING})
     assert theirs.checksum is None
     assert theirs.flags == frozenset()
-    assert (theirs.size, theirs.key) == (6, "theirs.txt")
+    assert (theirs.size, theirs.key) == (len(theirs_content), "theirs.txt")
     monkeypatch.undo()
 
     item = store.get("theirs.txt")
     assert item is not None
-    assert item.checksum == "sha256:" + hashlib.sha256(b"theirs").hexdigest()
+    assert item.checksum == "sha256:" + hashlib.sha256(theirs_content).hexdigest()
     assert item.etag == theirs.etag, "the etag of another program's file is had without reading"
     store.set_flags("theirs.txt", [Flag.FAILED])
     _, adopted = store.scan()

@@ -33,7 +33,7 @@ from ._fileio import file_lock, sha256_of_fd, unlink_in_background
 from ._folders import check_inside, open_folders
 from ._names import RESERVED, encode_segment
 from ._readers import FileRangeRaw, WholeFileRaw
-from ._recovery import clean_interrupted_writes, owned_name
+from ._recovery import Journal, clean_interrupted_writes, owned_name
 from ._sidecars import Sidecar, SidecarStore, etag_of
 from ._time import updated_at
 from ._walk import Found, walk
@@ -41,6 +41,10 @@ from ._walk import Found, walk
 __all__ = ["DirectoryDriver"]
 
 _RELEASE_LATER_BYTES = 8 * 1024 * 1024
+#: Another program's file is hashed when it is read; the hash is kept in a sidecar only from
+#: this size on. Below it, hashing the file again costs no more than reading a sidecar back,
+#: and writing one (a file, a rename, the lock) costs far more than both.
+_REMEMBER_HASH_BYTES = 64 * 1024
 _NAMESPACES = [RESERVED, "ns"]
 
 
@@ -73,6 +77,13 @@ class DirectoryDriver(Driver):
             clean_interrupted_writes(self.real_root, self.sidecars.temp_dir, self.name)
         except OSError as exc:
             raise from_os_error(exc, store=self.name) from exc
+        self.journal = Journal.open(self.sidecars.temp_dir)
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.journal.close()
 
     # Names -------------------------------------------------------------------------------
 
@@ -196,16 +207,21 @@ class DirectoryDriver(Driver):
         checksum = sha256_of_fd(fd)
         sidecar = Sidecar(file_stat.st_size, file_stat.st_mtime_ns, checksum, flags=flags)
         sidecar.adopted = True
+        if file_stat.st_size < _REMEMBER_HASH_BYTES:
+            return sidecar
         with contextlib.suppress(OSError):
             # Written before the lock is taken, so the lock is held for a stat and a rename.
             temp = self.sidecars.prepare(sidecar, durable=False)
+            installed = False
             try:
                 with file_lock(self.lock_path, exclusive=True):
                     now = os.stat(name, dir_fd=folder)
                     if now.st_ino == file_stat.st_ino and sidecar.describes(now):
                         self.sidecars.install(temp, file_stat.st_ino, durable=False)
+                        installed = True
             finally:
-                self.sidecars.discard(temp)  # not installed: the file changed, or an error
+                if not installed:  # the file changed, or an error
+                    self.sidecars.discard(temp)
         return sidecar
 
     def item(
@@ -288,7 +304,7 @@ class DirectoryDriver(Driver):
         with self.os_errors(key):
             written = os.fstat(temp_fd)
             sidecar = self._sidecar(written, spec)
-            self.sidecars.write(written.st_ino, sidecar, durable=self.durable)
+            self.sidecars.create(written.st_ino, sidecar, durable=self.durable)
         try:
             with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
                 current = self.current(folder, name, shown)
@@ -301,7 +317,7 @@ class DirectoryDriver(Driver):
                         os.fsync(temp_fd)
                     written = os.fstat(temp_fd)
                     sidecar = self._sidecar(written, spec)
-                    self.sidecars.write(written.st_ino, sidecar, durable=self.durable)
+                    self.sidecars.create(written.st_ino, sidecar, durable=self.durable)
                 replaced = (
                     None if current is None else self._keep_for_later_release(folder, name, current)
                 )

@@ -45,7 +45,9 @@ def write_all(fd: int, data: memoryview | bytes) -> None:
 
 def sha256_of_fd(fd: int) -> str:
     digest = hashlib.sha256()
-    buffer = bytearray(_HASH_BUFFER)
+    # Sized to the file (and a byte more, to see its end at once): zeroing a large buffer
+    # for a small file costs more than hashing it.
+    buffer = bytearray(min(_HASH_BUFFER, os.fstat(fd).st_size + 1))
     offset = 0
     with memoryview(buffer) as whole:
         while count := os.preadv(fd, [buffer], offset):

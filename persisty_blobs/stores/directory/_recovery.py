@@ -1,17 +1,20 @@
-"""What a writer leaves in the state folder's ``tmp``, and the cleanup after writers that died.
+"""What writers leave in the state folder's ``tmp``, and the cleanup after writers that died.
 
-Every file there is named ``<owner>~<random>.<kind>``, the owner being ``_liveness``'s boot id,
+Every file there is named ``<owner>~<token>.<kind>``, the owner being ``_liveness``'s boot id,
 PID namespace and PID: a store opening later removes a file only when that owner has exited on
 this machine, never because a PID from another namespace or boot happens to be free here.
-Kinds: ``write`` (a record naming a temp file beside its target), ``side`` (a sidecar being
-written), ``old`` (a replaced file's second name, unlinked in the background).
+Kinds: ``journal`` (a process's list of the temp files its writers make beside their targets;
+``write``, one such entry per file, from earlier versions), ``side`` (a sidecar being written),
+``old`` (a replaced file's second name, unlinked in the background).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import threading
 
 from ... import _liveness
 from ...errors import BlobError
@@ -19,7 +22,23 @@ from ._fileio import write_all
 from ._folders import open_folders
 from ._names import TEMP_PREFIX, unique_token
 
-__all__ = ["clean_interrupted_writes", "owned_name", "write_record"]
+__all__ = ["Journal", "JournalFile", "clean_interrupted_writes", "owned_name"]
+
+#: Entries per journal file: a full one is removed once its writers have finished, so a
+#: long-lived process keeps the journal short and a restart has little to read.
+_ENTRIES = 1024
+_JOURNAL_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+#: One lock for the journals of the process, made anew in a forked child (whose copy may have
+#: been held by another thread at the fork).
+_lock = threading.Lock()
+
+
+def _new_lock() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock)
 
 
 def owned_name(kind: str) -> str:
@@ -28,16 +47,98 @@ def owned_name(kind: str) -> str:
     return f"{owner}~{unique_token()}.{kind}"
 
 
-def write_record(temp_dir: str, folders: list[str], keep: int, temp: str) -> str:
-    """Record a temp file about to be made in ``folders`` (below the root); the record's path."""
-    record = os.path.join(temp_dir, owned_name("write"))
-    content = json.dumps({"folders": folders, "keep": keep, "temp": temp}).encode()
-    fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        write_all(fd, content)
-    finally:
-        os.close(fd)
-    return record
+class JournalFile:
+    """One journal file: the writers it lists that have not finished, and whether new entries
+    go elsewhere now (then the last of them to finish removes it)."""
+
+    def __init__(self, temp_dir: str) -> None:
+        self.path = os.path.join(temp_dir, owned_name("journal"))
+        self.fd = os.open(self.path, _JOURNAL_FLAGS, 0o644)
+        self.pid = os.getpid()
+        self.entries = 0
+        self.active = 0
+        self.retired = False
+
+    def finish(self) -> None:
+        """One writer listed here committed or gave up: its entry is no longer needed."""
+        with _lock:
+            self.active -= 1
+            self._remove_if_done()
+
+    def retire(self) -> None:
+        self.retired = True
+        self._remove_if_done()
+
+    def _remove_if_done(self) -> None:
+        if self.retired and self.active == 0 and self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            self.fd = -1
+
+
+class Journal:
+    """Where a store's writers in this process list their temp files before making them: one
+    appended line each, instead of a record file made and removed per write. If the process
+    dies, the store's next opening removes every temp file listed that is still there.
+
+    One per state folder and process, shared by every store opened on that folder (``open``),
+    and removed when the last of them is closed and its writers have finished, or at exit."""
+
+    def __init__(self, temp_dir: str) -> None:
+        self._temp_dir = temp_dir
+        self._current: JournalFile | None = None
+        self._users = 0
+
+    @classmethod
+    def open(cls, temp_dir: str) -> Journal:
+        with _lock:
+            journal = _journals.get(temp_dir)
+            if journal is None:
+                journal = _journals[temp_dir] = cls(temp_dir)
+            journal._users += 1
+        return journal
+
+    def add(self, folders: list[str], keep: int, temp: str) -> JournalFile:
+        """List the temp file ``temp`` about to be made in ``folders`` (below the root); the
+        caller calls ``finish`` on the file returned once the write is over."""
+        line = json.dumps({"folders": folders, "keep": keep, "temp": temp}).encode() + b"\n"
+        with _lock:
+            current = self._current
+            if current is None or current.pid != os.getpid() or current.entries >= _ENTRIES:
+                if current is not None and current.pid == os.getpid():
+                    current.retire()
+                # A forked child lists its writers apart: its parent's journal is its parent's.
+                current = self._current = JournalFile(self._temp_dir)
+            write_all(current.fd, line)
+            current.entries += 1
+            current.active += 1
+        return current
+
+    def close(self) -> None:
+        """A store on this folder is closed; the last one takes the journal with it."""
+        with _lock:
+            self._users -= 1
+            if self._users <= 0:
+                self._retire()
+                if _journals.get(self._temp_dir) is self:
+                    del _journals[self._temp_dir]
+
+    def _retire(self) -> None:
+        if self._current is not None and self._current.pid == os.getpid():
+            self._current.retire()
+        self._current = None
+
+
+_journals: dict[str, Journal] = {}
+
+
+@atexit.register
+def _retire_journals() -> None:
+    with _lock:
+        for journal in _journals.values():
+            journal._retire()
 
 
 def clean_interrupted_writes(real_root: str, temp_dir: str, store: str) -> None:
@@ -48,19 +149,28 @@ def clean_interrupted_writes(real_root: str, temp_dir: str, store: str) -> None:
         if not marked or not _liveness.owner_is_gone(owner):
             continue
         path = os.path.join(temp_dir, name)
-        if name.endswith(".write"):
-            _remove_temp(real_root, path, store)
+        if name.endswith((".journal", ".write")):
+            _remove_temps(real_root, path, store)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
 
 
-def _remove_temp(real_root: str, record: str, store: str) -> None:
+def _remove_temps(real_root: str, journal: str, store: str) -> None:
     try:
-        with open(record, encoding="utf-8") as file:
-            content = json.load(file)
+        with open(journal, "rb") as file:
+            lines = file.read().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        _remove_temp(real_root, line, store)
+
+
+def _remove_temp(real_root: str, line: bytes, store: str) -> None:
+    try:
+        content = json.loads(line)
         folders, keep, temp = content["folders"], content["keep"], content["temp"]
-    except (OSError, ValueError, TypeError, KeyError):
-        return  # died before the record was whole: it made no temp file yet
+    except (ValueError, TypeError, KeyError):
+        return  # died before the entry was whole: it made no temp file yet
     if not (
         isinstance(folders, list)
         and all(isinstance(name, str) and _plain(name) for name in folders)

@@ -87,20 +87,41 @@ class SidecarStore:
         return sidecar if sidecar.valid() and sidecar.describes(stat) else None
 
     def write(self, inode: int, sidecar: Sidecar, *, durable: bool) -> None:
+        """Replace the sidecar of a file that has a name: in one rename, so that a crash
+        leaves the old sidecar or the new one."""
         self.install(self.prepare(sidecar, durable=durable), inode, durable=durable)
+
+    def create(self, inode: int, sidecar: Sidecar, *, durable: bool) -> None:
+        """Write the sidecar of a temp file in place: no reader looks it up before the temp
+        file takes its name, and one torn by a crash belongs to a temp file that is removed
+        (a later file given the inode does not match its size and mtime)."""
+        target = self._path(inode)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        try:
+            fd = os.open(target, flags, 0o644)
+        except FileNotFoundError:  # the first sidecar in its folder: make the folder
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            fd = os.open(target, flags, 0o644)
+        self._write(fd, sidecar, durable=durable)
+        if durable:
+            self._sync_folder(target)
 
     def prepare(self, sidecar: Sidecar, *, durable: bool) -> str:
         """Write ``sidecar`` to a temp file of its own (outside any lock); its path."""
         temp = os.path.join(self.temp_dir, owned_name("side"))
-        data = json.dumps(sidecar.__dict__, separators=(",", ":")).encode()
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self._write(fd, sidecar, durable=durable)
+        return temp
+
+    @staticmethod
+    def _write(fd: int, sidecar: Sidecar, *, durable: bool) -> None:
+        """Write ``sidecar`` to the new file ``fd`` and close it."""
         try:
-            write_all(fd, data)
+            write_all(fd, json.dumps(sidecar.__dict__, separators=(",", ":")).encode())
             if durable:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        return temp
 
     def install(self, temp: str, inode: int, *, durable: bool) -> None:
         """Make the prepared ``temp`` the sidecar of ``inode`` in one rename."""
@@ -111,11 +132,15 @@ class SidecarStore:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.replace(temp, target)
         if durable:
-            folder = os.open(os.path.dirname(target), os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
+            self._sync_folder(target)
+
+    @staticmethod
+    def _sync_folder(path: str) -> None:
+        folder = os.open(os.path.dirname(path), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
     @staticmethod
     def discard(temp: str) -> None:

@@ -1,7 +1,7 @@
 """``DirectoryWriter``: streams into a temp file beside its target, then commits it.
 
-A record in the state folder names the temp file before it exists, so the next opening of the
-store removes it (and the folders it made) if this process dies first.
+The process's journal in the state folder names the temp file before it exists, so the next
+opening of the store removes it (and the folders it made) if this process dies first.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ._driver import DirectoryDriver
 from ._fileio import write_all
 from ._folders import FolderChain, make_folders
 from ._names import temp_name
-from ._recovery import write_record
+from ._recovery import JournalFile
 from ._time import mtime_ns_of
 
 __all__ = ["DirectoryWriter"]
@@ -37,7 +37,7 @@ class DirectoryWriter(DriverWriter):
         self._key = key
         self._temp = temp_name()
         self._chain: FolderChain | None = None
-        self._record: str | None = None
+        self._journal: JournalFile | None = None
         self._fd = -1
         folders, keep, self._name = driver.place(namespace, key)
         try:
@@ -49,8 +49,8 @@ class DirectoryWriter(DriverWriter):
 
     def _create(self, folders: list[str], keep: int) -> None:
         driver = self._driver
-        # Recorded first: if this process dies at any point on, the folders it made go too.
-        self._record = write_record(driver.sidecars.temp_dir, folders, keep, self._temp)
+        # Listed first: if this process dies at any point on, the folders it made go too.
+        self._journal = driver.journal.add(folders, keep, self._temp)
         for _ in range(_CREATE_ATTEMPTS):
             try:
                 self._chain = make_folders(driver.real_root, folders, keep=keep, store=driver.name)
@@ -90,9 +90,7 @@ class DirectoryWriter(DriverWriter):
             self._chain.shown(self._name),
         )
         self._close()
-        if self._record is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self._record)
+        self._finish()
         return item
 
     def _close(self) -> None:
@@ -110,7 +108,9 @@ class DirectoryWriter(DriverWriter):
                 os.unlink(self._temp, dir_fd=self._chain.fd)
             self._chain.prune()
         self._close()
-        if self._record is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self._record)
-            self._record = None
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._journal is not None:
+            self._journal.finish()
+            self._journal = None
