@@ -125,6 +125,33 @@ def test_highest_priority_first_and_a_raise_mid_run_goes_next(state: SyncState) 
     assert order[3] == "item-0011"
 
 
+def test_a_progress_callback_that_raises_stops_the_run_and_keeps_what_it_did(
+    state: SyncState,
+) -> None:
+    local, remote = filled(40), MemoryStore()
+    replicator = Replicator(local, remote, state, concurrency=3)
+
+    class Stop(Exception):
+        pass
+
+    done: list[str] = []
+
+    def stop_after_five(event: ProgressEvent) -> None:
+        if event.kind == "done":
+            done.append(event.key)
+            if len(done) == 5:
+                raise Stop
+
+    with pytest.raises(Stop):
+        replicator.run(progress=stop_after_five)
+    copied = sorted(entry.key for entry in remote.scan())
+    assert 5 <= len(copied) < 40
+    assert [key for key in copied if replicator.status(key) is not Status.SYNCED] == []
+    report = replicator.run()
+    assert report.ok
+    assert report.done == {ActionKind.UPLOAD: 40 - len(copied)}
+
+
 def test_max_delete_stops_the_run_before_it_changes_anything(state: SyncState) -> None:
     local, remote = filled(10), MemoryStore()
     Replicator(local, remote, state).run()

@@ -1,6 +1,11 @@
 """Running a planned run: ``concurrency`` actions at once, highest priority first, re-chosen
 whenever a slot frees; retries with exponential backoff and jitter; deletes after every
-transfer, and none if a transfer failed; outcomes committed in small batches as they come."""
+transfer, and none if a transfer failed; outcomes committed in small batches as they come.
+
+The workers take the next action from a shared heap themselves, and the steering thread
+refills it a batch at a time: an action does not wait for a hand-off between threads (on a
+virtual machine, a thread's wake-up can cost more than copying a small file).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from ..errors import TransientError
@@ -37,8 +41,35 @@ _LARGE_BYTES = 8 * 1024 * 1024
 
 @dataclass(order=True)
 class _Ready:
-    sort: tuple[float, int, str, str]
+    sort: tuple[int, int]
     claim: Claim = field(compare=False)
+
+
+@dataclass
+class _Finished:
+    claim: Claim
+    outcomes: list[Outcome] | None
+    error: BaseException | None
+
+
+@dataclass
+class _Board:
+    """What the steering thread and the workers share, under ``lock``."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    ready: list[_Ready] = field(default_factory=list)
+    finished: list[_Finished] = field(default_factory=list)
+    running: int = 0
+    closed: bool = False
+    #: The state's count of priority changes the heap was claimed under: a worker takes
+    #: nothing from a heap older than the state's, so a raised priority goes next.
+    priorities: int = 0
+    #: What the progress callback raised on a worker: the steering thread raises it.
+    callback_error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        self.work = threading.Condition(self.lock)  # workers wait here for actions
+        self.attention = threading.Condition(self.lock)  # the steering thread waits here
 
 
 @dataclass
@@ -62,73 +93,152 @@ class Executor:
         self._renewed = time.monotonic()
         self._attempts: dict[tuple[str, str], int] = {}
         self._transient_failures = 0
+        self._sequence = 0
         self._large = threading.BoundedSemaphore(max(1, self.concurrency // 2))
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="pb-sync") as pool:
-            try:
-                self._transfers_then_deletes(pool)
-            finally:
-                self._flush()
+        try:
+            self._transfers_then_deletes()
+        finally:
+            self._flush()
 
-    def _transfers_then_deletes(self, pool: ThreadPoolExecutor) -> None:
-        self._drain(pool, deletes=False)
+    def _transfers_then_deletes(self) -> None:
+        self._drain(deletes=False)
         while True:
             self._flush()
             queued, failed = self.state.unfinished(self.pair, self.run_id)
             if queued == 0:
                 break
             time.sleep(0.1)  # another process still holds leases on this run's transfers
-            self._drain(pool, deletes=False)
+            self._drain(deletes=False)
         # Deletes wait for a healthy run: a transfer that failed for a reason a retry could
         # fix (a side timing out, throttling) holds them back; one item that cannot be
         # copied (a bad name, a damaged blob) does not hold back the deletes of the others.
         if failed or self._transient_failures:
             self.report.deletes_skipped = self._skip_deletes()
             return
-        self._drain(pool, deletes=True)
+        self._drain(deletes=True)
 
-    def _drain(self, pool: ThreadPoolExecutor, *, deletes: bool) -> None:
+    def _drain(self, *, deletes: bool) -> None:
         """Run every action this process can claim, until none is left."""
-        ready: list[_Ready] = []
+        board = _Board(priorities=self.state.priority_changes)
+        workers = [
+            threading.Thread(target=self._work, args=(board,), name=f"pb-sync_{index}")
+            for index in range(self.concurrency)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            self._steer(board, deletes)
+        finally:
+            with board.lock:
+                board.closed = True
+                unstarted = [entry.claim for entry in board.ready]
+                board.ready.clear()
+                board.work.notify_all()
+            for worker in workers:
+                worker.join()
+            self._settle_finished(board, [])
+            self._release(unstarted)
+
+    def _steer(self, board: _Board, deletes: bool) -> None:
+        """Keep the workers' heap filled, in priority order; take their results, schedule
+        retries, commit outcomes; return when nothing is left to run or retry."""
         delayed: list[tuple[float, int, Claim]] = []
-        running: dict[Future[list[Outcome]], Claim] = {}
-        seen_changes = self.state.priority_changes
-        sequence = 0
+        exhausted = False
         while True:
-            if self.state.priority_changes != seen_changes:
-                seen_changes = self.state.priority_changes
-                self._release([entry.claim for entry in ready])
-                ready.clear()  # claim again, so a raised priority goes next
+            self._settle_finished(board, delayed)
+            if board.callback_error is not None:
+                raise board.callback_error
+            with board.lock:
+                changed = self.state.priority_changes != board.priorities
+                if changed:
+                    board.priorities = self.state.priority_changes
+                    unstarted = [entry.claim for entry in board.ready]
+                    board.ready.clear()
+            if changed:
+                self._release(unstarted)  # claimed again, so a raised priority goes next
+                exhausted = False
             now = time.monotonic()
+            due: list[Claim] = []
             while delayed and delayed[0][0] <= now:
-                _, _, claim = heapq.heappop(delayed)
-                sequence += 1
-                heapq.heappush(
-                    ready, _Ready((-int(claim.action.priority), sequence, "", ""), claim)
-                )
-            free = self.concurrency - len(running)
-            if free > 0 and not ready:
+                due.append(heapq.heappop(delayed)[2])
+            with board.lock:
+                low = len(board.ready) < self.concurrency
+            claimed = []
+            if low and not exhausted:
                 batch = max(_CLAIM_BATCH, 2 * self.concurrency)
-                for claim in self.state.claim(self.pair, self.run_id, batch, deletes=deletes):
-                    sequence += 1
-                    order = (-int(claim.action.priority), sequence, claim.namespace, claim.key)
-                    heapq.heappush(ready, _Ready(order, claim))
-            while free > 0 and ready:
-                claim = heapq.heappop(ready).claim
-                running[pool.submit(self._perform, claim)] = claim
-                free -= 1
-            if not running and not ready:
-                if not delayed:
-                    return
-                time.sleep(max(0.0, min(delayed[0][0] - time.monotonic(), 0.5)))
-                continue
-            done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
-            for future in done:
-                claim = running.pop(future)
-                retry_at = self._finished(claim, future)
-                if retry_at is not None:
-                    sequence += 1
-                    heapq.heappush(delayed, (retry_at, sequence, claim))
+                claimed = self.state.claim(self.pair, self.run_id, batch, deletes=deletes)
+                exhausted = not claimed
+            if due or claimed:
+                self._offer(board, due + claimed)
             self._maybe_flush()
+            with board.lock:
+                idle = not board.ready and board.running == 0 and not board.finished
+                if idle and exhausted and not delayed:
+                    return
+                wait = _FLUSH_SECONDS
+                if delayed:
+                    wait = min(wait, max(0.0, delayed[0][0] - time.monotonic()))
+                busy = bool(board.ready or board.running)
+                stale = self.state.priority_changes != board.priorities
+                if not board.finished and not stale and (busy or delayed):
+                    board.attention.wait(wait)
+
+    def _offer(self, board: _Board, claims: list[Claim]) -> None:
+        with board.lock:
+            for claim in claims:
+                self._sequence += 1
+                entry = _Ready((-int(claim.action.priority), self._sequence), claim)
+                heapq.heappush(board.ready, entry)
+            board.work.notify_all()
+
+    def _work(self, board: _Board) -> None:
+        """A worker: the highest-priority ready action, over and over."""
+        low_water = max(1, self.concurrency)
+        while True:
+            with board.lock:
+                while not board.closed and (
+                    not board.ready or self.state.priority_changes != board.priorities
+                ):
+                    board.attention.notify()
+                    board.work.wait()
+                if board.closed:
+                    return
+                claim = heapq.heappop(board.ready).claim
+                board.running += 1
+                if len(board.ready) < low_water:
+                    board.attention.notify()
+            outcomes: list[Outcome] | None = None
+            error: BaseException | None = None
+            try:
+                outcomes = self._perform(claim)
+            except BaseException as exc:  # recorded as the action's failure, as a future would
+                error = exc
+            raised: BaseException | None = None
+            if error is None:
+                # Said here, before the next action starts: a callback may raise a priority.
+                event = ProgressEvent(
+                    kind="done", namespace=claim.namespace, key=claim.key, action=claim.action.kind
+                )
+                try:
+                    self._emit(event)
+                except BaseException as exc:  # the run stops, but this action is done
+                    raised = exc
+            with board.lock:
+                board.running -= 1
+                board.finished.append(_Finished(claim, outcomes, error))
+                if raised is not None and board.callback_error is None:
+                    board.callback_error = raised
+                if error or raised or (not board.ready and board.running == 0):
+                    board.attention.notify()
+
+    def _settle_finished(self, board: _Board, delayed: list[tuple[float, int, Claim]]) -> None:
+        with board.lock:
+            finished, board.finished = board.finished, []
+        for result in finished:
+            retry_at = self._finished(result)
+            if retry_at is not None:
+                self._sequence += 1
+                heapq.heappush(delayed, (retry_at, self._sequence, result.claim))
 
     def _perform(self, claim: Claim) -> list[Outcome]:
         a, b = self.views(claim.namespace)
@@ -151,16 +261,14 @@ class Executor:
         with self._large:
             return perform(claim.action, a, b, self.trash, moved)
 
-    def _finished(self, claim: Claim, future: Future[list[Outcome]]) -> float | None:
+    def _finished(self, result: _Finished) -> float | None:
         """Record the result; the monotonic time to retry at, or None."""
+        claim, error = result.claim, result.error
         kind = claim.action.kind
-        error = future.exception()
         if error is None:
-            self._outcomes.extend(future.result())
+            assert result.outcomes is not None
+            self._outcomes.extend(result.outcomes)
             self.report.done[kind] = self.report.done.get(kind, 0) + 1
-            self._emit(
-                ProgressEvent(kind="done", namespace=claim.namespace, key=claim.key, action=kind)
-            )
             return None
         slot = (claim.namespace, claim.key)
         attempts = self._attempts.get(slot, 0) + 1
