@@ -72,7 +72,10 @@ _process_generation = [0]
 
 
 def _forked() -> None:
+    global _kept_lock
     _process_generation[0] += 1
+    _kept_buffers.clear()  # the parent's writers may still be filling them
+    _kept_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -82,8 +85,34 @@ def page_aligned_buffer(size: int) -> mmap.mmap:
     """A writable buffer of ``size`` zero bytes that starts on a page boundary, for file reads
     of whole chunks. malloc places a large bytearray 16 bytes past a page boundary; on the AMD
     EPYC we measured, the kernel copied page-cache pages to such an address at 2 GB/s, against
-    10-11 GB/s at every other offset we tried (0, 32, 64, ... 4080)."""
-    return mmap.mmap(-1, max(size, 1))
+    10-11 GB/s at every other offset we tried (0, 32, 64, ... 4080). Private: a forked
+    child's writes to it are its own."""
+    return mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE)
+
+
+#: Chunk buffers that writers gave back, by size, for the next writers: mapping one and
+#: unmapping it again for every write costs more than writing a small item.
+_kept_buffers: dict[int, list[mmap.mmap]] = {}
+_kept_lock = threading.Lock()
+_KEPT_PER_SIZE = 16
+_KEPT_MAX_BYTES = 1024 * 1024
+
+
+def _take_buffer(size: int) -> mmap.mmap:
+    with _kept_lock:
+        kept = _kept_buffers.get(size)
+        if kept:
+            return kept.pop()
+    return page_aligned_buffer(size)
+
+
+def _give_back(buffers: list[mmap.mmap], size: int) -> None:
+    """Keep ``buffers`` (every reader of their content is done) for the next writers."""
+    if size > _KEPT_MAX_BYTES:
+        return
+    with _kept_lock:
+        kept = _kept_buffers.setdefault(size, [])
+        kept.extend(buffers[: _KEPT_PER_SIZE - len(kept)])
 
 
 class ItemReader(io.BufferedReader):
@@ -343,7 +372,7 @@ class ItemWriter(io.BufferedIOBase):
     def _free_buffer(self) -> mmap.mmap:
         if self._filled == 0:
             if self._slot == len(self._ring):
-                self._ring.append(page_aligned_buffer(self._chunk_size))
+                self._ring.append(_take_buffer(self._chunk_size))
                 self._tickets.append(0)
             self._sha256.wait(self._tickets[self._slot])
         return self._ring[self._slot]
@@ -369,6 +398,10 @@ class ItemWriter(io.BufferedIOBase):
             self.abort()
             raise
         self._finished = True
+        # Committed: the store and the hash are done with every chunk (after an abort a
+        # pool thread may still be hashing one, so those buffers are not kept).
+        _give_back(self._ring, self._chunk_size)
+        self._ring = []
         super().close()
 
     def abort(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mmap
 import os
 import random
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from persisty_blobs import DataStore
+from persisty_blobs import streams as streams_module
 from persisty_blobs.stores import MemoryStore
 
 # Chunks this large are hashed off the caller's thread; the ring then holds 16 of them, so
@@ -103,3 +105,35 @@ def test_aborted_large_write_leaves_nothing(store: DataStore) -> None:
     assert store.get("gone.bin") is None
     with pytest.raises(ValueError, match="closed"):
         writer.write(b"more")
+
+
+def test_writers_reuse_the_buffers_of_committed_writes(
+    store: DataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[int] = []
+    real = streams_module.page_aligned_buffer
+
+    def counted(size: int) -> mmap.mmap:
+        made.append(size)
+        return real(size)
+
+    monkeypatch.setattr(streams_module, "page_aligned_buffer", counted)
+    monkeypatch.setattr(streams_module, "_kept_buffers", {})
+    store.put("first", b"a" * 10)
+    store.put("second", b"b" * 10)
+    assert made == [CHUNK], "the second write fills the first one's buffer"
+    writer = store.writer("never")
+    writer.write(b"c" * (3 * CHUNK))
+    writer.abort()
+    before = len(made)
+    store.put("third", b"d" * (3 * CHUNK))
+    assert len(made) > before, "an aborted write's buffers are not kept (a hash may read one)"
+    before = len(made)
+    store.put("fourth", b"e" * (3 * CHUNK))
+    assert len(made) == before
+    assert [store.read_bytes(key) for key in ("first", "second", "third", "fourth")] == [
+        b"a" * 10,
+        b"b" * 10,
+        b"d" * (3 * CHUNK),
+        b"e" * (3 * CHUNK),
+    ]
