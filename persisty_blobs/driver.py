@@ -60,6 +60,13 @@ class Capabilities:
     #: The store keeps working in a child after ``os.fork()`` (a store in memory does not
     #: share its items with the child).
     shared_across_processes: bool = True
+    #: A read waits on something outside this process (a network round trip), so reads on
+    #: several threads overlap. False where reading is this process's own work (memory, a
+    #: local file system): under Python's GIL, two at once only add thread switches.
+    reads_wait: bool = True
+    #: The same for writes (a network round trip, or the disk flushing an fsync). A sync
+    #: moves small items one at a time where neither its reads nor its writes wait.
+    writes_wait: bool = True
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 from collections.abc import Callable
@@ -21,6 +22,10 @@ class _FaultyDriver(ForwardingDriver):
 
     def __init__(self, inner: DataStore, fault: Fault) -> None:
         super().__init__(inner, "Faulty")
+        # A remote's calls wait on its network: a sync overlaps them.
+        self.capabilities = dataclasses.replace(
+            inner.capabilities, reads_wait=True, writes_wait=True
+        )
         self.fault = fault
         self.lock = threading.Lock()
         self.reads: dict[str, int] = {}

@@ -152,6 +152,18 @@ def test_a_progress_callback_that_raises_stops_the_run_and_keeps_what_it_did(
     assert report.done == {ActionKind.UPLOAD: 40 - len(copied)}
 
 
+def test_stores_whose_calls_never_wait_are_synced_on_one_thread(state: SyncState) -> None:
+    threads: set[str] = set()
+
+    def seen(event: ProgressEvent) -> None:
+        if event.kind == "done":
+            threads.add(threading.current_thread().name)
+
+    report = Replicator(filled(50), MemoryStore(), state, concurrency=4).run(progress=seen)
+    assert report.done == {ActionKind.UPLOAD: 50}
+    assert len(threads) == 1, "more threads would only switch between themselves (the GIL)"
+
+
 def test_max_delete_stops_the_run_before_it_changes_anything(state: SyncState) -> None:
     local, remote = filled(10), MemoryStore()
     Replicator(local, remote, state).run()

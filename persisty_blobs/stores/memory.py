@@ -50,7 +50,11 @@ class _MemoryDriver(Driver):
     name = "MemoryStore()"
     # A forked child gets a copy of the items, not the parent's store.
     capabilities = Capabilities(
-        server_side_copy=True, content_in_process=True, shared_across_processes=False
+        server_side_copy=True,
+        content_in_process=True,
+        shared_across_processes=False,
+        reads_wait=False,
+        writes_wait=False,
     )
 
     def __init__(self, chunk_size: int) -> None:

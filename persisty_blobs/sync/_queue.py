@@ -152,6 +152,23 @@ class QueueOperations:
                 )
         return [_claim(row) for row in rows]
 
+    def pending_kinds(self, pair: str, run_id: str, *, deletes: bool) -> set[ActionKind]:
+        """The kinds of this run's queued actions: its deletes, or the others."""
+        import sqlalchemy as sa
+
+        items = self._tables.items
+        kinds = items.c.action.in_(_DELETES)
+        condition = (
+            (items.c.pair == pair)
+            & (items.c.run_id == run_id)
+            & items.c.status.in_(_PENDING)
+            & items.c.action.is_not(None)
+            & (kinds if deletes else ~kinds)
+        )
+        with self._engine.connect() as connection:
+            found = connection.execute(sa.select(items.c.action).where(condition).distinct())
+            return {ActionKind(action) for action in found.scalars()}
+
     def release_dead_leases(self, pair: str) -> None:
         """Free the rows leased by processes of this machine that have exited."""
         import sqlalchemy as sa

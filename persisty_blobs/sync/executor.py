@@ -22,7 +22,7 @@ from . import _runs
 from ._perform import failure_status, perform, retry_limit
 from ._queue import Claim
 from ._transfer import Trash
-from .model import ProgressEvent, SyncReport
+from .model import ActionKind, ProgressEvent, SyncReport
 from .state import Outcome, SyncState
 
 __all__ = ["Executor"]
@@ -122,7 +122,7 @@ class Executor:
         board = _Board(priorities=self.state.priority_changes)
         workers = [
             threading.Thread(target=self._work, args=(board,), name=f"pb-sync_{index}")
-            for index in range(self.concurrency)
+            for index in range(self._workers(deletes))
         ]
         for worker in workers:
             worker.start()
@@ -138,6 +138,14 @@ class Executor:
                 worker.join()
             self._settle_finished(board, [])
             self._release(unstarted)
+
+    def _workers(self, deletes: bool) -> int:
+        """``concurrency``, or one where no queued action waits on anything outside this
+        process: then the work is all Python and system calls, and under the GIL more threads
+        only add switches between them."""
+        a, b = self.views("")
+        kinds = self.state.pending_kinds(self.pair, self.run_id, deletes=deletes)
+        return self.concurrency if any(_waits(kind, a, b) for kind in kinds) else 1
 
     def _steer(self, board: _Board, deletes: bool) -> None:
         """Keep the workers' heap filled, in priority order; take their results, schedule
@@ -320,3 +328,14 @@ class Executor:
             self.state.settle(self.pair, self._outcomes)
             self._outcomes = []
         self._flushed = time.monotonic()
+
+
+def _waits(kind: ActionKind, a: DataStore, b: DataStore) -> bool:
+    """Whether ``kind``'s calls wait on something outside this process, so that several
+    actions at once overlap."""
+    if kind is ActionKind.UPLOAD:
+        return a.capabilities.reads_wait or b.capabilities.writes_wait
+    if kind is ActionKind.DOWNLOAD:
+        return b.capabilities.reads_wait or a.capabilities.writes_wait
+    sides = (a.capabilities, b.capabilities)
+    return any(side.reads_wait or side.writes_wait for side in sides)
