@@ -81,6 +81,9 @@ class ItemHeader:
     flags: frozenset[Flag]
     if_match: str | None = None
     if_none_match: bool = False
+    #: The SHA-256 the caller expects (``checksum=``): the content is checked against it
+    #: before ``commit`` is called, so a store may record it before the content streams.
+    checksum: str | None = None
 
 
 @dataclass(frozen=True)

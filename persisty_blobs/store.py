@@ -238,6 +238,7 @@ class DataStore:
             flags=flags,
             if_match=if_match,
             if_none_match=create_only,
+            checksum=expected,
         )
         sink = self._driver.new_writer(self._namespace, key, header)
         return ItemWriter(sink, self.chunk_size, commit)

@@ -23,6 +23,7 @@ from persisty_blobs import (
     AlreadyExists,
     Entry,
     Flag,
+    IntegrityError,
     InvalidMetadata,
     NotFound,
     PermissionDenied,
@@ -127,6 +128,26 @@ def test_large_put_is_a_concurrent_multipart_upload_then_a_checksummed_copy(
     assert store.get("big.bin") == item
     assert (item.metadata, item.flags) == ({"a": "b"}, frozenset({Flag.PENDING}))
     assert store.read_bytes("big.bin") == data
+    assert dangling_uploads(store) == []
+
+
+def test_a_large_put_whose_checksum_is_given_records_it_when_the_upload_starts(
+    store: S3Store,
+) -> None:
+    data = b"".join(blocks(23 * MiB))
+    calls = Calls(store.client)
+    item = store.put("given.bin", blocks(23 * MiB), checksum=sha256(data), metadata={"a": "b"})
+    assert "CopyObject" not in calls.names(), "no copy onto itself for S3 to compute it"
+    started = next(p for name, p in calls.sent if name == "CreateMultipartUpload")
+    assert started["Metadata"] == {"a": "b", "persisty.sha256": sha256(data)}
+    assert item.checksum == sha256(data)
+    assert store.get("given.bin") == item
+    assert item.metadata == {"a": "b"}
+    assert store.read_bytes("given.bin") == data
+
+    with pytest.raises(IntegrityError):
+        store.put("lied.bin", blocks(23 * MiB), checksum=sha256(b"other content"))
+    assert store.get("lied.bin") is None, "content that differs from the checksum is not kept"
     assert dangling_uploads(store) == []
 
 

@@ -23,6 +23,7 @@ from ...item import DataItem
 from ._errors import retried, s3_errors
 from ._layout import (
     CHECKSUM_METADATA,
+    METADATA_LIMIT,
     encode_metadata,
     metadata_size,
     sha256_header,
@@ -37,7 +38,6 @@ __all__ = ["copy_object", "record_checksum"]
 GiB = 1024**3
 COPY_OBJECT_LIMIT = 5 * GiB  # the largest object CopyObject takes
 COPY_PART_SIZE = 512 * 1024 * 1024
-_METADATA_LIMIT = 2048  # S3's, for names and values together
 
 
 def copy_object(driver: S3Driver, namespace: str, source: DataItem, dst_key: str) -> None:
@@ -87,7 +87,7 @@ def record_checksum(
     target = driver.layout.object_key(namespace, key)
     metadata = encode_metadata(spec.metadata)
     if spec.size > COPY_OBJECT_LIMIT:
-        if metadata_size(metadata) + len(CHECKSUM_METADATA) + len(spec.checksum) > _METADATA_LIMIT:
+        if metadata_size(metadata) + len(CHECKSUM_METADATA) + len(spec.checksum) > METADATA_LIMIT:
             return None
         metadata[CHECKSUM_METADATA] = spec.checksum
     header = {"ContentType": spec.content_type, "Metadata": metadata}

@@ -33,6 +33,7 @@ from ...keys import validate_key
 
 __all__ = [
     "CHECKSUM_METADATA",
+    "METADATA_LIMIT",
     "Layout",
     "checksum_of",
     "decode_metadata",
@@ -51,6 +52,7 @@ _FLAG_TAG = "persisty-flag:"
 #: The metadata entry that holds the SHA-256 of an object S3 cannot hold one for (a multipart
 #: copy); user metadata names have no ".", so none can collide with it.
 CHECKSUM_METADATA = "persisty.sha256"
+METADATA_LIMIT = 2048  # S3's, for names and values together
 _METADATA_SAFE = " !#$&'()*+,-./:;<=>?@[]^_`{|}~"  # printable ASCII that needs no escaping
 
 

@@ -8,7 +8,10 @@ writer's next part fills meanwhile, so ``n`` writers hold at most
 ``abort``, the multipart upload is aborted: S3 then keeps neither an object nor the parts,
 unless S3 cannot be reached to abort it (``S3Store.abort_incomplete_uploads`` cleans up).
 
-A completed multipart object is copied onto itself (``_copy.record_checksum``) so that S3
+A multipart object has no SHA-256 of its whole content: when the caller gave the checksum
+beforehand (a sync copying an item does), the upload starts with it in the metadata entry
+``persisty.sha256`` (the content is checked against it before the upload completes);
+otherwise the completed object is copied onto itself (``_copy.record_checksum``) so that S3
 holds its SHA-256 as it does for one ``PutObject``.
 
 A conditional write whose response is lost is retried by botocore, and S3 answers the retry
@@ -32,7 +35,14 @@ from ...item import DataItem
 from ...streams import page_aligned_buffer
 from ._copy import record_checksum
 from ._errors import retried, s3_errors
-from ._layout import encode_metadata, sha256_header, tagging_of
+from ._layout import (
+    CHECKSUM_METADATA,
+    METADATA_LIMIT,
+    encode_metadata,
+    metadata_size,
+    sha256_header,
+    tagging_of,
+)
 
 if TYPE_CHECKING:
     from ._driver import S3Driver
@@ -57,6 +67,7 @@ class S3Writer(DriverWriter):
         self._uploads: list[Future[dict[str, Any]]] = []
         self._failure: BaseException | None = None  # of the first part that failed
         self._in_flight = driver.parts_in_flight
+        self._checksum_recorded = False  # in the upload's metadata, when it started
 
     def _common(self, header: ItemHeader | WriteSpec) -> dict[str, Any]:
         common: dict[str, Any] = {
@@ -91,10 +102,15 @@ class S3Writer(DriverWriter):
 
     def _start_multipart(self) -> None:
         driver = self._driver
+        common = self._common(self._header)
+        expected = self._header.checksum
+        if expected is not None:
+            room = METADATA_LIMIT - metadata_size(common["Metadata"])
+            if len(CHECKSUM_METADATA) + len(expected) <= room:
+                common["Metadata"][CHECKSUM_METADATA] = expected
+                self._checksum_recorded = True
         with s3_errors(driver.name, self._key):
-            started = driver.client.create_multipart_upload(
-                **self._common(self._header), ChecksumAlgorithm="CRC32"
-            )
+            started = driver.client.create_multipart_upload(**common, ChecksumAlgorithm="CRC32")
         self._upload_id = started["UploadId"]
         held, self._held = self._held, []
         for part in held:
@@ -148,7 +164,8 @@ class S3Writer(DriverWriter):
         if self._upload_id is None and spec.size > self._driver.multipart_threshold:
             self._start_multipart()  # the last part took the size past the threshold
         etag, updated_at = self._send(spec)
-        if self._upload_id is None:
+        if self._upload_id is None or self._checksum_recorded:
+            # Recorded when the upload started: the content was checked against it since.
             return self._item(spec, etag, updated_at, spec.checksum)
         # A multipart object has no SHA-256 of its whole content until it is copied onto
         # itself, which makes S3 compute one (and check ours against it).
