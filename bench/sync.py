@@ -25,6 +25,10 @@ SETS = {"10,000 x 10 KiB": (10_000, 10 * 1024), "100 x 10 MiB": (100, 10 * 1024 
 
 
 def step(operation: str, *arguments: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    # Each step starts with nothing left to write back: the last step's dirty pages (or a
+    # removed tree's discards) would otherwise be flushed during this one, by its first fsync
+    # or by the file system's next journal commit.
+    os.sync()
     completed = subprocess.run(
         [sys.executable, "-m", "bench._sync_worker", operation, *arguments],
         capture_output=True,
