@@ -89,9 +89,9 @@ def test_a_folder_of_existing_files_is_adopted(root: Path, monkeypatch: pytest.M
     hashed: list[int] = []
     real_hash = fileio_module.sha256_of_fd
 
-    def counting_hash(fd: int) -> str:
+    def counting_hash(fd: int, size: int) -> str:
         hashed.append(fd)
-        return real_hash(fd)
+        return real_hash(fd, size)
 
     monkeypatch.setattr(driver_module, "sha256_of_fd", counting_hash)
     again = store.get("photo.jpg")
@@ -484,7 +484,7 @@ def test_scan_reads_no_content_and_gives_no_checksum_it_does_not_have(
     (root / "theirs.txt").write_bytes(theirs_content)
     hashed: list[int] = []
 
-    def no_hashing(fd: int) -> str:
+    def no_hashing(fd: int, size: int) -> str:
         hashed.append(fd)
         return "sha256:"
 

@@ -10,9 +10,11 @@ does.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import stat
+import weakref
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
@@ -30,7 +32,7 @@ from ...item import DataItem, Entry, Flag
 from ...keys import guess_content_type
 from . import _listing
 from ._fileio import file_lock, sha256_of_fd, unlink_in_background
-from ._folders import check_inside, open_folders
+from ._folders import check_inside, open_folders, open_root
 from ._names import RESERVED, encode_segment
 from ._readers import FileRangeRaw, WholeFileRaw
 from ._recovery import Journal, clean_interrupted_writes, owned_name
@@ -76,6 +78,11 @@ class DirectoryDriver(Driver):
             os.makedirs(self.sidecars.temp_dir, exist_ok=True)
             self.lock_path = os.path.join(self.state_dir, "lock")
             self._name_max = os.pathconf(self.real_root, "PC_NAME_MAX")
+            # Every operation's folders are opened from here (one system call fewer each). It
+            # is closed only with the driver object: closed earlier, its number could name
+            # another folder by the time a late call used it.
+            self.root_fd = open_root(self.real_root)
+            weakref.finalize(self, os.close, self.root_fd)
             clean_interrupted_writes(self.real_root, self.sidecars.temp_dir, self.name)
         except OSError as exc:
             raise from_os_error(exc, store=self.name) from exc
@@ -151,7 +158,9 @@ class DirectoryDriver(Driver):
 
     def _open_item(self, namespace: str, key: str) -> tuple[DataItem, int] | None:
         folders, keep, name = self.place(namespace, key)
-        chain = open_folders(self.real_root, folders, keep=keep, store=self.name)
+        chain = open_folders(
+            self.real_root, folders, keep=keep, store=self.name, root_fd=self.root_fd
+        )
         if chain is None:
             return None
         try:
@@ -185,16 +194,28 @@ class DirectoryDriver(Driver):
 
     def _open_file(self, folder: int, name: str, shown: str) -> tuple[int, os.stat_result] | None:
         """An open descriptor on the regular file ``name`` in ``folder`` inside the root."""
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+        linked = False
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
+            # A name that is no symlink stays in its folder, which is inside the root.
+            fd = os.open(name, flags | os.O_NOFOLLOW, dir_fd=folder)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            linked = True
+            try:
+                fd = os.open(name, flags, dir_fd=folder)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
         try:
             file_stat = os.fstat(fd)
             if not stat.S_ISREG(file_stat.st_mode):
                 os.close(fd)
                 return None
-            check_inside(fd, self.real_root, shown, self.name)
+            if linked:
+                check_inside(fd, self.real_root, shown, self.name)
         except BaseException:
             os.close(fd)
             raise
@@ -206,7 +227,7 @@ class DirectoryDriver(Driver):
         """A file another program wrote: hash it once, and keep that (with any flags set on it)
         while the file keeps its inode, size and mtime."""
         flags = [] if known is None else known.flags
-        checksum = sha256_of_fd(fd)
+        checksum = sha256_of_fd(fd, file_stat.st_size)
         sidecar = Sidecar(file_stat.st_size, file_stat.st_mtime_ns, checksum, flags=flags)
         sidecar.adopted = True
         if file_stat.st_size < _REMEMBER_HASH_BYTES:
@@ -372,7 +393,9 @@ class DirectoryDriver(Driver):
     def delete(self, namespace: str, key: str, if_match: str | None) -> bool:
         folders, keep, name = self.place(namespace, key)
         with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
-            chain = open_folders(self.real_root, folders, keep=keep, store=self.name)
+            chain = open_folders(
+                self.real_root, folders, keep=keep, store=self.name, root_fd=self.root_fd
+            )
             try:
                 current = None if chain is None else self.current(chain.fd, name, chain.shown(name))
                 current_item = None if current is None else self._item_of(namespace, key, current)
@@ -392,7 +415,9 @@ class DirectoryDriver(Driver):
     def set_flags(self, namespace: str, key: str, flags: frozenset[Flag]) -> None:
         folders, keep, name = self.place(namespace, key)
         with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
-            chain = open_folders(self.real_root, folders, keep=keep, store=self.name)
+            chain = open_folders(
+                self.real_root, folders, keep=keep, store=self.name, root_fd=self.root_fd
+            )
             if chain is None:
                 raise NotFound("no such item", key=key, store=self.name)
             try:

@@ -43,11 +43,11 @@ def write_all(fd: int, data: memoryview | bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def sha256_of_fd(fd: int) -> str:
+def sha256_of_fd(fd: int, size: int) -> str:
+    """The checksum of the file ``fd``, which holds about ``size`` bytes (the buffer's size:
+    zeroing a large buffer for a small file costs more than hashing it)."""
     digest = hashlib.sha256()
-    # Sized to the file (and a byte more, to see its end at once): zeroing a large buffer
-    # for a small file costs more than hashing it.
-    buffer = bytearray(min(_HASH_BUFFER, os.fstat(fd).st_size + 1))
+    buffer = bytearray(min(_HASH_BUFFER, size + 1))  # a byte more, to see its end at once
     offset = 0
     with memoryview(buffer) as whole:
         while count := os.preadv(fd, [buffer], offset):

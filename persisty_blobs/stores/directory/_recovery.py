@@ -33,9 +33,14 @@ _JOURNAL_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEX
 _lock = threading.Lock()
 
 
+#: Counts the forks that led to this process (``os.getpid`` is a system call each time).
+_generation = [0]
+
+
 def _new_lock() -> None:
     global _lock
     _lock = threading.Lock()
+    _generation[0] += 1
 
 
 os.register_at_fork(after_in_child=_new_lock)
@@ -54,7 +59,7 @@ class JournalFile:
     def __init__(self, temp_dir: str) -> None:
         self.path = os.path.join(temp_dir, owned_name("journal"))
         self.fd = os.open(self.path, _JOURNAL_FLAGS, 0o644)
-        self.pid = os.getpid()
+        self.generation = _generation[0]
         self.entries = 0
         self.active = 0
         self.retired = False
@@ -106,8 +111,9 @@ class Journal:
         line = json.dumps({"folders": folders, "keep": keep, "temp": temp}).encode() + b"\n"
         with _lock:
             current = self._current
-            if current is None or current.pid != os.getpid() or current.entries >= _ENTRIES:
-                if current is not None and current.pid == os.getpid():
+            mine = current is not None and current.generation == _generation[0]
+            if current is None or not mine or current.entries >= _ENTRIES:
+                if current is not None and mine:
                     current.retire()
                 # A forked child lists its writers apart: its parent's journal is its parent's.
                 current = self._current = JournalFile(self._temp_dir)
@@ -126,7 +132,7 @@ class Journal:
                     del _journals[self._temp_dir]
 
     def _retire(self) -> None:
-        if self._current is not None and self._current.pid == os.getpid():
+        if self._current is not None and self._current.generation == _generation[0]:
             self._current.retire()
         self._current = None
 
