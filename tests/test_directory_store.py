@@ -400,6 +400,7 @@ _recovery._ENTRIES = 4
 store = DirectoryStore(sys.argv[1], durable=False)
 for index in range(10):
     store.put(f"done/{index}", b"kept")
+print("done", flush=True)
 exec(sys.argv[2])
 """
 
@@ -409,9 +410,12 @@ def test_a_killed_process_leaves_its_finished_writes_and_loses_its_unfinished_on
     root: Path,
 ) -> None:
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD_WRITES_THEN_STUCK, str(root), CHILD_STUCK_WRITER]
+        [sys.executable, "-c", CHILD_WRITES_THEN_STUCK, str(root), CHILD_STUCK_WRITER],
+        stdout=subprocess.PIPE,
     )
     try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"done\n"
         deadline = time.monotonic() + 60
         while not _temp_files(root):
             assert child.poll() is None, "the writer ended before it was killed"
@@ -420,6 +424,8 @@ def test_a_killed_process_leaves_its_finished_writes_and_loses_its_unfinished_on
         child.send_signal(signal.SIGKILL)
     finally:
         child.wait(timeout=30)
+        assert child.stdout is not None
+        child.stdout.close()
     journals = list((root / ".persisty-blobs" / "tmp").glob("*.journal"))
     assert len(journals) == 1, "full journals whose writers finished are gone"
     store = DirectoryStore(root)

@@ -9,6 +9,7 @@ virtual machine, a thread's wake-up can cost more than copying a small file).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 import threading
@@ -95,6 +96,8 @@ class Executor:
         self._transient_failures = 0
         self._sequence = 0
         self._large = threading.BoundedSemaphore(max(1, self.concurrency // 2))
+        # A namespace's two views are made once, not per action.
+        self._views = functools.lru_cache(maxsize=64)(self.views)
         try:
             self._transfers_then_deletes()
         finally:
@@ -249,7 +252,7 @@ class Executor:
                 heapq.heappush(delayed, (retry_at, self._sequence, result.claim))
 
     def _perform(self, claim: Claim) -> list[Outcome]:
-        a, b = self.views(claim.namespace)
+        a, b = self._views(claim.namespace)
 
         def moved(count: int) -> None:
             with self._lock:

@@ -22,6 +22,7 @@ from ._recovery import owned_name
 __all__ = ["Sidecar", "SidecarStore", "etag_of"]
 
 _FLAGS = frozenset(flag.value for flag in Flag)
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 @dataclass
@@ -117,7 +118,7 @@ class SidecarStore:
     def _write(fd: int, sidecar: Sidecar, *, durable: bool) -> None:
         """Write ``sidecar`` to the new file ``fd`` and close it."""
         try:
-            write_all(fd, json.dumps(sidecar.__dict__, separators=(",", ":")).encode())
+            write_all(fd, _ENCODER.encode(sidecar.__dict__).encode())
             if durable:
                 os.fsync(fd)
         finally:
