@@ -3,6 +3,7 @@ progress; the faults come from a real layer over real stores."""
 
 from __future__ import annotations
 
+import _thread
 import threading
 import time
 from pathlib import Path
@@ -150,6 +151,55 @@ def test_a_progress_callback_that_raises_stops_the_run_and_keeps_what_it_did(
     report = replicator.run()
     assert report.ok
     assert report.done == {ActionKind.UPLOAD: 40 - len(copied)}
+
+
+def test_a_callback_that_raises_on_a_failure_loses_no_other_result(state: SyncState) -> None:
+    together = threading.Barrier(4)
+
+    def fail_one_of_four(operation: str, key: str) -> BaseException | None:
+        if operation == "write" and key < "item-0004":
+            together.wait(5)  # four transfers finish at once, one of them failing
+            return PermissionDenied("refused") if key == "item-0003" else None
+        return None
+
+    class Stop(Exception):
+        pass
+
+    def stop_on_failure(event: ProgressEvent) -> None:
+        if event.kind == "failed":
+            raise Stop
+
+    remote = Faulty(fault=fail_one_of_four)
+    replicator = Replicator(filled(40), remote, state, concurrency=4)
+    with pytest.raises(Stop):
+        replicator.run(progress=stop_on_failure)
+    copied = [entry.key for entry in remote.scan()]
+    assert {"item-0000", "item-0001", "item-0002"} <= set(copied)
+    assert [key for key in copied if replicator.status(key) is not Status.SYNCED] == []
+    assert replicator.status("item-0003") is Status.FAILED_UPLOAD
+
+
+def test_transfers_cut_short_by_ctrl_c_are_given_back_not_failed(state: SyncState) -> None:
+    stopping = threading.Event()
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt_at_the_tenth(event: ProgressEvent) -> None:
+        if event.kind == "done" and event.key == "item-0009":
+            stopping.set()
+            _thread.interrupt_main()
+        if event.kind == "bytes" and stopping.is_set():
+            raise Interrupted  # what the command line's check raises on the workers
+
+    remote = Faulty()
+    replicator = Replicator(filled(200, size=1000), remote, state, concurrency=4)
+    with pytest.raises(KeyboardInterrupt):
+        replicator.run(progress=interrupt_at_the_tenth)
+    assert replicator.progress().get(Status.FAILED_UPLOAD, 0) == 0
+    report = replicator.run()
+    assert report.ok
+    assert len(list(remote.scan())) == 200
 
 
 def test_stores_whose_calls_never_wait_are_synced_on_one_thread(state: SyncState) -> None:

@@ -8,6 +8,7 @@ several threads (a sync's workers) and checks for Ctrl-C at every block it count
 from __future__ import annotations
 
 import sys
+import threading
 from types import TracebackType
 from typing import Any
 
@@ -52,6 +53,7 @@ class Meter:
         self._progress: Any = None
         self._task: Any = None
         self._total, self._items, self._done = total, items, 0
+        self._counting = threading.Lock()
         self._planned = total is not None
         if show and _wanted():
             from rich.console import Console
@@ -113,6 +115,7 @@ class Meter:
             self._progress.advance(self._task, count)
 
     def item_done(self) -> None:
-        self._done += 1
+        with self._counting:  # a sync's workers report on their own threads
+            self._done += 1
         if self._progress is not None:
             self._progress.update(self._task, count=self._count())

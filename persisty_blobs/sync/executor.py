@@ -67,6 +67,8 @@ class _Board:
     priorities: int = 0
     #: What the progress callback raised on a worker: the steering thread raises it.
     callback_error: BaseException | None = None
+    #: Failed actions waiting for their retry: (monotonic time, sequence, claim).
+    delayed: list[tuple[float, int, Claim]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.work = threading.Condition(self.lock)  # workers wait here for actions
@@ -139,8 +141,13 @@ class Executor:
                 board.work.notify_all()
             for worker in workers:
                 worker.join()
-            self._settle_finished(board, [])
-            self._release(unstarted)
+            unstarted += [claim for _, _, claim in board.delayed]
+            try:
+                # Stopped early (an error, Ctrl-C): what succeeded is kept; what failed
+                # meanwhile (a transfer cut short by the stop) is given back, not failed.
+                unstarted += self._settle_finished(board, stopping=True)
+            finally:
+                self._release(unstarted)
 
     def _workers(self, deletes: bool) -> int:
         """``concurrency``, or one where no queued action waits on anything outside this
@@ -153,10 +160,10 @@ class Executor:
     def _steer(self, board: _Board, deletes: bool) -> None:
         """Keep the workers' heap filled, in priority order; take their results, schedule
         retries, commit outcomes; return when nothing is left to run or retry."""
-        delayed: list[tuple[float, int, Claim]] = []
+        delayed = board.delayed
         exhausted = False
         while True:
-            self._settle_finished(board, delayed)
+            self._settle_finished(board)
             if board.callback_error is not None:
                 raise board.callback_error
             with board.lock:
@@ -242,14 +249,30 @@ class Executor:
                 if error or raised or (not board.ready and board.running == 0):
                     board.attention.notify()
 
-    def _settle_finished(self, board: _Board, delayed: list[tuple[float, int, Claim]]) -> None:
+    def _settle_finished(self, board: _Board, *, stopping: bool = False) -> list[Claim]:
+        """Record every result the workers left, then say which failed (a callback that
+        raises loses none of them); stopping, failures are returned, to be given back."""
         with board.lock:
             finished, board.finished = board.finished, []
+        events: list[ProgressEvent] = []
+        given_back: list[Claim] = []
         for result in finished:
-            retry_at = self._finished(result)
+            if stopping and result.error is not None:
+                given_back.append(result.claim)
+                continue
+            retry_at = self._finished(result, events)
             if retry_at is not None:
                 self._sequence += 1
-                heapq.heappush(delayed, (retry_at, self._sequence, result.claim))
+                heapq.heappush(board.delayed, (retry_at, self._sequence, result.claim))
+        raised: BaseException | None = None
+        for event in events:
+            try:
+                self._emit(event)
+            except BaseException as exc:  # said after the others, once all are recorded
+                raised = raised or exc
+        if raised is not None:
+            raise raised
+        return given_back
 
     def _perform(self, claim: Claim) -> list[Outcome]:
         a, b = self._views(claim.namespace)
@@ -272,8 +295,9 @@ class Executor:
         with self._large:
             return perform(claim.action, a, b, self.trash, moved)
 
-    def _finished(self, result: _Finished) -> float | None:
-        """Record the result; the monotonic time to retry at, or None."""
+    def _finished(self, result: _Finished, events: list[ProgressEvent]) -> float | None:
+        """Record the result (a failure's event goes to ``events``); the monotonic time to
+        retry at, or None."""
         claim, error = result.claim, result.error
         kind = claim.action.kind
         if error is None:
@@ -300,7 +324,7 @@ class Executor:
             )
         )
         self.report.failures.append((claim.namespace, claim.key, kind, message))
-        self._emit(
+        events.append(
             ProgressEvent(
                 kind="failed", namespace=claim.namespace, key=claim.key, action=kind, error=message
             )
