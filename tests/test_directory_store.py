@@ -435,6 +435,67 @@ def test_a_killed_process_leaves_its_finished_writes_and_loses_its_unfinished_on
     assert [item.key for item in store.list()] == [f"done/{index}" for index in range(10)]
 
 
+def _dead_owner() -> str:
+    here = liveness_module.local_owner()
+    if here is None:
+        pytest.skip("no boot id or PID namespace to tell owners apart on this system")
+    boot, namespace, _ = here.split(":")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return f"{boot}:{namespace}:{dead.pid}"
+
+
+def test_a_dead_process_journal_spares_the_folders_of_its_finished_writes(root: Path) -> None:
+    owner = _dead_owner()
+    (root / "inbox" / "new").mkdir(parents=True)  # made by a write that then committed
+    entry = {"folders": ["inbox", "new"], "keep": 0, "temp": ".persisty-blobs.tmp-00ff"}
+    state = root / ".persisty-blobs" / "tmp"
+    state.mkdir(parents=True)
+    (state / f"{owner}~0001.journal").write_text(json.dumps(entry) + "\n")
+    DirectoryStore(root)
+    assert (root / "inbox" / "new").is_dir(), "its temp file is gone: the folders are the user's"
+    assert list(state.iterdir()) == []
+
+
+def test_a_damaged_journal_does_not_keep_the_store_shut(root: Path) -> None:
+    owner = _dead_owner()
+    state = root / ".persisty-blobs" / "tmp"
+    state.mkdir(parents=True)
+    lines = [
+        json.dumps({"folders": [], "keep": -1, "temp": ".persisty-blobs.tmp-0001"}),
+        "[" * 100_000 + "]" * 100_000,
+        json.dumps({"folders": ["a"], "keep": 5, "temp": ".persisty-blobs.tmp-0002"}),
+    ]
+    (state / f"{owner}~0001.journal").write_text("\n".join(lines))
+    os.mkfifo(state / f"{owner}~0002.journal")
+    store = DirectoryStore(root)  # returns: no IndexError, RecursionError or blocked open
+    store.put("a/b", b"fine")
+    assert store.read_bytes("a/b") == b"fine"
+
+
+def test_the_journals_of_forked_children_that_exit_at_once_are_swept(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recovery_module, "_ENTRIES", 2)
+    state = root / ".persisty-blobs" / "tmp"
+    with DirectoryStore(root) as store:
+        store.put("parent-0", b"p")
+        for child in range(3):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover (the child)
+                try:
+                    store.put(f"child-{child}", b"c")
+                finally:
+                    os._exit(0)  # as multiprocessing's children do: no atexit
+            os.waitpid(pid, 0)
+        # Each child's new journal swept its dead elder's: the parent's and the last child's.
+        assert len(list(state.glob("*.journal"))) == 2
+        for index in range(1, 4):
+            store.put(f"parent-{index}", b"p")  # a new journal file sweeps the dead ones
+        assert len(list(state.glob("*.journal"))) == 1
+        assert store.count() == 7
+
+
 def test_writes_leave_no_file_each_in_the_state_folder(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

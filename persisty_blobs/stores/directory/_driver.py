@@ -86,8 +86,11 @@ class DirectoryDriver(Driver):
             clean_interrupted_writes(self.real_root, self.sidecars.temp_dir, self.name)
         except OSError as exc:
             raise from_os_error(exc, store=self.name) from exc
-        self.journal = Journal.open(self.sidecars.temp_dir)
+        self.journal = Journal.open(self.sidecars.temp_dir, self._clean_up)
         self._closed = False
+
+    def _clean_up(self) -> None:
+        clean_interrupted_writes(self.real_root, self.sidecars.temp_dir, self.name)
 
     def close(self) -> None:
         if not self._closed:

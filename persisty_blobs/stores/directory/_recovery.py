@@ -14,7 +14,10 @@ import atexit
 import contextlib
 import json
 import os
+import stat
 import threading
+import weakref
+from collections.abc import Callable
 
 from ... import _liveness
 from ...errors import BlobError
@@ -27,6 +30,8 @@ __all__ = ["Journal", "JournalFile", "clean_interrupted_writes", "owned_name"]
 #: Entries per journal file: a full one is removed once its writers have finished, so a
 #: long-lived process keeps the journal short and a restart has little to read.
 _ENTRIES = 1024
+#: A journal holds at most ``_ENTRIES`` short lines; a larger file is not one of ours.
+_JOURNAL_MAX_BYTES = 4 * 1024 * 1024
 _JOURNAL_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 #: One lock for the journals of the process, made anew in a forked child (whose copy may have
 #: been held by another thread at the fork).
@@ -91,17 +96,22 @@ class Journal:
     One per state folder and process, shared by every store opened on that folder (``open``),
     and removed when the last of them is closed and its writers have finished, or at exit."""
 
-    def __init__(self, temp_dir: str) -> None:
+    def __init__(self, temp_dir: str, sweep: Callable[[], None]) -> None:
         self._temp_dir = temp_dir
+        self._sweep = sweep
         self._current: JournalFile | None = None
         self._users = 0
+        _every_journal.add(self)
 
     @classmethod
-    def open(cls, temp_dir: str) -> Journal:
+    def open(cls, temp_dir: str, sweep: Callable[[], None]) -> Journal:
+        """The journal of the state folder ``temp_dir``; ``sweep`` cleans up after the dead
+        processes' journals there, and runs whenever this one starts a new file (so forked
+        children that exit without cleaning up leave no pile behind)."""
         with _lock:
             journal = _journals.get(temp_dir)
             if journal is None:
-                journal = _journals[temp_dir] = cls(temp_dir)
+                journal = _journals[temp_dir] = cls(temp_dir, sweep)
             journal._users += 1
         return journal
 
@@ -109,6 +119,7 @@ class Journal:
         """List the temp file ``temp`` about to be made in ``folders`` (below the root); the
         caller calls ``finish`` on the file returned once the write is over."""
         line = json.dumps({"folders": folders, "keep": keep, "temp": temp}).encode() + b"\n"
+        started = False
         with _lock:
             current = self._current
             mine = current is not None and current.generation == _generation[0]
@@ -117,9 +128,13 @@ class Journal:
                     current.retire()
                 # A forked child lists its writers apart: its parent's journal is its parent's.
                 current = self._current = JournalFile(self._temp_dir)
+                started = True
             write_all(current.fd, line)
             current.entries += 1
             current.active += 1
+        if started:
+            with contextlib.suppress(OSError, BlobError):
+                self._sweep()
         return current
 
     def close(self) -> None:
@@ -138,12 +153,14 @@ class Journal:
 
 
 _journals: dict[str, Journal] = {}
+#: Every journal alive, a closed store's included (one written to after ``close`` too).
+_every_journal: weakref.WeakSet[Journal] = weakref.WeakSet()
 
 
 @atexit.register
 def _retire_journals() -> None:
     with _lock:
-        for journal in _journals.values():
+        for journal in list(_every_journal):
             journal._retire()
 
 
@@ -163,12 +180,23 @@ def clean_interrupted_writes(real_root: str, temp_dir: str, store: str) -> None:
 
 def _remove_temps(real_root: str, journal: str, store: str) -> None:
     try:
-        with open(journal, "rb") as file:
-            lines = file.read().splitlines()
+        # Not blocking, and only a regular file: whatever else has the name is skipped.
+        fd = os.open(journal, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return
+        with open(fd, "rb", closefd=False) as file:
+            lines = file.read(_JOURNAL_MAX_BYTES).splitlines()
+    except OSError:
+        return
+    finally:
+        os.close(fd)
     for line in lines:
-        _remove_temp(real_root, line, store)
+        # A damaged line (deeply nested, a name that cannot be) must not keep the store shut.
+        with contextlib.suppress(Exception):
+            _remove_temp(real_root, line, store)
 
 
 def _remove_temp(real_root: str, line: bytes, store: str) -> None:
@@ -180,7 +208,8 @@ def _remove_temp(real_root: str, line: bytes, store: str) -> None:
     if not (
         isinstance(folders, list)
         and all(isinstance(name, str) and _plain(name) for name in folders)
-        and isinstance(keep, int)
+        and type(keep) is int
+        and 0 <= keep <= len(folders)
         and isinstance(temp, str)
         and temp.startswith(TEMP_PREFIX)
         and _plain(temp)
@@ -193,8 +222,10 @@ def _remove_temp(real_root: str, line: bytes, store: str) -> None:
     if chain is None:
         return
     try:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(temp, dir_fd=chain.fd)
+        except FileNotFoundError:
+            return  # committed (or never made): its folders are the user's now
         chain.prune()
     finally:
         chain.close()
