@@ -88,6 +88,8 @@ class Executor:
     trash: Trash | None = None
     progress: Callable[[ProgressEvent], None] | None = None
     planner: bool = True
+    #: The largest action's size, known to the process that planned the run.
+    largest: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self) -> None:
@@ -151,8 +153,11 @@ class Executor:
 
     def _workers(self, deletes: bool) -> int:
         """``concurrency``, or one where no queued action waits on anything outside this
-        process: then the work is all Python and system calls, and under the GIL more threads
-        only add switches between them."""
+        process and all are small: then the work is Python and short system calls, and under
+        the GIL more threads only add switches between them. (A large copy's reads and writes
+        release the GIL for long: several overlap.)"""
+        if self.largest is None or self.largest >= _LARGE_BYTES:
+            return self.concurrency
         a, b = self.views("")
         kinds = self.state.pending_kinds(self.pair, self.run_id, deletes=deletes)
         return self.concurrency if any(_waits(kind, a, b) for kind in kinds) else 1

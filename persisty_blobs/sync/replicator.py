@@ -132,8 +132,10 @@ class Replicator:
         report = SyncReport()
         self.state.release_dead_leases(self.pair)
         run_id, planner = _runs.begin_run(self.state, self.pair, f"{self.a!r} <-> {self.b!r}")
+        largest = None
         if planner:
-            report.conflicts = self._record(run_id, progress).conflicts
+            tally = self._record(run_id, progress)
+            report.conflicts, largest = tally.conflicts, tally.largest
         elif not self._await_plan(run_id):
             report.seconds = time.monotonic() - started
             return report
@@ -149,6 +151,7 @@ class Replicator:
             trash=self.trash,
             progress=progress,
             planner=planner,
+            largest=largest,
         )
         try:
             executor.run()
@@ -276,6 +279,7 @@ class _Tally:
     def __init__(self) -> None:
         self.items = 0
         self.bytes = 0
+        self.largest = 0
         self.conflicts = 0
         self.namespaces: dict[str, _Counts] = {}
 
@@ -290,6 +294,7 @@ class _Tally:
     def add(self, counts: _Counts, action: Action, row: BaseRow | None) -> None:
         self.items += 1
         self.bytes += action.size
+        self.largest = max(self.largest, action.size)
         if row is not None and row.status is Status.PENDING_DELETE:
             counts.requested += 1  # a delete the caller asked for (BlobManager.delete)
         elif action.kind is ActionKind.DELETE_A:
