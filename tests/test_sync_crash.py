@@ -110,10 +110,10 @@ def test_three_processes_share_one_postgresql_state_and_copy_each_item_once(
     with DirectoryStore(a_dir) as a:
         for index in range(300):
             a.put(f"item-{index:04}", os.urandom(2000))
-    state = SyncState(url, table_prefix=table_prefix)
     logs = [tmp_path / f"log{number}" for number in range(3)]
     try:
-        processes = [worker(a_dir, b_dir, state.url, log, 2, table_prefix) for log in logs]
+        # The three open the new state at once: its tables are created once, by one of them.
+        processes = [worker(a_dir, b_dir, url, log, 2, table_prefix) for log in logs]
         assert [process.wait(timeout=120) for process in processes] == [0, 0, 0]
         done = Counter(
             line for log in logs if log.exists() for line in log.read_text().splitlines()
@@ -124,6 +124,7 @@ def test_three_processes_share_one_postgresql_state_and_copy_each_item_once(
         with DirectoryStore(a_dir) as a, DirectoryStore(b_dir) as b:
             assert contents(a) == contents(b)
     finally:
+        state = SyncState(url, table_prefix=table_prefix)
         with state.engine.begin() as connection:
             for table in ("items", "runs", "schema"):
                 connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table_prefix}_{table}")

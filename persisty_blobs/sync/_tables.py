@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +106,11 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
     metadata, tables = _define(prefix)
     try:
         with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                # Processes opening a new state at once would race to create its tables.
+                connection.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(prefix)}
+                )
             metadata.create_all(connection, checkfirst=True)
             version = connection.execute(sa.select(tables.schema.c.version)).scalar()
             if version is None:
@@ -120,6 +126,12 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
         engine.dispose()
         raise BlobError(f"cannot open the sync state at {engine.url!r}: {error}") from error
     return engine, tables
+
+
+def _lock_key(prefix: str) -> int:
+    """The PostgreSQL advisory lock that serializes opening the state ``prefix``."""
+    digest = hashlib.sha256(f"persisty-blobs sync state {prefix}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _migrate(connection: sa.Connection, tables: Tables, prefix: str, version: int) -> None:
