@@ -187,16 +187,7 @@ def test_a_writer_killed_mid_write_leaves_nothing(root: Path, existing: bool) ->
             setup.put("victim.bin", b"the old content")
     store = DirectoryStore(root)
     child = subprocess.Popen([sys.executable, "-c", CHILD_WRITER, str(root)])
-    try:
-        deadline = time.monotonic() + 60
-        while not _temp_files(root) or _temp_files(root)[0].stat().st_size < 8 * 2**20:
-            assert child.poll() is None, "the writer ended before it was killed"
-            assert time.monotonic() < deadline, "the writer never started writing"
-            time.sleep(0.01)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    kill_once_writing(child, root, 8 * 2**20)
     assert _temp_files(root), "the killed writer left its temp file behind"
 
     if existing:
@@ -210,6 +201,20 @@ def test_a_writer_killed_mid_write_leaves_nothing(root: Path, existing: bool) ->
     assert _temp_files(root) == []
     assert list((root / ".persisty-blobs" / "tmp").iterdir()) == []
     assert reopened.count() == (1 if existing else 0)
+
+
+def kill_once_writing(child: subprocess.Popen[bytes], root: Path, size: int = 0) -> None:
+    """SIGKILL ``child`` once its temp file holds ``size`` bytes."""
+    try:
+        deadline = time.monotonic() + 60
+        while not _temp_files(root) or _temp_files(root)[0].stat().st_size < size:
+            assert child.poll() is None, "the writer ended before it was killed"
+            assert time.monotonic() < deadline, "the writer never started writing"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
 
 
 def _temp_files(root: Path) -> list[Path]:
@@ -375,15 +380,7 @@ DirectoryStore(sys.argv[1]).put("a/b/c", stuck())
 def test_a_killed_put_below_a_key_does_not_block_the_key(root: Path) -> None:
     DirectoryStore(root)
     child = subprocess.Popen([sys.executable, "-c", CHILD_STUCK_WRITER, str(root)])
-    try:
-        deadline = time.monotonic() + 60
-        while not _temp_files(root):
-            assert child.poll() is None, "the writer ended before it was killed"
-            assert time.monotonic() < deadline, "the writer never started writing"
-            time.sleep(0.01)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
+    kill_once_writing(child, root)
     assert (root / "a" / "b").is_dir()
     store = DirectoryStore(root)
     assert not (root / "a").exists()
@@ -413,19 +410,10 @@ def test_a_killed_process_leaves_its_finished_writes_and_loses_its_unfinished_on
         [sys.executable, "-c", CHILD_WRITES_THEN_STUCK, str(root), CHILD_STUCK_WRITER],
         stdout=subprocess.PIPE,
     )
-    try:
-        assert child.stdout is not None
+    assert child.stdout is not None
+    with child.stdout:
         assert child.stdout.readline() == b"done\n"
-        deadline = time.monotonic() + 60
-        while not _temp_files(root):
-            assert child.poll() is None, "the writer ended before it was killed"
-            assert time.monotonic() < deadline, "the writer never started writing"
-            time.sleep(0.01)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
-        assert child.stdout is not None
-        child.stdout.close()
+        kill_once_writing(child, root)
     journals = list((root / ".persisty-blobs" / "tmp").glob("*.journal"))
     assert len(journals) == 1, "full journals whose writers finished are gone"
     store = DirectoryStore(root)
