@@ -338,15 +338,19 @@ def test_a_writer_in_another_pid_namespace_keeps_its_temp_file(
     assert store.read_bytes("a/live.bin") == b"still writing"
 
 
-def test_a_dead_writers_records_and_folders_are_removed_on_open(root: Path) -> None:
-    store = DirectoryStore(root)
+def _dead_owner() -> str:
     here = liveness_module.local_owner()
     if here is None:
         pytest.skip("no boot id or PID namespace to tell owners apart on this system")
     boot, namespace, _ = here.split(":")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    owner = f"{boot}:{namespace}:{dead.pid}"
+    return f"{boot}:{namespace}:{dead.pid}"
+
+
+def test_a_dead_writers_records_and_folders_are_removed_on_open(root: Path) -> None:
+    store = DirectoryStore(root)
+    owner = _dead_owner()
     (root / "a" / "b").mkdir(parents=True)
     (root / "a" / "b" / ".persisty-blobs.tmp-0123").write_bytes(b"partial")
     state = root / ".persisty-blobs" / "tmp"
@@ -421,16 +425,6 @@ def test_a_killed_process_leaves_its_finished_writes_and_loses_its_unfinished_on
     assert not (root / "a").exists()
     assert list((root / ".persisty-blobs" / "tmp").iterdir()) == []
     assert [item.key for item in store.list()] == [f"done/{index}" for index in range(10)]
-
-
-def _dead_owner() -> str:
-    here = liveness_module.local_owner()
-    if here is None:
-        pytest.skip("no boot id or PID namespace to tell owners apart on this system")
-    boot, namespace, _ = here.split(":")
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    return f"{boot}:{namespace}:{dead.pid}"
 
 
 def test_a_dead_process_journal_spares_the_folders_of_its_finished_writes(root: Path) -> None:
