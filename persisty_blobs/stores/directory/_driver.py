@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import io
 import os
 import stat
@@ -32,7 +33,7 @@ from ...item import DataItem, Entry, Flag
 from ...keys import guess_content_type
 from . import _listing
 from ._fileio import file_lock, sha256_of_fd, unlink_in_background
-from ._folders import check_inside, open_folders, open_root
+from ._folders import check_inside, open_folders
 from ._names import RESERVED, encode_segment
 from ._readers import FileRangeRaw, WholeFileRaw
 from ._recovery import Journal, clean_interrupted_writes, owned_name
@@ -78,24 +79,19 @@ class DirectoryDriver(Driver):
             os.makedirs(self.sidecars.temp_dir, exist_ok=True)
             self.lock_path = os.path.join(self.state_dir, "lock")
             self._name_max = os.pathconf(self.real_root, "PC_NAME_MAX")
-            # Every operation's folders are opened from here (one system call fewer each). It
-            # is closed only with the driver object: closed earlier, its number could name
-            # another folder by the time a late call used it.
-            self.root_fd = open_root(self.real_root)
-            weakref.finalize(self, os.close, self.root_fd)
             clean_interrupted_writes(self.real_root, self.sidecars.temp_dir, self.name)
         except OSError as exc:
             raise from_os_error(exc, store=self.name) from exc
-        self.journal = Journal.open(self.sidecars.temp_dir, self._clean_up)
-        self._closed = False
-
-    def _clean_up(self) -> None:
-        clean_interrupted_writes(self.real_root, self.sidecars.temp_dir, self.name)
+        # A plain function: the process-wide journal must not keep this driver alive.
+        sweep = functools.partial(
+            clean_interrupted_writes, self.real_root, self.sidecars.temp_dir, self.name
+        )
+        self.journal = Journal.open(self.sidecars.temp_dir, sweep)
+        # Once, on close or when a store nobody closed is collected.
+        self._release_journal = weakref.finalize(self, self.journal.close)
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.journal.close()
+        self._release_journal()
 
     # Names -------------------------------------------------------------------------------
 
@@ -161,9 +157,7 @@ class DirectoryDriver(Driver):
 
     def _open_item(self, namespace: str, key: str) -> tuple[DataItem, int] | None:
         folders, keep, name = self.place(namespace, key)
-        chain = open_folders(
-            self.real_root, folders, keep=keep, store=self.name, root_fd=self.root_fd
-        )
+        chain = open_folders(self.real_root, folders, keep=keep, store=self.name)
         if chain is None:
             return None
         try:
@@ -396,9 +390,7 @@ class DirectoryDriver(Driver):
     def delete(self, namespace: str, key: str, if_match: str | None) -> bool:
         folders, keep, name = self.place(namespace, key)
         with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
-            chain = open_folders(
-                self.real_root, folders, keep=keep, store=self.name, root_fd=self.root_fd
-            )
+            chain = open_folders(self.real_root, folders, keep=keep, store=self.name)
             try:
                 current = None if chain is None else self.current(chain.fd, name, chain.shown(name))
                 current_item = None if current is None else self._item_of(namespace, key, current)
@@ -418,9 +410,7 @@ class DirectoryDriver(Driver):
     def set_flags(self, namespace: str, key: str, flags: frozenset[Flag]) -> None:
         folders, keep, name = self.place(namespace, key)
         with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
-            chain = open_folders(
-                self.real_root, folders, keep=keep, store=self.name, root_fd=self.root_fd
-            )
+            chain = open_folders(self.real_root, folders, keep=keep, store=self.name)
             if chain is None:
                 raise NotFound("no such item", key=key, store=self.name)
             try:

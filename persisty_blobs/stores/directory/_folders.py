@@ -15,7 +15,7 @@ import stat
 
 from ...errors import PermissionDenied
 
-__all__ = ["FolderChain", "check_inside", "make_folders", "open_folders", "open_root"]
+__all__ = ["FolderChain", "check_inside", "make_folders", "open_folders"]
 
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _MISSING = (errno.ENOENT, errno.ENAMETOOLONG)
@@ -35,15 +35,12 @@ class FolderChain:
     """Open descriptors of the folders from the root down to one folder, each opened in the
     one before. The first ``keep`` folders below the root are never pruned."""
 
-    def __init__(
-        self, real_root: str, root_fd: int, keep: int, store: str, *, owns_root: bool = True
-    ) -> None:
+    def __init__(self, real_root: str, root_fd: int, keep: int, store: str) -> None:
         self.real_root = real_root
         self.store = store
         self.fds = [root_fd]
         self.names: list[str] = []
         self.keep = keep
-        self._owns_root = owns_root
 
     @property
     def fd(self) -> int:
@@ -64,57 +61,33 @@ class FolderChain:
                 return
 
     def close(self) -> None:
-        for fd in self.fds if self._owns_root else self.fds[1:]:
+        for fd in self.fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.fds = []
 
 
-def open_root(real_root: str) -> int:
-    """A descriptor on the root itself, for chains to start from (``root_fd``)."""
-    return os.open(real_root, _FOLDER | os.O_NOFOLLOW)
-
-
 def open_folders(
-    real_root: str,
-    names: list[str],
-    *,
-    keep: int,
-    store: str,
-    follow_links: bool = True,
-    root_fd: int | None = None,
+    real_root: str, names: list[str], *, keep: int, store: str, follow_links: bool = True
 ) -> FolderChain | None:
     """The chain of folders ``names`` below the root, or None if one is missing (or is a file,
     or, without ``follow_links``, a symlink). ``PermissionDenied`` if a symlink leads outside
-    the root. ``root_fd``: the caller's descriptor on the root (``open_root``), which the
-    chain uses and leaves open; without it the chain opens the root again."""
-    return _chain(real_root, names, keep, store, root_fd, create=False, follow_links=follow_links)
+    the root."""
+    return _chain(real_root, names, keep, store, create=False, follow_links=follow_links)
 
 
-def make_folders(
-    real_root: str, names: list[str], *, keep: int, store: str, root_fd: int | None = None
-) -> FolderChain:
+def make_folders(real_root: str, names: list[str], *, keep: int, store: str) -> FolderChain:
     """Like ``open_folders``, making the folders that are missing; ``NotADirectoryError`` where
     a file is in the way. On any error the folders this call made are removed again."""
-    chain = _chain(real_root, names, keep, store, root_fd, create=True, follow_links=True)
+    chain = _chain(real_root, names, keep, store, create=True, follow_links=True)
     assert chain is not None  # with create, a missing folder is made, never reported
     return chain
 
 
 def _chain(
-    real_root: str,
-    names: list[str],
-    keep: int,
-    store: str,
-    root_fd: int | None,
-    *,
-    create: bool,
-    follow_links: bool,
+    real_root: str, names: list[str], keep: int, store: str, *, create: bool, follow_links: bool
 ) -> FolderChain | None:
-    if root_fd is None:
-        chain = FolderChain(real_root, open_root(real_root), keep, store)
-    else:
-        chain = FolderChain(real_root, root_fd, keep, store, owns_root=False)
+    chain = FolderChain(real_root, os.open(real_root, _FOLDER | os.O_NOFOLLOW), keep, store)
     made = False
     try:
         for name in names:

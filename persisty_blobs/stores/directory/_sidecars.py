@@ -12,10 +12,14 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import stat
 from dataclasses import dataclass, field
 
 from ...driver import etag_for
+from ...errors import InvalidMetadata
 from ...item import Flag
+from ...keys import validate_content_type, validate_metadata
 from ._fileio import write_all
 from ._recovery import owned_name
 
@@ -23,7 +27,10 @@ __all__ = ["Sidecar", "SidecarStore", "etag_of"]
 
 _FLAGS = frozenset(flag.value for flag in Flag)
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
-_READ_AT_ONCE = 64 * 1024
+#: More than any sidecar this store writes (metadata is at most 2 KiB): a read of this size
+#: that comes back short is the whole file.
+_SIDECAR_MAX_BYTES = 64 * 1024
+_CHECKSUM = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @dataclass
@@ -46,31 +53,46 @@ class Sidecar:
         return self.size == stat.st_size and self.mtime_ns == stat.st_mtime_ns
 
     def valid(self) -> bool:
-        """Whether a sidecar read from disk has the shape this module writes."""
-        return (
+        """Whether a sidecar read from disk has the shape this module writes, with values the
+        store would accept (one written by hand cannot hand out a header or a checksum that
+        no put could have)."""
+        shaped = (
             type(self.size) is int
             and type(self.mtime_ns) is int
-            and isinstance(self.checksum, str | None)
+            and (self.checksum is None or bool(_CHECKSUM.fullmatch(str(self.checksum))))
             and isinstance(self.content_type, str | None)
             and isinstance(self.metadata, dict)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in self.metadata.items())
             and isinstance(self.flags, list)
             and all(isinstance(flag, str) and flag in _FLAGS for flag in self.flags)
             and isinstance(self.adopted, bool)
         )
+        if not shaped:
+            return False
+        try:
+            if self.content_type is not None:
+                validate_content_type(self.content_type)
+            return validate_metadata(self.metadata) == self.metadata
+        except InvalidMetadata:
+            return False
 
 
-def _read_small_file(path: str) -> bytes:
-    """The whole of a file of a few hundred bytes, in as few system calls as can be (a listing
-    reads one per item): a short read of a regular file is its end."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+def _read_sidecar_file(path: str) -> bytes | None:
+    """A sidecar's bytes in as few system calls as can be (a listing reads one per item), or
+    None for anything that is no sidecar: missing, not a regular file (a FIFO would block, a
+    device never end), or larger than a sidecar can be. Links are not followed."""
     try:
-        parts = [os.read(fd, _READ_AT_ONCE)]
-        while len(parts[-1]) == _READ_AT_ONCE:
-            parts.append(os.read(fd, _READ_AT_ONCE))
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, _SIDECAR_MAX_BYTES + 1)
+        if len(data) > _SIDECAR_MAX_BYTES or not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+    except OSError:
+        return None
     finally:
         os.close(fd)
-    return b"".join(parts)
+    return data
 
 
 def etag_of(stat: os.stat_result, sidecar: Sidecar | None) -> str:
@@ -94,9 +116,12 @@ class SidecarStore:
 
     def read(self, stat: os.stat_result) -> Sidecar | None:
         """The sidecar of the file ``stat`` describes, or None (none, stale, or damaged)."""
+        data = _read_sidecar_file(self._path(stat.st_ino))
+        if data is None:
+            return None
         try:
-            sidecar = Sidecar(**json.loads(_read_small_file(self._path(stat.st_ino))))
-        except (FileNotFoundError, ValueError, TypeError):
+            sidecar = Sidecar(**json.loads(data))
+        except (ValueError, TypeError, RecursionError):
             return None
         return sidecar if sidecar.valid() and sidecar.describes(stat) else None
 
@@ -108,14 +133,20 @@ class SidecarStore:
     def create(self, inode: int, sidecar: Sidecar, *, durable: bool) -> None:
         """Write the sidecar of a temp file in place: no reader looks it up before the temp
         file takes its name, and one torn by a crash belongs to a temp file that is removed
-        (a later file given the inode does not match its size and mtime)."""
+        (a later file given the inode does not match its size and mtime). Only as a new file:
+        whatever has the name already (a stale sidecar, or a link someone planted to a file
+        elsewhere) is replaced by a rename, never written through."""
         target = self._path(inode)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(target, flags, 0o644)
-        except FileNotFoundError:  # the first sidecar in its folder: make the folder
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            fd = os.open(target, flags, 0o644)
+            try:
+                fd = os.open(target, flags, 0o644)
+            except FileNotFoundError:  # the first sidecar in its folder: make the folder
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                fd = os.open(target, flags, 0o644)
+        except FileExistsError:
+            self.write(inode, sidecar, durable=durable)
+            return
         self._write(fd, sidecar, durable=durable)
         if durable:
             self._sync_folder(target)

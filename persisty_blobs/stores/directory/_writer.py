@@ -53,9 +53,7 @@ class DirectoryWriter(DriverWriter):
         self._journal = driver.journal.add(folders, keep, self._temp)
         for _ in range(_CREATE_ATTEMPTS):
             try:
-                self._chain = make_folders(
-                    driver.real_root, folders, keep=keep, store=driver.name, root_fd=driver.root_fd
-                )
+                self._chain = make_folders(driver.real_root, folders, keep=keep, store=driver.name)
             except NotADirectoryError:
                 raise driver.conflict(self._key) from None
             try:
