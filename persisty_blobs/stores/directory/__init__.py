@@ -10,7 +10,8 @@ fsyncs (a cache, scratch space): writes stay atomic, but a power cut may lose re
 interrupted write leaves only a temp file, which is never listed and is removed the next time
 the store is opened.
 Nothing outside the root is ever created, changed or removed: a symlink is followed only where
-it leads inside the root, and listings leave symlinked folders out.
+it leads inside the root, and listings leave symlinked folders out. The store's own
+``.persisty-blobs`` folder is trusted: a symlink planted inside it is followed.
 A file system cannot hold both ``a`` and ``a/b``, nor a key segment longer than its name limit
 (255 bytes on most): such keys raise ``Unsupported`` or ``InvalidKey`` here.
 """

@@ -221,8 +221,8 @@ class DirectoryDriver(Driver):
     def _adopt(
         self, folder: int, name: str, fd: int, file_stat: os.stat_result, known: Sidecar | None
     ) -> Sidecar:
-        """A file another program wrote: hash it once, and keep that (with any flags set on it)
-        while the file keeps its inode, size and mtime."""
+        """A file another program wrote: hash it, and from ``_REMEMBER_HASH_BYTES`` on keep
+        that (with any flags set on it) while the file keeps its inode, size and mtime."""
         flags = [] if known is None else known.flags
         checksum = sha256_of_fd(fd, file_stat.st_size)
         sidecar = Sidecar(file_stat.st_size, file_stat.st_mtime_ns, checksum, flags=flags)

@@ -14,7 +14,9 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ...driver import etag_for
 from ...errors import InvalidMetadata
@@ -31,6 +33,7 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"))
 #: that comes back short is the whole file.
 _SIDECAR_MAX_BYTES = 64 * 1024
 _CHECKSUM = re.compile(r"sha256:[0-9a-f]{64}")
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -95,6 +98,16 @@ def _read_sidecar_file(path: str) -> bytes | None:
     return data
 
 
+def _in_folder_of(path: str, make: Callable[[], _T]) -> _T:
+    """``make()``, which makes ``path``; if its folder is missing (the first sidecar there),
+    the folder is made and ``make()`` runs again."""
+    try:
+        return make()
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return make()
+
+
 def etag_of(stat: os.stat_result, sidecar: Sidecar | None) -> str:
     """The etag of the file ``stat`` describes: from the checksum of content this store wrote,
     else from the file's identity (inode, size, mtime), which any change of content replaces."""
@@ -139,11 +152,7 @@ class SidecarStore:
         target = self._path(inode)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            try:
-                fd = os.open(target, flags, 0o644)
-            except FileNotFoundError:  # the first sidecar in its folder: make the folder
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                fd = os.open(target, flags, 0o644)
+            fd = _in_folder_of(target, lambda: os.open(target, flags, 0o644))
         except FileExistsError:
             self.write(inode, sidecar, durable=durable)
             return
@@ -171,11 +180,7 @@ class SidecarStore:
     def install(self, temp: str, inode: int, *, durable: bool) -> None:
         """Make the prepared ``temp`` the sidecar of ``inode`` in one rename."""
         target = self._path(inode)
-        try:
-            os.replace(temp, target)
-        except FileNotFoundError:  # the first sidecar in its folder: make the folder
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.replace(temp, target)
+        _in_folder_of(target, lambda: os.replace(temp, target))
         if durable:
             self._sync_folder(target)
 
