@@ -84,6 +84,9 @@ class ItemHeader:
     #: The SHA-256 the caller expects (``checksum=``): the content is checked against it
     #: before ``commit`` is called, so a store may record it before the content streams.
     checksum: str | None = None
+    #: The size the caller announced (``size=``): content of another size is refused before
+    #: ``commit`` is called, so a store may send it as it comes with its length up front.
+    size: int | None = None
 
 
 @dataclass(frozen=True)

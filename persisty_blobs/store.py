@@ -173,13 +173,19 @@ class DataStore:
         if_none_match: str | None = None,
         flags: Iterable[Flag | str] | None = None,
         checksum: str | None = None,
+        size: int | None = None,
     ) -> ItemWriter:
         """A writable file, committed as ``key`` on a clean ``with`` exit (then ``.item``);
-        ``checksum`` as in ``put``."""
+        ``checksum`` as in ``put``. ``size`` announces how many bytes will be written (content
+        of another size is an ``InvalidArgument`` and nothing is written); with ``checksum``
+        too, a store may send the content as it comes in one request (S3: one ``PutObject``
+        instead of a multipart upload)."""
         checked_flags = frozenset() if flags is None else validate_flags(flags)
+        announced = _offset(size, "size", optional=True)
         return self._writer(
-            key, content_type, metadata, checked_flags, if_match, if_none_match, checksum
-        )
+            key, content_type, metadata, checked_flags, if_match, if_none_match, checksum,
+            announced_size=announced,
+        )  # fmt: skip
 
     def _writer(
         self,
@@ -192,6 +198,7 @@ class DataStore:
         expected: str | None = None,
         *,
         check_first: bool = True,
+        announced_size: int | None = None,
     ) -> ItemWriter:
         validate_key(key)
         if expected is not None and (
@@ -215,6 +222,12 @@ class DataStore:
             check_precondition(current, key, repr(self), if_match, create_only)
 
         def commit(sink: DriverWriter, size: int, sha256_hex: str) -> DataItem:
+            if announced_size is not None and size != announced_size:
+                raise InvalidArgument(
+                    f"{size} bytes were written, not the announced {announced_size}",
+                    key=key,
+                    store=repr(self),
+                )
             if expected is not None and expected != f"sha256:{sha256_hex}":
                 raise IntegrityError(
                     f"the content's SHA-256 is {sha256_hex}, not the expected {expected}",
@@ -239,6 +252,7 @@ class DataStore:
             if_match=if_match,
             if_none_match=create_only,
             checksum=expected,
+            size=announced_size,
         )
         sink = self._driver.new_writer(self._namespace, key, header)
         return ItemWriter(sink, self.chunk_size, commit)

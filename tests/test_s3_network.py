@@ -103,6 +103,34 @@ def test_a_multipart_put_whose_response_is_lost_succeeds(
     assert store.read_bytes("big.bin") == data
 
 
+def test_a_streamed_put_whose_response_is_lost_succeeds(store: S3Store, proxy: FaultyProxy) -> None:
+    # botocore cannot send a streamed body again: the writer finds the object is its own.
+    data = payload(12 * MiB)
+    proxy.lose_response_to(f"PUT /{store.bucket}/app/items/big.bin ")
+    with store.writer("big.bin", size=len(data), checksum=sha256(data), if_none_match="*") as out:
+        out.write(data)
+    assert proxy.lost == 1
+    assert out.item == store.get("big.bin")
+    assert store.read_bytes("big.bin") == data
+
+
+def test_a_streamed_put_whose_connection_fails_is_transient_and_stores_nothing(
+    store: S3Store, proxy: FaultyProxy
+) -> None:
+    data = payload(12 * MiB)
+
+    def write() -> None:
+        with store.writer("big.bin", size=len(data), checksum=sha256(data)) as out:
+            out.write(data)
+
+    proxy.cut_after = 3 * MiB
+    with pytest.raises(TransientError):
+        write()
+    assert store.get("big.bin") is None
+    write()  # the next try sends it whole
+    assert store.read_bytes("big.bin") == data
+
+
 # Defect 10: a server that ignores Range -------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from persisty_blobs import (
     Entry,
     Flag,
     IntegrityError,
+    InvalidArgument,
     InvalidMetadata,
     NotFound,
     PermissionDenied,
@@ -149,6 +150,94 @@ def test_a_large_put_whose_checksum_is_given_records_it_when_the_upload_starts(
         store.put("lied.bin", blocks(23 * MiB), checksum=sha256(b"other content"))
     assert store.get("lied.bin") is None, "content that differs from the checksum is not kept"
     assert dangling_uploads(store) == []
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def write_announced(
+    store: S3Store, key: str, content: bytes, announced: bytes, fail: bool = False
+) -> None:
+    """Write ``content`` a MiB at a time, announcing the size and checksum of ``announced``;
+    then raise ``RuntimeError`` if ``fail``."""
+    with store.writer(key, size=len(announced), checksum=sha256(announced)) as out:
+        for start in range(0, len(content), MiB):
+            out.write(content[start : start + MiB])
+        if fail:
+            raise RuntimeError("the source failed")
+
+
+def test_a_write_whose_size_and_checksum_are_announced_is_one_streamed_put(
+    store: S3Store,
+) -> None:
+    data = b"".join(blocks(13 * MiB + 5))
+    calls = Calls(store.client)
+    headers: list[dict[str, str]] = []
+    store.client.meta.events.register(
+        "before-send.s3.PutObject",
+        lambda request, **_: headers.append(
+            {name.lower(): _text(value) for name, value in request.headers.items()}
+        ),
+    )
+    with store.writer("big.bin", size=len(data), checksum=sha256(data), metadata={"a": "b"}) as out:
+        for start in range(0, len(data), MiB):
+            out.write(data[start : start + MiB])
+            assert calls.names().count("PutObject") == 1, "sent as it comes, from the first MiB"
+    assert calls.names() == ["PutObject"]
+    assert out.item is not None
+    assert out.item == store.get("big.bin")
+    assert (out.item.checksum, out.item.metadata) == (sha256(data), {"a": "b"})
+    assert store.read_bytes("big.bin") == data
+    # The payload goes unsigned, but its SHA-256 is in a header that is signed and S3 checks.
+    (sent,) = headers
+    assert sent["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+    expected = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert sent["x-amz-checksum-sha256"] == expected
+    assert "x-amz-checksum-sha256" in sent["authorization"].split("SignedHeaders=")[1]
+    assert sent["content-length"] == str(len(data))
+    # Other requests of the client are signed as before.
+    store.put("small", b"x" * 100)
+    assert headers[-1]["x-amz-content-sha256"] == hashlib.sha256(b"x" * 100).hexdigest()
+
+
+@pytest.mark.parametrize("fault", ["checksum", "short", "long", "source"])
+def test_a_streamed_put_that_fails_its_checks_stores_nothing(store: S3Store, fault: str) -> None:
+    data = b"".join(blocks(13 * MiB))
+    kept = store.put("big.bin", b"old")
+    content = {
+        "checksum": data[:-1] + b"?",
+        "short": data[:-1],
+        "long": data + b"?",
+        "source": data[: 7 * MiB],
+    }[fault]
+    expected = {"checksum": IntegrityError, "source": RuntimeError}.get(fault, InvalidArgument)
+    with pytest.raises(expected):
+        write_announced(store, "big.bin", content, data, fail=fault == "source")
+    assert store.get("big.bin") == kept
+    assert store.read_bytes("big.bin") == b"old"
+    assert dangling_uploads(store) == []
+    write_announced(store, "big.bin", data, data)  # the store still works
+    assert store.read_bytes("big.bin") == data
+
+
+@pytest.mark.parametrize("condition", ["if_none_match", "if_match"])
+def test_a_streamed_put_keeps_what_another_writer_stored_meanwhile(
+    store: S3Store, condition: str
+) -> None:
+    data = b"".join(blocks(13 * MiB))
+    old = store.put("big.bin", b"old")
+    key = "new.bin" if condition == "if_none_match" else "big.bin"
+    options = {"if_none_match": "*"} if condition == "if_none_match" else {"if_match": old.etag}
+    refused = AlreadyExists if condition == "if_none_match" else PreconditionFailed
+    writer = store.writer(key, size=len(data), checksum=sha256(data), **options)  # type: ignore[arg-type]
+    writer.write(data[: 6 * MiB])
+    theirs = store.put(key, b"theirs")  # after the writer's own check of the precondition
+    writer.write(data[6 * MiB :])
+    with pytest.raises(refused):
+        writer.close()
+    assert store.get(key) == theirs
+    assert store.read_bytes(key) == b"theirs"
 
 
 def test_concurrent_writers_share_max_concurrency_parts_in_flight(

@@ -99,7 +99,8 @@ def copy_version(
             if on_bytes is not None:
                 on_bytes(len(content))  # before the write, as for a streamed copy: it may cancel
             return item, target.put(dst_key or key, content, **options)
-        with target.writer(dst_key or key, **options) as writer:
+        # The size announced: a store may then send the content as it comes, in one request.
+        with target.writer(dst_key or key, size=item.size, **options) as writer:
             while block := reader.read(_BLOCK):
                 writer.write(block)
                 if on_bytes is not None:

@@ -10,13 +10,14 @@ import pytest
 from ..errors import (
     AlreadyExists,
     IntegrityError,
+    InvalidArgument,
     InvalidFlags,
     InvalidKey,
     InvalidMetadata,
     NotFound,
     PreconditionFailed,
 )
-from ..item import Flag
+from ..item import DataItem, Flag
 from ..store import DataStore
 from ._support import (
     INVALID_KEYS,
@@ -52,6 +53,27 @@ class PreconditionTests:
         assert store.read_bytes("checked") == b"old"
         assert store.get("checked") == kept
         assert store.put("checked", pieces(data), checksum=sha256(data)).checksum == sha256(data)
+
+    @pytest.mark.parametrize("written", ["less", "more"])
+    def test_content_of_another_size_than_announced_is_not_written(
+        self, store: DataStore, written: str
+    ) -> None:
+        data = payload(store.chunk_size + 3, seed=13)
+        kept = store.put("announced", b"old")
+        content = data[:-1] if written == "less" else data + b"!"
+
+        def write(content: bytes) -> DataItem | None:
+            with store.writer("announced", size=len(data), checksum=sha256(content)) as writer:
+                for piece in pieces(content):
+                    writer.write(piece)
+            return writer.item
+
+        with pytest.raises(InvalidArgument, match="announced"):
+            write(content)
+        assert store.get("announced") == kept
+        assert store.read_bytes("announced") == b"old"
+        assert write(data) == store.get("announced")
+        assert store.read_bytes("announced") == data
 
     def test_create_only(self, store: DataStore) -> None:
         created = store.put("once", b"first", if_none_match="*")

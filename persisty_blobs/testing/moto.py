@@ -132,7 +132,9 @@ class FaultyProxy:
     - ``lose_response_to("PUT /bucket/key ")``: the next request whose request line starts
       so reaches the server, and its response is lost (the connection closes instead);
     - ``strip_header = "range"``: requests lose that header on the way;
-    - ``black_hole = True``: requests go nowhere and nothing comes back.
+    - ``black_hole = True``: requests go nowhere and nothing comes back;
+    - ``cut_after = n``: the connection of the next request with a body longer than ``n``
+      bytes is cut after ``n`` of them, and nothing reaches the server.
 
     It keeps its clients' connections alive between requests, as AWS does (moto's server
     closes each one), and sends each request to the server on a connection of its own."""
@@ -142,6 +144,7 @@ class FaultyProxy:
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.strip_header: str | None = None
         self.black_hole = False
+        self.cut_after: int | None = None
         self.lost = 0  # responses lost so far
         self.closed = threading.Event()
         self._lose: str | None = None
@@ -194,7 +197,13 @@ class _Forward(http.server.BaseHTTPRequestHandler):
 
     def _forward(self) -> None:
         proxy: FaultyProxy = self.server.proxy  # type: ignore[attr-defined]
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        size = int(self.headers.get("Content-Length", 0))
+        if proxy.cut_after is not None and size > proxy.cut_after:
+            self.rfile.read(proxy.cut_after)
+            proxy.cut_after = None
+            self.close_connection = True  # with the rest unread: the client's send fails
+            return
+        body = self.rfile.read(size)
         if proxy.black_hole:
             proxy.closed.wait()
             self.close_connection = True

@@ -88,6 +88,10 @@ def _mapped(error: Exception, key: str | None, store: str) -> BlobError | None:
         | boto.IncompleteReadError,  # a response cut short: the next try may get it whole
     ):
         return TransientError(f"S3 connection failed: {error}", key=key, store=store)
+    if isinstance(error, boto.UnseekableStreamError):
+        # botocore would send again a streamed body that failed on the way: the caller can.
+        message = "S3 connection failed while the content was streamed; write it again"
+        return TransientError(message, key=key, store=store)
     if isinstance(error, boto.BotoCoreError):
         return BlobError(f"S3 client error: {error}", key=key, store=store)
     return None

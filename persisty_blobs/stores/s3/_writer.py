@@ -1,5 +1,7 @@
 """``S3Store``'s writer: one ``PutObject`` below the multipart threshold, above it a multipart
-upload fed as data arrives, its parts uploaded concurrently.
+upload fed as data arrives, its parts uploaded concurrently. A write whose size and checksum
+the caller announced, up to a few parts, is one ``PutObject`` streamed as it comes instead
+(``_streamed``).
 
 Every byte is copied once, from the caller's chunk into a part buffer, and handed to botocore
 as it is. At most ``max_concurrency`` parts of the store's writers are in flight at once; each
@@ -24,15 +26,20 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import hashlib
-import io
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ...driver import DriverWriter, ItemHeader, WriteSpec
-from ...errors import AlreadyExists, NotFound, PreconditionFailed, TooLarge, TransientError
+from ...errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PreconditionFailed,
+    TooLarge,
+    TransientError,
+)
 from ...item import DataItem
-from ...streams import page_aligned_buffer
 from ._copy import record_checksum
 from ._errors import retried, s3_errors
 from ._layout import (
@@ -43,6 +50,8 @@ from ._layout import (
     sha256_header,
     tagging_of,
 )
+from ._parts import Joined, Part
+from ._streamed import StreamedPut
 
 if TYPE_CHECKING:
     from ._driver import S3Driver
@@ -51,6 +60,9 @@ __all__ = ["S3Writer"]
 
 _MAX_PARTS = 10_000  # S3's limit
 _COMMIT_ATTEMPTS = 5  # S3 answers 409 to a conditional write that races another: try again
+#: An announced size up to this many parts is sent in one streamed ``PutObject``: its parts
+#: would gain little from going concurrently, and cost three more requests.
+_STREAMED_PARTS = 4
 
 
 class S3Writer(DriverWriter):
@@ -60,14 +72,30 @@ class S3Writer(DriverWriter):
         self._key = key
         self._object_key = driver.layout.object_key(namespace, key)
         self._header = header
-        self._held: list[_Part] = []  # full parts, before the multipart upload starts
-        self._part = _Part(driver.part_size)
+        self._held: list[Part] = []  # full parts, before the multipart upload starts
+        self._part = Part(driver.part_size)
         self._size = 0
         self._upload_id: str | None = None
         self._uploads: list[Future[dict[str, Any]]] = []
         self._failure: BaseException | None = None  # of the first part that failed
         self._in_flight = driver.parts_in_flight
         self._checksum_recorded = False  # in the upload's metadata, when it started
+        self._streamed: StreamedPut | None = None
+        self._tail = b""  # the streamed body's last byte, sent by the commit
+        size = header.size
+        if (
+            size is not None
+            and header.checksum is not None
+            and driver.multipart_threshold < size <= _STREAMED_PARTS * driver.part_size
+        ):
+            request = {
+                **self._common(header),
+                **_conditions(header),
+                "ContentLength": size,
+                "ChecksumAlgorithm": "SHA256",
+                "ChecksumSHA256": sha256_header(header.checksum),
+            }
+            self._streamed = StreamedPut(driver, request, size)
 
     def _common(self, header: ItemHeader | WriteSpec) -> dict[str, Any]:
         common: dict[str, Any] = {
@@ -84,15 +112,32 @@ class S3Writer(DriverWriter):
 
     def write(self, chunk: memoryview) -> None:
         self._size += len(chunk)
+        if self._streamed is not None:
+            self._relay(chunk)
+            return
         while chunk:
             if self._part.full:
                 self._part_full()
             chunk = chunk[self._part.append(chunk) :]
 
+    def _relay(self, chunk: memoryview) -> None:
+        assert self._streamed is not None
+        announced = self._header.size
+        assert announced is not None  # streamed only when announced
+        if self._size > announced:
+            raise InvalidArgument(
+                f"more than the announced {announced} bytes", key=self._key, store=self._driver.name
+            )
+        if self._size == announced and chunk:
+            self._tail = bytes(chunk[-1:])
+            chunk = chunk[:-1]
+        with s3_errors(self._driver.name, self._key, create_only=self._header.if_none_match):
+            self._streamed.write(chunk)
+
     def _part_full(self) -> None:
         """The part buffer is full and more data follows: a part of the upload, or held
         until the size passes the threshold."""
-        full, self._part = self._part, _Part(self._driver.part_size)
+        full, self._part = self._part, Part(self._driver.part_size)
         if self._upload_id is not None:
             self._send_part(full)
             return
@@ -116,7 +161,7 @@ class S3Writer(DriverWriter):
         for part in held:
             self._send_part(part)
 
-    def _send_part(self, part: _Part) -> None:
+    def _send_part(self, part: Part) -> None:
         if self._failure is not None:
             raise self._failure
         number = len(self._uploads) + 1
@@ -143,14 +188,14 @@ class S3Writer(DriverWriter):
         if self._failure is None and not upload.cancelled():
             self._failure = upload.exception()
 
-    def _upload_part(self, number: int, part: _Part) -> dict[str, Any]:
+    def _upload_part(self, number: int, part: Part) -> dict[str, Any]:
         with s3_errors(self._driver.name, self._key):
             sent = self._driver.client.upload_part(
                 Bucket=self._driver.bucket,
                 Key=self._object_key,
                 UploadId=self._upload_id,
                 PartNumber=number,
-                Body=_Joined([part]),
+                Body=Joined([part]),
                 ChecksumAlgorithm="CRC32",
             )
         done = {"PartNumber": number, "ETag": sent["ETag"]}
@@ -161,6 +206,8 @@ class S3Writer(DriverWriter):
     # Commit --------------------------------------------------------------------------------
 
     def commit(self, spec: WriteSpec) -> DataItem:
+        if self._streamed is not None:
+            return self._commit_streamed(spec)
         if self._upload_id is None and spec.size > self._driver.multipart_threshold:
             self._start_multipart()  # the last part took the size past the threshold
         etag, updated_at = self._send(spec)
@@ -175,14 +222,34 @@ class S3Writer(DriverWriter):
         etag, updated_at = recorded
         return self._item(spec, etag, updated_at, spec.checksum)
 
+    def _commit_streamed(self, spec: WriteSpec) -> DataItem:
+        """End the streamed ``PutObject`` with its last byte: the content has passed every
+        check, and its header went first, so the commit cannot change it."""
+        assert self._streamed is not None
+        sent = self._header
+        if (spec.content_type, dict(spec.metadata), spec.flags) != (
+            sent.content_type, dict(sent.metadata), sent.flags,
+        ):  # fmt: skip
+            raise InvalidArgument(
+                "a streamed write sends its content type, metadata and flags first: "
+                "the commit cannot change them",
+                key=self._key,
+                store=self._driver.name,
+            )
+        try:
+            with s3_errors(self._driver.name, self._key, create_only=spec.if_none_match):
+                response = self._streamed.finish(self._tail)
+        except TransientError:
+            # The response may be what was lost: then the object is this writer's.
+            landed = self._landed(spec)
+            if landed is None:
+                raise
+            return landed
+        return self._item(spec, response["ETag"].strip('"'), _date_of(response), spec.checksum)
+
     def _send(self, spec: WriteSpec) -> tuple[str, datetime]:
         """Put or complete the object; its etag and time."""
-        if spec.if_none_match:
-            conditions = {"IfNoneMatch": "*"}
-        elif spec.if_match is not None:
-            conditions = {"IfMatch": f'"{spec.if_match}"'}
-        else:
-            conditions = {}
+        conditions = _conditions(spec)
         attempt = 0
         while True:
             try:
@@ -235,7 +302,7 @@ class S3Writer(DriverWriter):
         return f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(self._uploads)}"
 
     def _put_whole(self, spec: WriteSpec, conditions: dict[str, str]) -> Any:
-        body = _Joined([*self._held, self._part])
+        body = Joined([*self._held, self._part])
         # Sent whole at the commit, so from the spec: a layer may seal metadata that covers
         # the content (EncryptedStore's checksum), which only the spec has.
         return self._driver.client.put_object(
@@ -249,7 +316,7 @@ class S3Writer(DriverWriter):
     def _complete(self, conditions: dict[str, str]) -> Any:
         if self._part.filled:
             self._send_part(self._part)
-            self._part = _Part(self._driver.part_size)
+            self._part = Part(self._driver.part_size)
         parts = [upload.result() for upload in self._uploads]
         return self._driver.client.complete_multipart_upload(
             Bucket=self._driver.bucket,
@@ -278,8 +345,10 @@ class S3Writer(DriverWriter):
         )
 
     def abort(self) -> None:
+        if self._streamed is not None:
+            self._streamed.cut()
         self._held.clear()
-        self._part = _Part(self._driver.part_size)
+        self._part = Part(self._driver.part_size)
         for upload in self._uploads:
             upload.cancel()
         for upload in self._uploads:
@@ -293,73 +362,16 @@ class S3Writer(DriverWriter):
                 )
 
 
+def _conditions(header: ItemHeader | WriteSpec) -> dict[str, str]:
+    if header.if_none_match:
+        return {"IfNoneMatch": "*"}
+    if header.if_match is not None:
+        return {"IfMatch": f'"{header.if_match}"'}
+    return {}
+
+
 def _date_of(response: Any) -> datetime:
     """When S3 wrote the object, by the ``Date`` of its response (S3's own clock)."""
     date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
     moment = email.utils.parsedate_to_datetime(date) if date else datetime.now(UTC)
     return moment.astimezone(UTC)
-
-
-class _Part:
-    """One part's buffer, mapped outside the heap: untouched pages cost no memory (a small put
-    holds what it has), and the whole of it goes back to the system once the part is sent,
-    instead of staying in a thread's malloc arena."""
-
-    def __init__(self, size: int) -> None:
-        self.buffer = page_aligned_buffer(size)
-        self.filled = 0
-
-    @property
-    def full(self) -> bool:
-        return self.filled == len(self.buffer)
-
-    def append(self, data: memoryview) -> int:
-        """Copy what fits of ``data``; how many bytes that was."""
-        count = min(len(data), len(self.buffer) - self.filled)
-        self.buffer[self.filled : self.filled + count] = data[:count]
-        self.filled += count
-        return count
-
-
-class _Joined(io.RawIOBase):
-    """Parts read as one seekable body: botocore reads it (to sign it, then to send it)
-    without a joined copy of the content."""
-
-    def __init__(self, parts: list[_Part]) -> None:
-        super().__init__()
-        self._parts = parts
-        self._size = sum(part.filled for part in parts)
-        self._position = 0
-
-    def __len__(self) -> int:
-        return self._size
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def readinto(self, buffer: Any) -> int:
-        with memoryview(buffer) as target:
-            done, skip = 0, self._position
-            for part in self._parts:
-                if skip >= part.filled:
-                    skip -= part.filled
-                    continue
-                count = min(part.filled - skip, len(target) - done)
-                target[done : done + count] = part.buffer[skip : skip + count]
-                done += count
-                skip = 0
-                if done == len(target):
-                    break
-        self._position += done
-        return done
