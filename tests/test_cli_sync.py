@@ -45,18 +45,21 @@ def test_sync_interrupted_by_sigint_converges(
     client = moto_client(s3_endpoint)
     source = shell.cwd / "big"
     source.mkdir()
-    for index in range(12):  # above the 8 MiB multipart threshold: uploads in parts
+    for index in range(12):  # above the 8 MiB multipart threshold: each put is streamed
         (source / f"part-{index:02}.bin").write_bytes(os.urandom(9 * 2**20))
     arguments = ("sync", "--concurrency", "2", f"file://{source}", f"s3://{s3_bucket}")
 
     def uploading() -> bool:
         return bool(client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads"))
 
+    def copied() -> int:
+        return len(client.list_objects_v2(Bucket=s3_bucket).get("Contents", []))
+
     # One Ctrl-C mid-transfer: the writers abort (no object, no upload left), state saved.
     process = subprocess.Popen(
         shell.command(*arguments), cwd=shell.cwd, env=shell.env, stderr=subprocess.PIPE
     )
-    _wait_for(uploading, "a multipart upload in progress", process)
+    _wait_for(lambda: copied() > 0, "a first item copied (the next ones under way)", process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr.decode()
@@ -71,7 +74,7 @@ def test_sync_interrupted_by_sigint_converges(
     process = subprocess.Popen(
         shell.command(*arguments), cwd=shell.cwd, env=shell.env, stderr=subprocess.PIPE
     )
-    _wait_for(uploading, "a multipart upload in progress", process)
+    _wait_for(lambda: copied() > len(objects), "one more item copied", process)
     process.send_signal(signal.SIGINT)
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=10)

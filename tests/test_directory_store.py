@@ -479,54 +479,6 @@ def test_the_journals_of_forked_children_that_exit_at_once_are_swept(
         assert store.count() == 7
 
 
-def _sidecar_path(root: Path, file: Path) -> Path:
-    inode = file.stat().st_ino
-    return root / ".persisty-blobs" / "meta" / f"{inode % 256:02x}" / str(inode)
-
-
-def test_a_link_planted_where_a_new_sidecar_goes_is_replaced_not_written_through(
-    root: Path, tmp_path: Path
-) -> None:
-    victim = tmp_path / "victim.conf"
-    victim.write_bytes(b"outside the root")
-    store = DirectoryStore(root)
-    writer = store.writer("k.txt", metadata={"a": "b"})
-    writer.write(b"content")
-    (temp,) = _temp_files(root)
-    planted = _sidecar_path(root, temp)
-    planted.parent.mkdir(parents=True, exist_ok=True)
-    planted.symlink_to(victim)
-    writer.close()
-    assert victim.read_bytes() == b"outside the root"
-    item = store.get("k.txt")
-    assert item is not None
-    assert item.metadata == {"a": "b"}
-
-
-@pytest.mark.parametrize("kind", ["fifo", "device", "folder", "forged"])
-def test_a_sidecar_that_is_no_sidecar_is_ignored(root: Path, kind: str) -> None:
-    store = DirectoryStore(root)
-    store.put("k.txt", b"content", metadata={"a": "b"})
-    path = _sidecar_path(root, root / "k.txt")
-    path.unlink()
-    if kind == "fifo":
-        os.mkfifo(path)  # would block a reader
-    elif kind == "device":
-        path.symlink_to("/dev/zero")  # would never end
-    elif kind == "folder":
-        path.mkdir()
-    else:
-        size, mtime = (root / "k.txt").stat().st_size, (root / "k.txt").stat().st_mtime_ns
-        forged = {"size": size, "mtime_ns": mtime, "checksum": "sha256:forged"}
-        forged |= {"content_type": "text/plain\r\nSet-Cookie: a=b", "metadata": {"X\r\n": "v"}}
-        path.write_text(json.dumps(forged))
-    item = store.get("k.txt")
-    assert item is not None
-    assert item.checksum == "sha256:" + hashlib.sha256(b"content").hexdigest()
-    assert (item.metadata, item.content_type) == ({}, "text/plain")
-    assert [entry.key for entry in store.scan()] == ["k.txt"]
-
-
 def test_stores_dropped_without_close_hold_no_descriptor(tmp_path: Path) -> None:
     def descriptors() -> int:
         return len(os.listdir("/proc/self/fd"))

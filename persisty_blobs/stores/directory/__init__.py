@@ -1,8 +1,10 @@
 """``DirectoryStore``: items are plain files under a root folder.
 
 Point it at an existing folder and its files appear as items. What a file cannot hold itself
-(content type, metadata, flags, checksum) lives in sidecars under ``<root>/.persisty-blobs/``,
-which never shows as an item; other namespaces live there too, apart from the root's own files.
+(content type, metadata, flags, checksum) lives in a sidecar: the file's extended attribute
+``user.persisty-blobs`` where the file system has them, else a file under
+``<root>/.persisty-blobs/``, which never shows as an item; other namespaces live there too,
+apart from the root's own files.
 
 A write streams into a temp file beside its target, is fsynced, and becomes visible with one
 ``os.replace``, so a reader sees the old file or the whole new one. ``durable=False`` skips the

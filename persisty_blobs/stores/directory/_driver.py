@@ -172,12 +172,12 @@ class DirectoryDriver(Driver):
         or None if there is none."""
         # Shared lock: a commit cannot swap the file and drop its sidecar in between.
         with file_lock(self.lock_path, exclusive=False):
-            opened = self._open_file(folder, name, shown)
+            opened = self.open_file(folder, name, shown)
             if opened is None:
                 return None
             fd, file_stat = opened
             try:
-                sidecar = self.sidecars.read(file_stat)
+                sidecar = self.sidecars.read(file_stat, fd)
             except BaseException:
                 os.close(fd)
                 raise
@@ -189,7 +189,7 @@ class DirectoryDriver(Driver):
             raise
         return self.item(namespace, key, file_stat, sidecar), fd
 
-    def _open_file(self, folder: int, name: str, shown: str) -> tuple[int, os.stat_result] | None:
+    def open_file(self, folder: int, name: str, shown: str) -> tuple[int, os.stat_result] | None:
         """An open descriptor on the regular file ``name`` in ``folder`` inside the root."""
         flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
         linked = False
@@ -273,12 +273,14 @@ class DirectoryDriver(Driver):
             link = os.stat(name, dir_fd=folder, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        opened = self._open_file(folder, name, shown)
+        opened = self.open_file(folder, name, shown)
         if opened is None:
             return None
         fd, file_stat = opened
-        os.close(fd)
-        sidecar = self.sidecars.read(file_stat)
+        try:
+            sidecar = self.sidecars.read(file_stat, fd)
+        finally:
+            os.close(fd)
         if sidecar is None:
             sidecar = Sidecar(file_stat.st_size, file_stat.st_mtime_ns, None, adopted=True)
         return _Current(link, file_stat, sidecar)
@@ -295,7 +297,7 @@ class DirectoryDriver(Driver):
         if not hasattr(os, "posix_fadvise"):
             return
         with contextlib.suppress(OSError, PermissionDenied):
-            opened = self._open_file(folder, name, shown)
+            opened = self.open_file(folder, name, shown)
             if opened is None:
                 return
             fd, file_stat = opened
@@ -306,8 +308,10 @@ class DirectoryDriver(Driver):
                 os.close(fd)
 
     def forget(self, current: _Current) -> None:
-        """Drop the sidecar of a file that no longer has a name (not a symlink's target, nor a
-        file still reachable through another hard link)."""
+        """Drop the sidecar file of a file that no longer has a name (not a symlink's target,
+        nor a file still reachable through another hard link); an attribute goes with it."""
+        if current.sidecar.in_attribute:
+            return
         if stat.S_ISREG(current.link.st_mode) and current.link.st_nlink <= 1:
             self.sidecars.remove(current.stat.st_ino)
 
@@ -315,16 +319,16 @@ class DirectoryDriver(Driver):
         self, namespace: str, key: str, folder: int, name: str, temp: str, temp_fd: int,
         spec: WriteSpec, shown: str,
     ) -> DataItem:  # fmt: skip
-        """Swap the fsynced temp file ``temp`` (open as ``temp_fd``) in as ``name``.
+        """Swap the temp file ``temp`` (open as ``temp_fd``, its content written) in as
+        ``name``.
 
-        Only the precondition check and the rename hold the store's lock. The sidecar (keyed by
-        the temp file's own inode, so no other writer touches it) is made durable before, and
-        the folder after: concurrent writers' fsyncs then share the file system's journal
-        commits instead of queueing behind the lock."""
+        Only the precondition check and the rename hold the store's lock. The file and its
+        sidecar (an attribute of the file, or a file keyed by its own inode: no other writer
+        touches either) are made durable before, and the folder after: concurrent writers'
+        fsyncs then share the file system's journal commits instead of queueing behind the
+        lock."""
         with self.os_errors(key):
-            written = os.fstat(temp_fd)
-            sidecar = self._sidecar(written, spec)
-            self.sidecars.create(written.st_ino, sidecar, durable=self.durable)
+            written, sidecar = self._seal(temp_fd, key, spec)
         try:
             with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
                 current = self.current(folder, name, shown)
@@ -333,11 +337,7 @@ class DirectoryDriver(Driver):
                 if current is not None and current.stat.st_mtime_ns > written.st_mtime_ns:
                     # The clock went back: keep updated_at where it was, durably like the rest.
                     os.utime(temp_fd, ns=(written.st_atime_ns, current.stat.st_mtime_ns))
-                    if self.durable:
-                        os.fsync(temp_fd)
-                    written = os.fstat(temp_fd)
-                    sidecar = self._sidecar(written, spec)
-                    self.sidecars.create(written.st_ino, sidecar, durable=self.durable)
+                    written, sidecar = self._seal(temp_fd, key, spec)
                 replaced = (
                     None if current is None else self._keep_for_later_release(folder, name, current)
                 )
@@ -361,16 +361,25 @@ class DirectoryDriver(Driver):
             unlink_in_background(replaced)
         return self.item(namespace, key, written, sidecar)
 
-    @staticmethod
-    def _sidecar(written: os.stat_result, spec: WriteSpec) -> Sidecar:
-        return Sidecar(
+    def _seal(self, temp_fd: int, key: str, spec: WriteSpec) -> tuple[os.stat_result, Sidecar]:
+        """Give the temp file its sidecar for its size and mtime now, and make both durable."""
+        written = os.fstat(temp_fd)
+        # A content type that the key implies anyway is left out, to keep the sidecar small.
+        content_type = None if spec.content_type == guess_content_type(key) else spec.content_type
+        sidecar = Sidecar(
             written.st_size,
             written.st_mtime_ns,
             spec.checksum,
-            spec.content_type,
+            content_type,
             dict(spec.metadata),
             sorted(spec.flags),
         )
+        sidecar.in_attribute = self.sidecars.create(
+            temp_fd, written.st_ino, sidecar, durable=self.durable
+        )
+        if self.durable:
+            os.fsync(temp_fd)
+        return written, sidecar
 
     def _keep_for_later_release(self, folder: int, name: str, current: _Current) -> str | None:
         """Give a large file that is about to be replaced a second name in the state folder,
@@ -415,12 +424,19 @@ class DirectoryDriver(Driver):
                 raise NotFound("no such item", key=key, store=self.name)
             try:
                 current = self.current(chain.fd, name, chain.shown(name))
+                opened = (
+                    None if current is None else self.open_file(chain.fd, name, chain.shown(name))
+                )
             finally:
                 chain.close()
-            if current is None:
+            if current is None or opened is None:
                 raise NotFound("no such item", key=key, store=self.name)
-            current.sidecar.flags = sorted(flags)
-            self.sidecars.write(current.stat.st_ino, current.sidecar, durable=True)
+            fd, _ = opened
+            try:
+                current.sidecar.flags = sorted(flags)
+                self.sidecars.replace(fd, current.stat.st_ino, current.sidecar)
+            finally:
+                os.close(fd)
 
     # Listing (``_listing``) ----------------------------------------------------------------
 

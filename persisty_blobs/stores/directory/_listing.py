@@ -11,11 +11,12 @@ from ...errors import PermissionDenied
 from ...item import DataItem, Entry, Flag
 from ._fileio import file_lock
 from ._names import decode_name
-from ._sidecars import etag_of
+from ._sidecars import Sidecar, etag_of
 from ._time import updated_at
 
 if TYPE_CHECKING:
     from ._driver import DirectoryDriver
+    from ._walk import Found
 
 __all__ = ["count", "entries", "items", "namespaces"]
 
@@ -50,22 +51,20 @@ def items(
 def entries(
     driver: DirectoryDriver, namespace: str, prefix: str, after: str | None, limit: int
 ) -> list[Entry]:
-    """A stat per file and a read of its sidecar (a failed open for another program's file),
-    never the content: a file without a current sidecar has no checksum here. The shared lock
-    keeps each file with its own sidecar, as a commit swaps both under the exclusive one."""
+    """Per file, an open, a stat and a read of its sidecar (its attribute, else a sidecar
+    file), never the content: a file without a current sidecar has no checksum here. The
+    shared lock keeps each file with its own sidecar file, as a commit swaps both under the
+    exclusive one."""
     found: list[Entry] = []
     if limit == 0:
         return found
     files = driver.files(namespace, prefix, after)
     with file_lock(driver.lock_path, exclusive=False), contextlib.closing(files):
         for file in files:
-            try:
-                file_stat = os.stat(file.name, dir_fd=file.folder)
-            except (FileNotFoundError, NotADirectoryError):
+            described = _described(driver, file)
+            if described is None:
                 continue
-            if not stat.S_ISREG(file_stat.st_mode):
-                continue
-            sidecar = driver.sidecars.read(file_stat)
+            file_stat, sidecar = described
             flags = frozenset() if sidecar is None else frozenset(map(Flag, sidecar.flags))
             found.append(
                 Entry(
@@ -80,6 +79,31 @@ def entries(
             if len(found) == limit:
                 break
     return found
+
+
+def _described(
+    driver: DirectoryDriver, file: Found
+) -> tuple[os.stat_result, Sidecar | None] | None:
+    """The listed file's stat and sidecar; None if it is gone or no regular file."""
+    try:
+        opened = driver.open_file(file.folder, file.name, file.path)
+    except PermissionDenied:  # swapped for a link out of the root meanwhile
+        return None
+    except PermissionError:  # unreadable: its stat, and a sidecar file if it has one
+        try:
+            file_stat = os.stat(file.name, dir_fd=file.folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(file_stat.st_mode):
+            return None
+        return file_stat, driver.sidecars.read(file_stat)
+    if opened is None:
+        return None
+    fd, file_stat = opened
+    try:
+        return file_stat, driver.sidecars.read(file_stat, fd)
+    finally:
+        os.close(fd)
 
 
 def count(driver: DirectoryDriver, namespace: str, prefix: str) -> int:

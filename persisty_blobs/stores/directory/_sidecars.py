@@ -1,19 +1,25 @@
 """Sidecars: what a file cannot say about itself (checksum, content type, metadata, flags).
 
-A sidecar lives under ``<root>/.persisty-blobs/meta/``, keyed by the file's inode: a rename keeps
-the inode, so content and sidecar switch together in one ``os.replace``. It holds the size and
-mtime it was written for; a file another program edits (new size or mtime) no longer matches,
-and its stale metadata is dropped.
+A file this store writes keeps its sidecar in its own extended attribute ``user.persisty-blobs``
+where the file system has them: set on the temp file before it takes its name, it is made
+durable by the file's own fsync, switches with the content in one ``os.replace``, and a listing
+reads it with one call on the file. Elsewhere (no user attributes, an attribute too large, the
+hash of another program's file), a sidecar is a file under ``<root>/.persisty-blobs/meta/``,
+keyed by the file's inode, which a rename keeps too. Either holds the size and mtime it was
+written for; a file another program edits (new size or mtime) no longer matches, and its stale
+metadata is dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
 import stat
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -34,6 +40,20 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"))
 _SIDECAR_MAX_BYTES = 64 * 1024
 _CHECKSUM = re.compile(r"sha256:[0-9a-f]{64}")
 _T = TypeVar("_T")
+_FILE_FIELDS = ("adopted", "checksum", "content_type", "flags", "metadata", "mtime_ns", "size")
+
+_ATTRIBUTE = "user.persisty-blobs"
+#: version, size, mtime, flags (bit i: ``_FLAG_BITS[i]``), SHA-256; then, only if there are
+#: any, the content type and metadata as JSON. Small enough to fit in the inode itself.
+_PACKED = struct.Struct("<BqqB32s")
+_PACKED_VERSION = 1
+_FLAG_BITS = ("pending", "processing", "processed", "failed")  # appended to, never reordered
+#: What makes a file take its sidecar in a file instead: no user attributes here, or no room.
+_NO_ATTRIBUTE = frozenset(
+    {errno.ENOTSUP, errno.EOPNOTSUPP, errno.E2BIG, errno.ERANGE, errno.ENOSPC}
+)
+_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
+_PLATFORM_HAS_ATTRIBUTES = hasattr(os, "setxattr")  # not on macOS or Windows
 
 
 @dataclass
@@ -51,6 +71,8 @@ class Sidecar:
     metadata: dict[str, str] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     adopted: bool = False
+    #: Read from the file's attribute, not from a sidecar file (never written out itself).
+    in_attribute: bool = field(default=False, compare=False)
 
     def describes(self, stat: os.stat_result) -> bool:
         return self.size == stat.st_size and self.mtime_ns == stat.st_mtime_ns
@@ -123,32 +145,87 @@ class SidecarStore:
     def __init__(self, state_dir: str) -> None:
         self.meta_dir = os.path.join(state_dir, "meta")
         self.temp_dir = os.path.join(state_dir, "tmp")
+        #: Files take their sidecar in an attribute (until the file system says it has none).
+        self.attributes = _PLATFORM_HAS_ATTRIBUTES
 
     def _path(self, inode: int) -> str:
         return os.path.join(self.meta_dir, f"{inode % 256:02x}", str(inode))
 
-    def read(self, stat: os.stat_result) -> Sidecar | None:
-        """The sidecar of the file ``stat`` describes, or None (none, stale, or damaged)."""
+    def read(self, stat: os.stat_result, fd: int | None = None) -> Sidecar | None:
+        """The sidecar of the file ``stat`` describes (open as ``fd``, to read its attribute),
+        or None (none, stale, or damaged)."""
+        if fd is not None and self.attributes:
+            sidecar = self._read_attribute(fd)
+            if sidecar is not None and sidecar.describes(stat):
+                return sidecar
         data = _read_sidecar_file(self._path(stat.st_ino))
         if data is None:
             return None
         try:
-            sidecar = Sidecar(**json.loads(data))
+            fields = json.loads(data)
+            if not isinstance(fields, dict) or not fields.keys() <= set(_FILE_FIELDS):
+                return None
+            sidecar = Sidecar(**fields)
         except (ValueError, TypeError, RecursionError):
             return None
         return sidecar if sidecar.valid() and sidecar.describes(stat) else None
+
+    def _read_attribute(self, fd: int) -> Sidecar | None:
+        try:
+            data = os.getxattr(fd, _ATTRIBUTE)
+        except OSError as exc:
+            if exc.errno in _UNSUPPORTED:
+                self.attributes = False
+            return None
+        return _unpack(data)
 
     def write(self, inode: int, sidecar: Sidecar, *, durable: bool) -> None:
         """Replace the sidecar of a file that has a name: in one rename, so that a crash
         leaves the old sidecar or the new one."""
         self.install(self.prepare(sidecar, durable=durable), inode, durable=durable)
 
-    def create(self, inode: int, sidecar: Sidecar, *, durable: bool) -> None:
-        """Write the sidecar of a temp file in place: no reader looks it up before the temp
-        file takes its name, and one torn by a crash belongs to a temp file that is removed
-        (a later file given the inode does not match its size and mtime). Only as a new file:
-        whatever has the name already (a stale sidecar, or a link someone planted to a file
-        elsewhere) is replaced by a rename, never written through."""
+    def create(self, fd: int, inode: int, sidecar: Sidecar, *, durable: bool) -> bool:
+        """Give the temp file open as ``fd`` its sidecar, before it takes its name; True if
+        that went in its attribute, which only the file's own fsync (the caller's) makes
+        durable. A sidecar file is made durable here."""
+        if self._set_attribute(fd, sidecar):
+            return True
+        self._create_file(inode, sidecar, durable=durable)
+        return False
+
+    def replace(self, fd: int, inode: int, sidecar: Sidecar) -> None:
+        """Replace, durably, the sidecar of the named file open as ``fd`` where it is kept."""
+        if sidecar.in_attribute:  # the same size as before: it has room
+            os.setxattr(fd, _ATTRIBUTE, _pack(sidecar))
+            os.fsync(fd)
+        else:
+            self.write(inode, sidecar, durable=True)
+
+    def _set_attribute(self, fd: int, sidecar: Sidecar) -> bool:
+        """Set ``sidecar`` as the attribute of ``fd``; False where it cannot go there."""
+        if (
+            not self.attributes
+            or sidecar.adopted
+            or sidecar.checksum is None
+            or not set(sidecar.flags) <= set(_FLAG_BITS)
+        ):
+            return False
+        try:
+            os.setxattr(fd, _ATTRIBUTE, _pack(sidecar))
+        except OSError as exc:
+            if exc.errno not in _NO_ATTRIBUTE:
+                raise
+            if exc.errno in _UNSUPPORTED:
+                self.attributes = False
+            return False
+        return True
+
+    def _create_file(self, inode: int, sidecar: Sidecar, *, durable: bool) -> None:
+        """Write the sidecar file of a temp file in place: no reader looks it up before the
+        temp file takes its name, and one torn by a crash belongs to a temp file that is
+        removed (a later file given the inode does not match its size and mtime). Only as a
+        new file: whatever has the name already (a stale sidecar, or a link someone planted to
+        a file elsewhere) is replaced by a rename, never written through."""
         target = self._path(inode)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
@@ -170,8 +247,9 @@ class SidecarStore:
     @staticmethod
     def _write(fd: int, sidecar: Sidecar, *, durable: bool) -> None:
         """Write ``sidecar`` to the new file ``fd`` and close it."""
+        fields = {name: getattr(sidecar, name) for name in _FILE_FIELDS}
         try:
-            write_all(fd, _ENCODER.encode(sidecar.__dict__).encode())
+            write_all(fd, _ENCODER.encode(fields).encode())
             if durable:
                 os.fsync(fd)
         finally:
@@ -200,3 +278,35 @@ class SidecarStore:
     def remove(self, inode: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(inode))
+
+
+def _pack(sidecar: Sidecar) -> bytes:
+    assert sidecar.checksum is not None
+    bits = sum(1 << _FLAG_BITS.index(flag) for flag in set(sidecar.flags))
+    digest = bytes.fromhex(sidecar.checksum.removeprefix("sha256:"))
+    packed = _PACKED.pack(_PACKED_VERSION, sidecar.size, sidecar.mtime_ns, bits, digest)
+    if sidecar.content_type is None and not sidecar.metadata:
+        return packed
+    described = {"content_type": sidecar.content_type, "metadata": sidecar.metadata}
+    return packed + _ENCODER.encode(described).encode()
+
+
+def _unpack(data: bytes) -> Sidecar | None:
+    """The sidecar an attribute holds, or None if it holds none this store could have set."""
+    if len(data) < _PACKED.size:
+        return None
+    version, size, mtime_ns, bits, digest = _PACKED.unpack_from(data)
+    if version != _PACKED_VERSION or bits >> len(_FLAG_BITS):
+        return None
+    flags = [flag for index, flag in enumerate(_FLAG_BITS) if bits >> index & 1]
+    sidecar = Sidecar(size, mtime_ns, f"sha256:{digest.hex()}", flags=flags, in_attribute=True)
+    if len(data) > _PACKED.size:
+        try:
+            described = json.loads(data[_PACKED.size :])
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(described, dict) or described.keys() != {"content_type", "metadata"}:
+            return None
+        sidecar.content_type = described["content_type"]
+        sidecar.metadata = described["metadata"]
+    return sidecar if sidecar.valid() else None

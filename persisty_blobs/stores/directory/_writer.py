@@ -77,8 +77,6 @@ class DirectoryWriter(DriverWriter):
         with self._driver.os_errors(self._key):
             stamp = mtime_ns_of(driver_module.utc_now())
             os.utime(self._fd, ns=(stamp, stamp))
-            if self._driver.durable:
-                os.fsync(self._fd)
         item = self._driver.commit(
             self._namespace,
             self._key,
