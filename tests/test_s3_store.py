@@ -240,6 +240,39 @@ def test_a_streamed_put_keeps_what_another_writer_stored_meanwhile(
     assert store.read_bytes(key) == b"theirs"
 
 
+@pytest.mark.parametrize("case", ["over PutObject's 5 GiB", "payload signing asked for"])
+def test_an_announced_write_that_one_put_cannot_take_is_not_streamed(
+    s3_endpoint: str, s3_bucket: str, case: str
+) -> None:
+    signing = case == "payload signing asked for"
+    config = {"s3": {"payload_signing_enabled": True}} if signing else {}
+    size = 13 * MiB if signing else 6 * 1024 * MiB
+    part = 5 * MiB if signing else 2048 * MiB  # four parts of 2 GiB: 8 GiB
+    client = moto_client(s3_endpoint, **config)
+    with S3Store(
+        s3_bucket, "app", client=client, multipart_threshold=part, part_size=part
+    ) as store:
+        calls = Calls(store.client)
+        writer = store.writer("big.bin", size=size, checksum=sha256(b"x"))
+        writer.write(payload(MiB))
+        assert calls.names() == [], "held for a part, not streamed in one PutObject"
+        writer.abort()
+
+
+def test_a_streamed_put_if_match_on_an_item_deleted_meanwhile_fails_its_precondition(
+    store: S3Store,
+) -> None:
+    data = b"".join(blocks(13 * MiB))
+    old = store.put("big.bin", b"old")
+    writer = store.writer("big.bin", size=len(data), checksum=sha256(data), if_match=old.etag)
+    writer.write(data[: 6 * MiB])
+    store.delete("big.bin")
+    writer.write(data[6 * MiB :])
+    with pytest.raises(PreconditionFailed, match="missing"):
+        writer.close()
+    assert store.get("big.bin") is None
+
+
 def test_concurrent_writers_share_max_concurrency_parts_in_flight(
     s3_endpoint: str, s3_bucket: str
 ) -> None:

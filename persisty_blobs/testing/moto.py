@@ -204,6 +204,9 @@ class _Forward(http.server.BaseHTTPRequestHandler):
             self.close_connection = True  # with the rest unread: the client's send fails
             return
         body = self.rfile.read(size)
+        if len(body) < size:  # the client cut its request short: nothing reaches the server
+            self.close_connection = True
+            return
         if proxy.black_hole:
             proxy.closed.wait()
             self.close_connection = True

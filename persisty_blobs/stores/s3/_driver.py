@@ -25,6 +25,7 @@ from ._copy import copy_object
 from ._errors import s3_errors
 from ._layout import Layout, flags_of, item_of, tag_set_of
 from ._reader import ResponseRaw, check_range
+from ._streamed import sign_streamed_puts_unsigned
 from ._writer import S3Writer
 
 __all__ = ["S3Driver"]
@@ -59,6 +60,7 @@ class S3Driver(Driver):
         self.layout = Layout(prefix)
         # Untyped inside: the stubs' TypedDicts add nothing to calls whose shapes S3 defines.
         self._client: Any = client
+        sign_streamed_puts_unsigned(client)
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
         self.max_concurrency = max_concurrency

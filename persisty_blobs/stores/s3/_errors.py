@@ -117,5 +117,7 @@ def retried(error: BlobError) -> bool:
     """Whether botocore sent the request that ``error`` answers more than once: an earlier
     attempt may have reached S3 and lost only its response."""
     cause: Any = error.__cause__
+    if isinstance(cause, BlobError):  # mapped twice (a 404 that answers if_match)
+        cause = cause.__cause__
     response = getattr(cause, "response", None) or {}
     return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) > 0

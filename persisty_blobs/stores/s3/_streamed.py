@@ -22,11 +22,36 @@ from typing import TYPE_CHECKING, Any
 from ...errors import BlobError
 
 if TYPE_CHECKING:
+    from ...driver import ItemHeader
     from ._driver import S3Driver
 
-__all__ = ["StreamedPut"]
+__all__ = ["StreamedPut", "sign_streamed_puts_unsigned", "streams"]
 
 _HANDLER_ID = "persisty-blobs-unsigned-streamed-put"
+PUT_OBJECT_LIMIT = 5 * 1024**3  # the largest object one PutObject takes
+#: An announced size up to this many parts is sent in one streamed ``PutObject``: its parts
+#: would gain little from going concurrently, and cost three more requests.
+_STREAMED_PARTS = 4
+
+
+def streams(driver: S3Driver, header: ItemHeader) -> bool:
+    """Whether a write with ``header`` is sent as one streamed ``PutObject``: its size and
+    checksum are announced, above the multipart threshold but within a few parts and within
+    what one ``PutObject`` takes, and the client was not told to sign every payload."""
+    size = header.size
+    if size is None or header.checksum is None:
+        return False
+    limit = min(_STREAMED_PARTS * driver.part_size, PUT_OBJECT_LIMIT)
+    signing: Any = (driver.client.meta.config.s3 or {}).get("payload_signing_enabled")
+    return driver.multipart_threshold < size <= limit and signing is not True
+
+
+def sign_streamed_puts_unsigned(client: Any) -> None:
+    """Register the signing hook on ``client`` before its first request: botocore caches an
+    event's handlers, and a registration racing a request could leave a stale list behind."""
+    client.meta.events.register(
+        "before-sign.s3.PutObject", _sign_without_payload, unique_id=_HANDLER_ID
+    )
 
 
 class _Cut(Exception):
@@ -69,9 +94,6 @@ class StreamedPut:
             self._thread.join()
 
     def _start(self) -> None:
-        self._driver.client.meta.events.register(
-            "before-sign.s3.PutObject", _sign_without_payload, unique_id=_HANDLER_ID
-        )
         self._thread = threading.Thread(target=self._send, name="persisty-s3-put", daemon=True)
         self._thread.start()
 
@@ -94,8 +116,9 @@ class StreamedPut:
 
 
 def _sign_without_payload(request: Any, **_: Any) -> None:
-    """Sign a relayed body's request with ``UNSIGNED-PAYLOAD`` (see the module's docstring);
-    every other request of the client is signed as its configuration says."""
+    """Sign a relayed body's request with ``UNSIGNED-PAYLOAD`` (see the module's docstring;
+    a client told to sign every payload streams none); every other request of the client is
+    signed as its configuration says."""
     if not isinstance(request.body, _Relay):
         return
     from botocore.config import Config

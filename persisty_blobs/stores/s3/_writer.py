@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import hashlib
+from collections.abc import Iterator
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,7 @@ from ._layout import (
     tagging_of,
 )
 from ._parts import Joined, Part
-from ._streamed import StreamedPut
+from ._streamed import StreamedPut, streams
 
 if TYPE_CHECKING:
     from ._driver import S3Driver
@@ -60,9 +61,6 @@ __all__ = ["S3Writer"]
 
 _MAX_PARTS = 10_000  # S3's limit
 _COMMIT_ATTEMPTS = 5  # S3 answers 409 to a conditional write that races another: try again
-#: An announced size up to this many parts is sent in one streamed ``PutObject``: its parts
-#: would gain little from going concurrently, and cost three more requests.
-_STREAMED_PARTS = 4
 
 
 class S3Writer(DriverWriter):
@@ -82,20 +80,17 @@ class S3Writer(DriverWriter):
         self._checksum_recorded = False  # in the upload's metadata, when it started
         self._streamed: StreamedPut | None = None
         self._tail = b""  # the streamed body's last byte, sent by the commit
-        size = header.size
-        if (
-            size is not None
-            and header.checksum is not None
-            and driver.multipart_threshold < size <= _STREAMED_PARTS * driver.part_size
-        ):
+        if streams(driver, header):
+            assert header.size is not None
+            assert header.checksum is not None
             request = {
                 **self._common(header),
                 **_conditions(header),
-                "ContentLength": size,
+                "ContentLength": header.size,
                 "ChecksumAlgorithm": "SHA256",
                 "ChecksumSHA256": sha256_header(header.checksum),
             }
-            self._streamed = StreamedPut(driver, request, size)
+            self._streamed = StreamedPut(driver, request, header.size)
 
     def _common(self, header: ItemHeader | WriteSpec) -> dict[str, Any]:
         common: dict[str, Any] = {
@@ -131,7 +126,7 @@ class S3Writer(DriverWriter):
         if self._size == announced and chunk:
             self._tail = bytes(chunk[-1:])
             chunk = chunk[:-1]
-        with s3_errors(self._driver.name, self._key, create_only=self._header.if_none_match):
+        with self._put_errors(self._header):
             self._streamed.write(chunk)
 
     def _part_full(self) -> None:
@@ -237,7 +232,7 @@ class S3Writer(DriverWriter):
                 store=self._driver.name,
             )
         try:
-            with s3_errors(self._driver.name, self._key, create_only=spec.if_none_match):
+            with self._put_errors(spec):
                 response = self._streamed.finish(self._tail)
         except TransientError:
             # The response may be what was lost: then the object is this writer's.
@@ -253,7 +248,7 @@ class S3Writer(DriverWriter):
         attempt = 0
         while True:
             try:
-                with s3_errors(self._driver.name, self._key, create_only=spec.if_none_match):
+                with self._put_errors(spec):
                     if self._upload_id is None:
                         response = self._put_whole(spec, conditions)
                     else:
@@ -261,22 +256,32 @@ class S3Writer(DriverWriter):
                 return response["ETag"].strip('"'), _date_of(response)
             except (AlreadyExists, PreconditionFailed, NotFound) as refused:
                 # The refusal may answer a retry of a request that S3 carried out, whose
-                # response was lost: then the object is this writer's.
+                # response was lost (a completed upload is gone: 404): then the object is
+                # this writer's.
                 landed = self._landed(spec) if attempt or retried(refused) else None
                 if landed is not None:
                     return landed.etag, landed.updated_at
-                if isinstance(refused, NotFound) and spec.if_match is not None:
-                    # S3 answers a conditional write to a missing key with 404.
-                    raise PreconditionFailed(
-                        f"if_match={spec.if_match!r} failed: the item is missing",
-                        key=self._key,
-                        store=self._driver.name,
-                    ) from refused
                 raise
             except TransientError:
                 attempt += 1
                 if attempt == _COMMIT_ATTEMPTS:
                     raise
+
+    @contextlib.contextmanager
+    def _put_errors(self, header: ItemHeader | WriteSpec) -> Iterator[None]:
+        """S3's errors for a write of ``header``, where 404 answers ``if_match`` on a key that
+        is missing: a failed precondition."""
+        try:
+            with s3_errors(self._driver.name, self._key, create_only=header.if_none_match):
+                yield
+        except NotFound as missing:
+            if header.if_match is None:
+                raise
+            raise PreconditionFailed(
+                f"if_match={header.if_match!r} failed: the item is missing",
+                key=self._key,
+                store=self._driver.name,
+            ) from missing
 
     def _landed(self, spec: WriteSpec) -> DataItem | None:
         """The current item if it is the one this writer sent: the same SHA-256 for a put,
