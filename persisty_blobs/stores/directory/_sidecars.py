@@ -48,6 +48,10 @@ _ATTRIBUTE = "user.persisty-blobs"
 _PACKED = struct.Struct("<BqqB32s")
 _PACKED_VERSION = 1
 _FLAG_BITS = ("pending", "processing", "processed", "failed")  # appended to, never reordered
+_FLAG_SETS = tuple(
+    tuple(flag for index, flag in enumerate(_FLAG_BITS) if bits >> index & 1)
+    for bits in range(1 << len(_FLAG_BITS))
+)
 #: What makes a file take its sidecar in a file instead: no user attributes here, or no room.
 _NO_ATTRIBUTE = frozenset(
     {errno.ENOTSUP, errno.EOPNOTSUPP, errno.E2BIG, errno.ERANGE, errno.ENOSPC}
@@ -296,17 +300,18 @@ def _unpack(data: bytes) -> Sidecar | None:
     if len(data) < _PACKED.size:
         return None
     version, size, mtime_ns, bits, digest = _PACKED.unpack_from(data)
-    if version != _PACKED_VERSION or bits >> len(_FLAG_BITS):
+    if version != _PACKED_VERSION or bits >= len(_FLAG_SETS):
         return None
-    flags = [flag for index, flag in enumerate(_FLAG_BITS) if bits >> index & 1]
+    flags = list(_FLAG_SETS[bits])
     sidecar = Sidecar(size, mtime_ns, f"sha256:{digest.hex()}", flags=flags, in_attribute=True)
-    if len(data) > _PACKED.size:
-        try:
-            described = json.loads(data[_PACKED.size :])
-        except (ValueError, RecursionError):
-            return None
-        if not isinstance(described, dict) or described.keys() != {"content_type", "metadata"}:
-            return None
-        sidecar.content_type = described["content_type"]
-        sidecar.metadata = described["metadata"]
+    if len(data) == _PACKED.size:
+        return sidecar  # every field was unpacked into a value a put could have written
+    try:
+        described = json.loads(data[_PACKED.size :])
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(described, dict) or described.keys() != {"content_type", "metadata"}:
+        return None
+    sidecar.content_type = described["content_type"]
+    sidecar.metadata = described["metadata"]
     return sidecar if sidecar.valid() else None
