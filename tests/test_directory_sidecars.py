@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,34 +128,144 @@ def test_a_store_written_with_sidecar_files_reads_on_with_attributes(
 def _forged(root: Path, kind: str) -> bytes:
     file_stat = (root / "k.txt").stat()
     digest = hashlib.sha256(b"other content").digest()
-    header = struct.Struct("<BqqB32s")
-    valid = header.pack(1, file_stat.st_size, file_stat.st_mtime_ns, 0, digest)
-    described = {"content_type": "text/plain", "metadata": {}}
+    header = struct.Struct("<BqqBB32s")  # version, size, mtime, flags, content type, SHA-256
+
+    def packed(version: int = 1, mtime: int = 0, bits: int = 0, code: int = 2) -> bytes:
+        mtime_ns = file_stat.st_mtime_ns + mtime
+        return header.pack(version, file_stat.st_size, mtime_ns, bits, code, digest)
+
     return {
         "garbage": b"\xff" * 80,
-        "short": valid[:20],
-        "version": header.pack(9, file_stat.st_size, file_stat.st_mtime_ns, 0, digest),
-        "flag bits": header.pack(1, file_stat.st_size, file_stat.st_mtime_ns, 0x80, digest),
-        "content type": valid + json.dumps(described | {"content_type": "a\r\nb: c"}).encode(),
-        "metadata": valid + json.dumps(described | {"metadata": {"X\r\n": "v"}}).encode(),
-        "fields": valid + json.dumps(described | {"adopted": True}).encode(),
-        "stale": header.pack(1, file_stat.st_size, file_stat.st_mtime_ns + 1, 0, digest),
+        "short": packed()[:20],
+        "version": packed(version=9),
+        "flag bits": packed(bits=0x80),
+        "content type number": packed(code=200),
+        "no content type": packed(code=0),
+        "content type": packed(code=0) + json.dumps({"content_type": "a\r\nb: c"}).encode(),
+        "padded content type": packed(code=0) + json.dumps({"content_type": " text/x "}).encode(),
+        "two content types": packed() + json.dumps({"content_type": "text/x"}).encode(),
+        "metadata": packed() + json.dumps({"metadata": {"X\r\n": "v"}}).encode(),
+        "fields": packed() + json.dumps({"adopted": True}).encode(),
+        "stale": packed(mtime=1),
     }[kind]
 
 
 @pytest.mark.parametrize(
     "kind",
-    ["garbage", "short", "version", "flag bits", "content type", "metadata", "fields", "stale"],
+    [
+        "garbage",
+        "short",
+        "version",
+        "flag bits",
+        "content type number",
+        "no content type",
+        "content type",
+        "padded content type",
+        "two content types",
+        "metadata",
+        "fields",
+        "stale",
+    ],
 )
 def test_an_attribute_that_is_no_sidecar_is_ignored(root: Path, kind: str) -> None:
     store = DirectoryStore(root)
-    store.put("k.txt", b"content", metadata={"a": "b"})
+    store.put("k.txt", b"content", metadata={"a": "b"}, content_type="text/x-mine")
     os.setxattr(root / "k.txt", ATTRIBUTE, _forged(root, kind))
     item = store.get("k.txt")
     assert item is not None
     assert item.checksum == "sha256:" + hashlib.sha256(b"content").hexdigest()
     assert (item.metadata, item.content_type, item.flags) == ({}, "text/plain", frozenset())
     assert [entry.key for entry in store.scan()] == ["k.txt"]
+
+
+def test_a_well_formed_attribute_is_read_as_written(root: Path) -> None:
+    # The forgeries above differ from this one only where the test names.
+    store = DirectoryStore(root)
+    store.put("k.txt", b"content")
+    file_stat = (root / "k.txt").stat()
+    size, mtime = file_stat.st_size, file_stat.st_mtime_ns
+    written = struct.pack("<BqqBB32s", 1, size, mtime, 0, 2, hashlib.sha256(b"content").digest())
+    assert attribute(root / "k.txt") == written, "the layout the forgeries use"
+    digest = hashlib.sha256(b"other content").digest()
+    packed = struct.pack("<BqqBB32s", 1, size, mtime, 1, 3, digest)
+    os.setxattr(root / "k.txt", ATTRIBUTE, packed + b'{"metadata":{"m":"v"}}')
+    item = store.get("k.txt")
+    assert item is not None
+    assert item.checksum == "sha256:" + digest.hex()
+    assert (item.content_type, item.metadata, item.flags) == (
+        "application/json", {"m": "v"}, frozenset({Flag.PENDING}),
+    )  # fmt: skip
+
+
+def test_a_renamed_file_keeps_its_content_type(root: Path) -> None:
+    store = DirectoryStore(root)
+    for key, content_type in (("a.txt", "text/plain"), ("b.bin", "text/x-mine")):
+        store.put(key, b"content", content_type=content_type)
+    (root / "a.txt").rename(root / "a.json")
+    (root / "b.bin").rename(root / "b.txt")
+    assert [(item.key, item.content_type) for item in store.list()] == [
+        ("a.json", "text/plain"),
+        ("b.txt", "text/x-mine"),
+    ]
+
+
+def test_a_file_leased_by_another_program_is_still_scanned(root: Path) -> None:
+    # Samba's kernel oplocks are leases: opening the file without blocking fails meanwhile.
+    store = DirectoryStore(root)
+    store.put("a.txt", b"a")
+    store.put("b.txt", b"b")
+    hold = [sys.executable, "-c", _HOLD_LEASE, str(root / "a.txt")]
+    with subprocess.Popen(hold, stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "leased"
+            assert [entry.key for entry in store.scan()] == ["a.txt", "b.txt"]
+        finally:
+            holder.kill()
+
+
+_HOLD_LEASE = """
+import fcntl, os, signal, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+signal.signal(signal.SIGIO, lambda *_: None)  # asked to let go: hold on until killed
+fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+print("leased", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_mount_without_attributes_inside_the_root_changes_nothing_elsewhere(
+    root: Path,
+) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("mounting a file system without user attributes needs root and unshare")
+    script = _MIXED_FILE_SYSTEMS.format(root=str(root))
+    result = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["same", "attribute", "file", "same"]
+
+
+_MIXED_FILE_SYSTEMS = """
+import os, subprocess
+from persisty_blobs.stores import DirectoryStore
+root = {root!r}
+os.makedirs(root + "/ramfs")
+subprocess.run(["mount", "-t", "ramfs", "ramfs", root + "/ramfs"], check=True)
+store = DirectoryStore(root)
+before = store.put("a.txt", b"hello", metadata={{"m": "v"}}, content_type="text/x-mine")
+store.put("ramfs/b.txt", b"on ramfs", metadata={{"m": "w"}})  # no attribute there
+print("same" if store.get("a.txt") == before else "changed")
+store.put("c.txt", b"after")
+print("attribute" if "user.persisty-blobs" in os.listxattr(root + "/c.txt") else "file")
+on_ramfs = store.get("ramfs/b.txt")
+print("file" if on_ramfs.metadata == {{"m": "w"}} and on_ramfs.checksum else "lost")
+print("same" if DirectoryStore(root).get("a.txt") == before else "changed")
+"""
 
 
 def test_a_file_edited_in_place_is_hashed_again(root: Path) -> None:

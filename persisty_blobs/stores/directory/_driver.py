@@ -58,6 +58,7 @@ class _Current:
     link: os.stat_result  # of the name itself: a symlink, or the file
     stat: os.stat_result  # of the file it leads to
     sidecar: Sidecar
+    fd: int  # open on the file
 
 
 class DirectoryDriver(Driver):
@@ -266,24 +267,29 @@ class DirectoryDriver(Driver):
 
         return DirectoryWriter(self, namespace, key, replacing=not header.if_none_match)
 
-    def current(self, folder: int, name: str, shown: str) -> _Current | None:
+    @contextlib.contextmanager
+    def current(self, folder: int, name: str, shown: str) -> Iterator[_Current | None]:
         """The file ``name`` in ``folder``, under the exclusive lock (never hashed: its etag
-        comes from its sidecar or, for another program's file, from its identity)."""
+        comes from its sidecar or, for another program's file, from its identity). It is held
+        open until the block ends: its inode cannot be reused meanwhile, so a sidecar file
+        removed for it (``forget``) is never a new file's that was given the same inode."""
         try:
             link = os.stat(name, dir_fd=folder, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
-            return None
+            yield None
+            return
         opened = self.open_file(folder, name, shown)
         if opened is None:
-            return None
+            yield None
+            return
         fd, file_stat = opened
         try:
             sidecar = self.sidecars.read(file_stat, fd)
+            if sidecar is None:
+                sidecar = Sidecar(file_stat.st_size, file_stat.st_mtime_ns, None, adopted=True)
+            yield _Current(link, file_stat, sidecar, fd)
         finally:
             os.close(fd)
-        if sidecar is None:
-            sidecar = Sidecar(file_stat.st_size, file_stat.st_mtime_ns, None, adopted=True)
-        return _Current(link, file_stat, sidecar)
 
     def release_cache(self, folder: int, name: str, shown: str) -> None:
         """Drop the page cache of a large file that a write is about to replace.
@@ -328,16 +334,19 @@ class DirectoryDriver(Driver):
         fsyncs then share the file system's journal commits instead of queueing behind the
         lock."""
         with self.os_errors(key):
-            written, sidecar = self._seal(temp_fd, key, spec)
+            written, sidecar = self._seal(temp_fd, spec)
         try:
-            with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
-                current = self.current(folder, name, shown)
+            with (
+                self.os_errors(key),
+                file_lock(self.lock_path, exclusive=True),
+                self.current(folder, name, shown) as current,
+            ):
                 current_item = None if current is None else self._item_of(namespace, key, current)
                 check_precondition(current_item, key, self.name, spec.if_match, spec.if_none_match)
                 if current is not None and current.stat.st_mtime_ns > written.st_mtime_ns:
                     # The clock went back: keep updated_at where it was, durably like the rest.
                     os.utime(temp_fd, ns=(written.st_atime_ns, current.stat.st_mtime_ns))
-                    written, sidecar = self._seal(temp_fd, key, spec)
+                    written, sidecar = self._seal(temp_fd, spec)
                 replaced = (
                     None if current is None else self._keep_for_later_release(folder, name, current)
                 )
@@ -361,16 +370,14 @@ class DirectoryDriver(Driver):
             unlink_in_background(replaced)
         return self.item(namespace, key, written, sidecar)
 
-    def _seal(self, temp_fd: int, key: str, spec: WriteSpec) -> tuple[os.stat_result, Sidecar]:
+    def _seal(self, temp_fd: int, spec: WriteSpec) -> tuple[os.stat_result, Sidecar]:
         """Give the temp file its sidecar for its size and mtime now, and make both durable."""
         written = os.fstat(temp_fd)
-        # A content type that the key implies anyway is left out, to keep the sidecar small.
-        content_type = None if spec.content_type == guess_content_type(key) else spec.content_type
         sidecar = Sidecar(
             written.st_size,
             written.st_mtime_ns,
             spec.checksum,
-            content_type,
+            spec.content_type,
             dict(spec.metadata),
             sorted(spec.flags),
         )
@@ -400,20 +407,24 @@ class DirectoryDriver(Driver):
         folders, keep, name = self.place(namespace, key)
         with self.os_errors(key), file_lock(self.lock_path, exclusive=True):
             chain = open_folders(self.real_root, folders, keep=keep, store=self.name)
+            if chain is None:
+                check_precondition(None, key, self.name, if_match, False)
+                return False
             try:
-                current = None if chain is None else self.current(chain.fd, name, chain.shown(name))
-                current_item = None if current is None else self._item_of(namespace, key, current)
-                check_precondition(current_item, key, self.name, if_match, False)
-                if chain is None or current is None:
-                    return False
-                os.unlink(name, dir_fd=chain.fd)
-                if self.durable:
-                    os.fsync(chain.fd)
-                self.forget(current)
+                with self.current(chain.fd, name, chain.shown(name)) as current:
+                    current_item = (
+                        None if current is None else self._item_of(namespace, key, current)
+                    )
+                    check_precondition(current_item, key, self.name, if_match, False)
+                    if current is None:
+                        return False
+                    os.unlink(name, dir_fd=chain.fd)
+                    if self.durable:
+                        os.fsync(chain.fd)
+                    self.forget(current)
                 chain.prune()
             finally:
-                if chain is not None:
-                    chain.close()
+                chain.close()
         return True
 
     def set_flags(self, namespace: str, key: str, flags: frozenset[Flag]) -> None:
@@ -423,20 +434,13 @@ class DirectoryDriver(Driver):
             if chain is None:
                 raise NotFound("no such item", key=key, store=self.name)
             try:
-                current = self.current(chain.fd, name, chain.shown(name))
-                opened = (
-                    None if current is None else self.open_file(chain.fd, name, chain.shown(name))
-                )
+                with self.current(chain.fd, name, chain.shown(name)) as current:
+                    if current is None:
+                        raise NotFound("no such item", key=key, store=self.name)
+                    current.sidecar.flags = sorted(flags)
+                    self.sidecars.replace(current.fd, current.stat.st_ino, current.sidecar)
             finally:
                 chain.close()
-            if current is None or opened is None:
-                raise NotFound("no such item", key=key, store=self.name)
-            fd, _ = opened
-            try:
-                current.sidecar.flags = sorted(flags)
-                self.sidecars.replace(fd, current.stat.st_ino, current.sidecar)
-            finally:
-                os.close(fd)
 
     # Listing (``_listing``) ----------------------------------------------------------------
 

@@ -60,8 +60,9 @@ def entries(
         return found
     files = driver.files(namespace, prefix, after)
     with file_lock(driver.lock_path, exclusive=False), contextlib.closing(files):
+        buckets = driver.sidecars.buckets()
         for file in files:
-            described = _described(driver, file)
+            described = _described(driver, file, buckets)
             if described is None:
                 continue
             file_stat, sidecar = described
@@ -82,26 +83,28 @@ def entries(
 
 
 def _described(
-    driver: DirectoryDriver, file: Found
+    driver: DirectoryDriver, file: Found, buckets: frozenset[str]
 ) -> tuple[os.stat_result, Sidecar | None] | None:
     """The listed file's stat and sidecar; None if it is gone or no regular file."""
     try:
         opened = driver.open_file(file.folder, file.name, file.path)
     except PermissionDenied:  # swapped for a link out of the root meanwhile
         return None
-    except PermissionError:  # unreadable: its stat, and a sidecar file if it has one
+    except OSError:
+        # Unreadable, leased by another program, or swapped for a socket: its stat, and a
+        # sidecar file if it has one.
         try:
             file_stat = os.stat(file.name, dir_fd=file.folder)
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:
             return None
         if not stat.S_ISREG(file_stat.st_mode):
             return None
-        return file_stat, driver.sidecars.read(file_stat)
+        return file_stat, driver.sidecars.read(file_stat, buckets=buckets)
     if opened is None:
         return None
     fd, file_stat = opened
     try:
-        return file_stat, driver.sidecars.read(file_stat, fd)
+        return file_stat, driver.sidecars.read(file_stat, fd, buckets)
     finally:
         os.close(fd)
 

@@ -43,11 +43,37 @@ _T = TypeVar("_T")
 _FILE_FIELDS = ("adopted", "checksum", "content_type", "flags", "metadata", "mtime_ns", "size")
 
 _ATTRIBUTE = "user.persisty-blobs"
-#: version, size, mtime, flags (bit i: ``_FLAG_BITS[i]``), SHA-256; then, only if there are
-#: any, the content type and metadata as JSON. Small enough to fit in the inode itself.
-_PACKED = struct.Struct("<BqqB32s")
+#: version, size, mtime, flags (bit i: ``_FLAG_BITS[i]``), content type (``n``: the n-th of
+#: ``_CONTENT_TYPES``; 0: in the JSON after it), SHA-256; then, only where needed, the content
+#: type and metadata as JSON. Small enough to fit in the inode itself.
+_PACKED = struct.Struct("<BqqBB32s")
 _PACKED_VERSION = 1
 _FLAG_BITS = ("pending", "processing", "processed", "failed")  # appended to, never reordered
+#: The content types an attribute names by number: appended to, never reordered.
+_CONTENT_TYPES = (
+    "application/octet-stream",
+    "text/plain",
+    "application/json",
+    "text/html",
+    "text/css",
+    "text/javascript",
+    "application/javascript",
+    "text/markdown",
+    "text/csv",
+    "application/xml",
+    "text/xml",
+    "application/pdf",
+    "application/zip",
+    "application/gzip",
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "image/svg+xml",
+    "audio/mpeg",
+    "video/mp4",
+)
+_CONTENT_TYPE_CODES = {content_type: code for code, content_type in enumerate(_CONTENT_TYPES, 1)}
 _FLAG_SETS = tuple(
     tuple(flag for index, flag in enumerate(_FLAG_BITS) if bits >> index & 1)
     for bits in range(1 << len(_FLAG_BITS))
@@ -56,7 +82,6 @@ _FLAG_SETS = tuple(
 _NO_ATTRIBUTE = frozenset(
     {errno.ENOTSUP, errno.EOPNOTSUPP, errno.E2BIG, errno.ERANGE, errno.ENOSPC}
 )
-_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
 _PLATFORM_HAS_ATTRIBUTES = hasattr(os, "setxattr")  # not on macOS or Windows
 
 
@@ -98,8 +123,11 @@ class Sidecar:
         if not shaped:
             return False
         try:
-            if self.content_type is not None:
-                validate_content_type(self.content_type)
+            if (
+                self.content_type is not None
+                and validate_content_type(self.content_type) != self.content_type
+            ):
+                return False
             return validate_metadata(self.metadata) == self.metadata
         except InvalidMetadata:
             return False
@@ -149,19 +177,36 @@ class SidecarStore:
     def __init__(self, state_dir: str) -> None:
         self.meta_dir = os.path.join(state_dir, "meta")
         self.temp_dir = os.path.join(state_dir, "tmp")
-        #: Files take their sidecar in an attribute (until the file system says it has none).
         self.attributes = _PLATFORM_HAS_ATTRIBUTES
 
-    def _path(self, inode: int) -> str:
-        return os.path.join(self.meta_dir, f"{inode % 256:02x}", str(inode))
+    @staticmethod
+    def _bucket(inode: int) -> str:
+        return f"{inode % 256:02x}"
 
-    def read(self, stat: os.stat_result, fd: int | None = None) -> Sidecar | None:
+    def _path(self, inode: int) -> str:
+        return os.path.join(self.meta_dir, self._bucket(inode), str(inode))
+
+    def buckets(self) -> frozenset[str]:
+        """The folders sidecar files are in now: where none is, no file has a sidecar file
+        (a listing then looks for none; under the store's shared lock no file with one can
+        appear, as its rename needs the exclusive lock)."""
+        try:
+            return frozenset(os.listdir(self.meta_dir))
+        except FileNotFoundError:
+            return frozenset()
+
+    def read(
+        self, stat: os.stat_result, fd: int | None = None, buckets: frozenset[str] | None = None
+    ) -> Sidecar | None:
         """The sidecar of the file ``stat`` describes (open as ``fd``, to read its attribute),
-        or None (none, stale, or damaged)."""
+        or None (none, stale, or damaged). ``buckets``: from ``buckets()``, to look for a
+        sidecar file only where one can be."""
         if fd is not None and self.attributes:
             sidecar = self._read_attribute(fd)
             if sidecar is not None and sidecar.describes(stat):
                 return sidecar
+        if buckets is not None and self._bucket(stat.st_ino) not in buckets:
+            return None
         data = _read_sidecar_file(self._path(stat.st_ino))
         if data is None:
             return None
@@ -177,9 +222,7 @@ class SidecarStore:
     def _read_attribute(self, fd: int) -> Sidecar | None:
         try:
             data = os.getxattr(fd, _ATTRIBUTE)
-        except OSError as exc:
-            if exc.errno in _UNSUPPORTED:
-                self.attributes = False
+        except OSError:  # none, or none on this file's file system
             return None
         return _unpack(data)
 
@@ -211,16 +254,16 @@ class SidecarStore:
             not self.attributes
             or sidecar.adopted
             or sidecar.checksum is None
+            or sidecar.content_type is None
             or not set(sidecar.flags) <= set(_FLAG_BITS)
         ):
             return False
         try:
             os.setxattr(fd, _ATTRIBUTE, _pack(sidecar))
         except OSError as exc:
+            # Decided per file: a mount inside the root may have no attributes.
             if exc.errno not in _NO_ATTRIBUTE:
                 raise
-            if exc.errno in _UNSUPPORTED:
-                self.attributes = False
             return False
         return True
 
@@ -286,32 +329,39 @@ class SidecarStore:
 
 def _pack(sidecar: Sidecar) -> bytes:
     assert sidecar.checksum is not None
+    assert sidecar.content_type is not None
     bits = sum(1 << _FLAG_BITS.index(flag) for flag in set(sidecar.flags))
     digest = bytes.fromhex(sidecar.checksum.removeprefix("sha256:"))
-    packed = _PACKED.pack(_PACKED_VERSION, sidecar.size, sidecar.mtime_ns, bits, digest)
-    if sidecar.content_type is None and not sidecar.metadata:
-        return packed
-    described = {"content_type": sidecar.content_type, "metadata": sidecar.metadata}
-    return packed + _ENCODER.encode(described).encode()
+    code = _CONTENT_TYPE_CODES.get(sidecar.content_type, 0)
+    packed = _PACKED.pack(_PACKED_VERSION, sidecar.size, sidecar.mtime_ns, bits, code, digest)
+    described: dict[str, object] = {} if code else {"content_type": sidecar.content_type}
+    if sidecar.metadata:
+        described["metadata"] = sidecar.metadata
+    return packed + _ENCODER.encode(described).encode() if described else packed
 
 
 def _unpack(data: bytes) -> Sidecar | None:
     """The sidecar an attribute holds, or None if it holds none this store could have set."""
     if len(data) < _PACKED.size:
         return None
-    version, size, mtime_ns, bits, digest = _PACKED.unpack_from(data)
-    if version != _PACKED_VERSION or bits >= len(_FLAG_SETS):
+    version, size, mtime_ns, bits, code, digest = _PACKED.unpack_from(data)
+    if version != _PACKED_VERSION or bits >= len(_FLAG_SETS) or code > len(_CONTENT_TYPES):
         return None
     flags = list(_FLAG_SETS[bits])
-    sidecar = Sidecar(size, mtime_ns, f"sha256:{digest.hex()}", flags=flags, in_attribute=True)
+    content_type = _CONTENT_TYPES[code - 1] if code else None
+    checksum = f"sha256:{digest.hex()}"
+    sidecar = Sidecar(size, mtime_ns, checksum, content_type, flags=flags, in_attribute=True)
     if len(data) == _PACKED.size:
-        return sidecar  # every field was unpacked into a value a put could have written
+        # Every field was unpacked into a value a put could have written.
+        return sidecar if code else None
     try:
         described = json.loads(data[_PACKED.size :])
     except (ValueError, RecursionError):
         return None
-    if not isinstance(described, dict) or described.keys() != {"content_type", "metadata"}:
+    # Exactly what ``_pack`` writes: a content type only where it has no number.
+    allowed = {"metadata"} if code else {"content_type", "metadata"}
+    if not isinstance(described, dict) or not described.keys() <= allowed:
         return None
-    sidecar.content_type = described["content_type"]
-    sidecar.metadata = described["metadata"]
-    return sidecar if sidecar.valid() else None
+    sidecar.content_type = described.get("content_type", content_type)
+    sidecar.metadata = described.get("metadata", {})
+    return sidecar if sidecar.content_type is not None and sidecar.valid() else None
