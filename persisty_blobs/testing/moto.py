@@ -59,6 +59,13 @@ def _atomic(method):
 S3Response.put_object = _atomic(S3Response.put_object)
 S3Response._key_response_post = _atomic(S3Response._key_response_post)
 
+# moto 5.2 lists its own package folder (a listdir and a stat per service) on every request,
+# which cost more than the request itself: the list never changes while it runs.
+from moto import backends
+
+_modules = tuple(backends.list_of_moto_modules())
+backends.list_of_moto_modules = lambda: _modules
+
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
 server.start()
 print(server.get_host_and_port()[1], flush=True)
