@@ -177,7 +177,8 @@ class DataStore:
     ) -> ItemWriter:
         """A writable file, committed as ``key`` on a clean ``with`` exit (then ``.item``);
         ``checksum`` as in ``put``. ``size`` announces how many bytes will be written (content
-        of another size is an ``InvalidArgument`` and nothing is written); with ``checksum``
+        of another size is an ``InvalidArgument``, an ``IntegrityError`` if ``checksum`` was
+        given, and nothing is written); with ``checksum``
         too, a store may send the content as it comes in one request (S3: one ``PutObject``
         instead of a multipart upload)."""
         checked_flags = frozenset() if flags is None else validate_flags(flags)
@@ -223,7 +224,9 @@ class DataStore:
 
         def commit(sink: DriverWriter, size: int, sha256_hex: str) -> DataItem:
             if announced_size is not None and size != announced_size:
-                raise InvalidArgument(
+                # With the checksum announced too, the content is not the one announced.
+                mismatch = InvalidArgument if expected is None else IntegrityError
+                raise mismatch(
                     f"{size} bytes were written, not the announced {announced_size}",
                     key=key,
                     store=repr(self),

@@ -189,7 +189,7 @@ def test_a_writer_killed_mid_write_leaves_nothing(root: Path, existing: bool) ->
     store = DirectoryStore(root)
     child = subprocess.Popen([sys.executable, "-c", CHILD_WRITER, str(root)])
     kill_once_writing(child, root, 8 * 2**20)
-    assert _temp_files(root), "the killed writer left its temp file behind"
+    assert temp_files(root), "the killed writer left its temp file behind"
 
     if existing:
         assert store.read_bytes("victim.bin") == b"the old content"
@@ -199,7 +199,7 @@ def test_a_writer_killed_mid_write_leaves_nothing(root: Path, existing: bool) ->
         assert list(store.list()) == []
 
     reopened = DirectoryStore(root)
-    assert _temp_files(root) == []
+    assert temp_files(root) == []
     assert list((root / ".persisty-blobs" / "tmp").iterdir()) == []
     assert reopened.count() == (1 if existing else 0)
 
@@ -208,7 +208,7 @@ def kill_once_writing(child: subprocess.Popen[bytes], root: Path, size: int = 0)
     """SIGKILL ``child`` once its temp file holds ``size`` bytes."""
     try:
         deadline = time.monotonic() + 60
-        while not _temp_files(root) or _temp_files(root)[0].stat().st_size < size:
+        while not temp_files(root) or temp_files(root)[0].stat().st_size < size:
             assert child.poll() is None, "the writer ended before it was killed"
             assert time.monotonic() < deadline, "the writer never started writing"
             time.sleep(0.01)
@@ -218,7 +218,7 @@ def kill_once_writing(child: subprocess.Popen[bytes], root: Path, size: int = 0)
     assert child.returncode == -signal.SIGKILL
 
 
-def _temp_files(root: Path) -> list[Path]:
+def temp_files(root: Path) -> list[Path]:
     return [path for path in root.rglob(".persisty-blobs.tmp-*") if path.is_file()]
 
 
@@ -288,7 +288,7 @@ def test_a_symlinked_folder_out_of_the_root_is_never_written_through(
     assert (outside / "victim").is_dir()
     left = list((root / ".persisty-blobs" / "tmp").iterdir())
     assert [path for path in left if path.suffix != ".journal"] == []
-    assert _temp_files(root) == []
+    assert temp_files(root) == []
 
     for prefix in ("link/", "link/victim/", "link/k", "deep/link/", "new/link/"):
         assert list(store.list(prefix)) == []
@@ -331,10 +331,10 @@ def test_a_writer_in_another_pid_namespace_keeps_its_temp_file(
         writer = store.writer("a/live.bin")
         writer.write(b"still writing")
         writer.flush()
-    temps = _temp_files(root)
+    temps = temp_files(root)
     assert len(temps) == 1
     DirectoryStore(root)  # cleans up after dead writers only
-    assert _temp_files(root) == temps
+    assert temp_files(root) == temps
     writer.close()
     assert store.read_bytes("a/live.bin") == b"still writing"
 
@@ -422,7 +422,7 @@ def test_a_killed_process_leaves_its_finished_writes_and_loses_its_unfinished_on
     journals = list((root / ".persisty-blobs" / "tmp").glob("*.journal"))
     assert len(journals) == 1, "full journals whose writers finished are gone"
     store = DirectoryStore(root)
-    assert _temp_files(root) == []
+    assert temp_files(root) == []
     assert not (root / "a").exists()
     assert list((root / ".persisty-blobs" / "tmp").iterdir()) == []
     assert [item.key for item in store.list()] == [f"done/{index}" for index in range(10)]

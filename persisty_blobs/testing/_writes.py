@@ -54,21 +54,24 @@ class PreconditionTests:
         assert store.get("checked") == kept
         assert store.put("checked", pieces(data), checksum=sha256(data)).checksum == sha256(data)
 
+    @pytest.mark.parametrize("checked", [True, False])
     @pytest.mark.parametrize("written", ["less", "more"])
     def test_content_of_another_size_than_announced_is_not_written(
-        self, store: DataStore, written: str
+        self, store: DataStore, written: str, checked: bool
     ) -> None:
         data = payload(store.chunk_size + 3, seed=13)
         kept = store.put("announced", b"old")
         content = data[:-1] if written == "less" else data + b"!"
 
         def write(content: bytes) -> DataItem | None:
-            with store.writer("announced", size=len(data), checksum=sha256(content)) as writer:
+            checksum = sha256(content) if checked else None
+            with store.writer("announced", size=len(data), checksum=checksum) as writer:
                 for piece in pieces(content):
                     writer.write(piece)
             return writer.item
 
-        with pytest.raises(InvalidArgument, match="announced"):
+        # With a checksum announced too, it is not the content announced.
+        with pytest.raises(IntegrityError if checked else InvalidArgument, match="announced"):
             write(content)
         assert store.get("announced") == kept
         assert store.read_bytes("announced") == b"old"

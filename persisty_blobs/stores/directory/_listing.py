@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from typing import TYPE_CHECKING
@@ -19,6 +20,11 @@ if TYPE_CHECKING:
     from ._walk import Found
 
 __all__ = ["count", "entries", "items", "namespaces"]
+
+_UNOPENABLE = frozenset({errno.EACCES, errno.EPERM, errno.EWOULDBLOCK, errno.ENXIO})
+#: Where a path can name a file relative to a folder this process holds open, as ``dir_fd``
+#: does for the calls that take one (``getxattr`` does not).
+_OPEN_FOLDERS = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else ""
 
 
 def items(
@@ -90,16 +96,19 @@ def _described(
         opened = driver.open_file(file.folder, file.name, file.path)
     except PermissionDenied:  # swapped for a link out of the root meanwhile
         return None
-    except OSError:
-        # Unreadable, leased by another program, or swapped for a socket: its stat, and a
-        # sidecar file if it has one.
+    except OSError as exc:
+        if exc.errno not in _UNOPENABLE:
+            raise
+        # Leased by another program, unreadable, or swapped for a socket: described without
+        # opening it, its attribute read by path (as far as its permissions let).
         try:
-            file_stat = os.stat(file.name, dir_fd=file.folder)
+            file_stat = os.stat(file.name, dir_fd=file.folder, follow_symlinks=False)
         except OSError:
             return None
-        if not stat.S_ISREG(file_stat.st_mode):
+        if not stat.S_ISREG(file_stat.st_mode):  # a link is listed only if it can be opened
             return None
-        return file_stat, driver.sidecars.read(file_stat, buckets=buckets)
+        by_path = f"{_OPEN_FOLDERS}/{file.folder}/{file.name}" if _OPEN_FOLDERS else file.path
+        return file_stat, driver.sidecars.read(file_stat, by_path, buckets)
     if opened is None:
         return None
     fd, file_stat = opened

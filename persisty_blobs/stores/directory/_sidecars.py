@@ -13,124 +13,27 @@ metadata is dropped.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
-import re
 import stat
-import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from ...driver import etag_for
-from ...errors import InvalidMetadata
-from ...item import Flag
-from ...keys import validate_content_type, validate_metadata
+from ._attribute import ATTRIBUTE, PLATFORM_HAS_ATTRIBUTES, pack, read_attribute, set_attribute
 from ._fileio import write_all
+from ._record import Sidecar
 from ._recovery import owned_name
 
 __all__ = ["Sidecar", "SidecarStore", "etag_of"]
 
-_FLAGS = frozenset(flag.value for flag in Flag)
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 #: More than any sidecar this store writes (metadata is at most 2 KiB): a read of this size
 #: that comes back short is the whole file.
 _SIDECAR_MAX_BYTES = 64 * 1024
-_CHECKSUM = re.compile(r"sha256:[0-9a-f]{64}")
 _T = TypeVar("_T")
 _FILE_FIELDS = ("adopted", "checksum", "content_type", "flags", "metadata", "mtime_ns", "size")
-
-_ATTRIBUTE = "user.persisty-blobs"
-#: version, size, mtime, flags (bit i: ``_FLAG_BITS[i]``), content type (``n``: the n-th of
-#: ``_CONTENT_TYPES``; 0: in the JSON after it), SHA-256; then, only where needed, the content
-#: type and metadata as JSON. Small enough to fit in the inode itself.
-_PACKED = struct.Struct("<BqqBB32s")
-_PACKED_VERSION = 1
-_FLAG_BITS = ("pending", "processing", "processed", "failed")  # appended to, never reordered
-#: The content types an attribute names by number: appended to, never reordered.
-_CONTENT_TYPES = (
-    "application/octet-stream",
-    "text/plain",
-    "application/json",
-    "text/html",
-    "text/css",
-    "text/javascript",
-    "application/javascript",
-    "text/markdown",
-    "text/csv",
-    "application/xml",
-    "text/xml",
-    "application/pdf",
-    "application/zip",
-    "application/gzip",
-    "image/jpeg",
-    "image/png",
-    "image/gif",
-    "image/webp",
-    "image/svg+xml",
-    "audio/mpeg",
-    "video/mp4",
-)
-_CONTENT_TYPE_CODES = {content_type: code for code, content_type in enumerate(_CONTENT_TYPES, 1)}
-_FLAG_SETS = tuple(
-    tuple(flag for index, flag in enumerate(_FLAG_BITS) if bits >> index & 1)
-    for bits in range(1 << len(_FLAG_BITS))
-)
-#: What makes a file take its sidecar in a file instead: no user attributes here, or no room.
-_NO_ATTRIBUTE = frozenset(
-    {errno.ENOTSUP, errno.EOPNOTSUPP, errno.E2BIG, errno.ERANGE, errno.ENOSPC}
-)
-_PLATFORM_HAS_ATTRIBUTES = hasattr(os, "setxattr")  # not on macOS or Windows
-
-
-@dataclass
-class Sidecar:
-    """A file's sidecar, valid while the file keeps ``size`` and ``mtime_ns``.
-
-    ``adopted``: the file was written by another program; its checksum (if known) was computed
-    here, and its etag comes from the file's identity, so listing it never reads its content.
-    """
-
-    size: int
-    mtime_ns: int
-    checksum: str | None
-    content_type: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    flags: list[str] = field(default_factory=list)
-    adopted: bool = False
-    #: Read from the file's attribute, not from a sidecar file (never written out itself).
-    in_attribute: bool = field(default=False, compare=False)
-
-    def describes(self, stat: os.stat_result) -> bool:
-        return self.size == stat.st_size and self.mtime_ns == stat.st_mtime_ns
-
-    def valid(self) -> bool:
-        """Whether a sidecar read from disk has the shape this module writes, with values the
-        store would accept (one written by hand cannot hand out a header or a checksum that
-        no put could have)."""
-        shaped = (
-            type(self.size) is int
-            and type(self.mtime_ns) is int
-            and (self.checksum is None or bool(_CHECKSUM.fullmatch(str(self.checksum))))
-            and isinstance(self.content_type, str | None)
-            and isinstance(self.metadata, dict)
-            and isinstance(self.flags, list)
-            and all(isinstance(flag, str) and flag in _FLAGS for flag in self.flags)
-            and isinstance(self.adopted, bool)
-        )
-        if not shaped:
-            return False
-        try:
-            if (
-                self.content_type is not None
-                and validate_content_type(self.content_type) != self.content_type
-            ):
-                return False
-            return validate_metadata(self.metadata) == self.metadata
-        except InvalidMetadata:
-            return False
 
 
 def _read_sidecar_file(path: str) -> bytes | None:
@@ -177,7 +80,7 @@ class SidecarStore:
     def __init__(self, state_dir: str) -> None:
         self.meta_dir = os.path.join(state_dir, "meta")
         self.temp_dir = os.path.join(state_dir, "tmp")
-        self.attributes = _PLATFORM_HAS_ATTRIBUTES
+        self.attributes = PLATFORM_HAS_ATTRIBUTES
 
     @staticmethod
     def _bucket(inode: int) -> str:
@@ -196,13 +99,16 @@ class SidecarStore:
             return frozenset()
 
     def read(
-        self, stat: os.stat_result, fd: int | None = None, buckets: frozenset[str] | None = None
+        self,
+        stat: os.stat_result,
+        file: int | str | None = None,
+        buckets: frozenset[str] | None = None,
     ) -> Sidecar | None:
-        """The sidecar of the file ``stat`` describes (open as ``fd``, to read its attribute),
-        or None (none, stale, or damaged). ``buckets``: from ``buckets()``, to look for a
-        sidecar file only where one can be."""
-        if fd is not None and self.attributes:
-            sidecar = self._read_attribute(fd)
+        """The sidecar of the file ``stat`` describes (open as ``file``, or at the path
+        ``file``, to read its attribute), or None (none, stale, or damaged). ``buckets``: from
+        ``buckets()``, to look for a sidecar file only where one can be."""
+        if file is not None and self.attributes:
+            sidecar = read_attribute(file)
             if sidecar is not None and sidecar.describes(stat):
                 return sidecar
         if buckets is not None and self._bucket(stat.st_ino) not in buckets:
@@ -219,13 +125,6 @@ class SidecarStore:
             return None
         return sidecar if sidecar.valid() and sidecar.describes(stat) else None
 
-    def _read_attribute(self, fd: int) -> Sidecar | None:
-        try:
-            data = os.getxattr(fd, _ATTRIBUTE)
-        except OSError:  # none, or none on this file's file system
-            return None
-        return _unpack(data)
-
     def write(self, inode: int, sidecar: Sidecar, *, durable: bool) -> None:
         """Replace the sidecar of a file that has a name: in one rename, so that a crash
         leaves the old sidecar or the new one."""
@@ -235,7 +134,7 @@ class SidecarStore:
         """Give the temp file open as ``fd`` its sidecar, before it takes its name; True if
         that went in its attribute, which only the file's own fsync (the caller's) makes
         durable. A sidecar file is made durable here."""
-        if self._set_attribute(fd, sidecar):
+        if self.attributes and set_attribute(fd, sidecar):
             return True
         self._create_file(inode, sidecar, durable=durable)
         return False
@@ -243,29 +142,10 @@ class SidecarStore:
     def replace(self, fd: int, inode: int, sidecar: Sidecar) -> None:
         """Replace, durably, the sidecar of the named file open as ``fd`` where it is kept."""
         if sidecar.in_attribute:  # the same size as before: it has room
-            os.setxattr(fd, _ATTRIBUTE, _pack(sidecar))
+            os.setxattr(fd, ATTRIBUTE, pack(sidecar))
             os.fsync(fd)
         else:
             self.write(inode, sidecar, durable=True)
-
-    def _set_attribute(self, fd: int, sidecar: Sidecar) -> bool:
-        """Set ``sidecar`` as the attribute of ``fd``; False where it cannot go there."""
-        if (
-            not self.attributes
-            or sidecar.adopted
-            or sidecar.checksum is None
-            or sidecar.content_type is None
-            or not set(sidecar.flags) <= set(_FLAG_BITS)
-        ):
-            return False
-        try:
-            os.setxattr(fd, _ATTRIBUTE, _pack(sidecar))
-        except OSError as exc:
-            # Decided per file: a mount inside the root may have no attributes.
-            if exc.errno not in _NO_ATTRIBUTE:
-                raise
-            return False
-        return True
 
     def _create_file(self, inode: int, sidecar: Sidecar, *, durable: bool) -> None:
         """Write the sidecar file of a temp file in place: no reader looks it up before the
@@ -325,43 +205,3 @@ class SidecarStore:
     def remove(self, inode: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(inode))
-
-
-def _pack(sidecar: Sidecar) -> bytes:
-    assert sidecar.checksum is not None
-    assert sidecar.content_type is not None
-    bits = sum(1 << _FLAG_BITS.index(flag) for flag in set(sidecar.flags))
-    digest = bytes.fromhex(sidecar.checksum.removeprefix("sha256:"))
-    code = _CONTENT_TYPE_CODES.get(sidecar.content_type, 0)
-    packed = _PACKED.pack(_PACKED_VERSION, sidecar.size, sidecar.mtime_ns, bits, code, digest)
-    described: dict[str, object] = {} if code else {"content_type": sidecar.content_type}
-    if sidecar.metadata:
-        described["metadata"] = sidecar.metadata
-    return packed + _ENCODER.encode(described).encode() if described else packed
-
-
-def _unpack(data: bytes) -> Sidecar | None:
-    """The sidecar an attribute holds, or None if it holds none this store could have set."""
-    if len(data) < _PACKED.size:
-        return None
-    version, size, mtime_ns, bits, code, digest = _PACKED.unpack_from(data)
-    if version != _PACKED_VERSION or bits >= len(_FLAG_SETS) or code > len(_CONTENT_TYPES):
-        return None
-    flags = list(_FLAG_SETS[bits])
-    content_type = _CONTENT_TYPES[code - 1] if code else None
-    checksum = f"sha256:{digest.hex()}"
-    sidecar = Sidecar(size, mtime_ns, checksum, content_type, flags=flags, in_attribute=True)
-    if len(data) == _PACKED.size:
-        # Every field was unpacked into a value a put could have written.
-        return sidecar if code else None
-    try:
-        described = json.loads(data[_PACKED.size :])
-    except (ValueError, RecursionError):
-        return None
-    # Exactly what ``_pack`` writes: a content type only where it has no number.
-    allowed = {"metadata"} if code else {"content_type", "metadata"}
-    if not isinstance(described, dict) or not described.keys() <= allowed:
-        return None
-    sidecar.content_type = described.get("content_type", content_type)
-    sidecar.metadata = described.get("metadata", {})
-    return sidecar if sidecar.content_type is not None and sidecar.valid() else None

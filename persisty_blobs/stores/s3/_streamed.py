@@ -20,6 +20,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ...errors import BlobError
+from ._copy import GiB
 
 if TYPE_CHECKING:
     from ...driver import ItemHeader
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["StreamedPut", "sign_streamed_puts_unsigned", "streams"]
 
 _HANDLER_ID = "persisty-blobs-unsigned-streamed-put"
-PUT_OBJECT_LIMIT = 5 * 1024**3  # the largest object one PutObject takes
+PUT_OBJECT_LIMIT = 5 * GiB  # the largest object one PutObject takes
+_CUT_WAIT_SECONDS = 1.0
 #: An announced size up to this many parts is sent in one streamed ``PutObject``: its parts
 #: would gain little from going concurrently, and cost three more requests.
 _STREAMED_PARTS = 4
@@ -88,10 +90,11 @@ class StreamedPut:
         return self._response
 
     def cut(self) -> None:
-        """Make the request fail (nothing is stored) and wait for its thread."""
+        """Make the request fail (nothing is stored), and give its thread a moment to end: one
+        stuck on the network ends at its timeout, and sends nothing more meanwhile."""
         self._relay.cut()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(_CUT_WAIT_SECONDS)
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._send, name="persisty-s3-put", daemon=True)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from ...driver import DriverWriter, ItemHeader, WriteSpec
 from ...errors import (
     AlreadyExists,
-    InvalidArgument,
+    IntegrityError,
     NotFound,
     PreconditionFailed,
     TooLarge,
@@ -120,7 +120,8 @@ class S3Writer(DriverWriter):
         announced = self._header.size
         assert announced is not None  # streamed only when announced
         if self._size > announced:
-            raise InvalidArgument(
+            # Content that differs from the checksum announced with it: as the store says.
+            raise IntegrityError(
                 f"more than the announced {announced} bytes", key=self._key, store=self._driver.name
             )
         if self._size == announced and chunk:
@@ -222,15 +223,9 @@ class S3Writer(DriverWriter):
         check, and its header went first, so the commit cannot change it."""
         assert self._streamed is not None
         sent = self._header
-        if (spec.content_type, dict(spec.metadata), spec.flags) != (
-            sent.content_type, dict(sent.metadata), sent.flags,
-        ):  # fmt: skip
-            raise InvalidArgument(
-                "a streamed write sends its content type, metadata and flags first: "
-                "the commit cannot change them",
-                key=self._key,
-                store=self._driver.name,
-            )
+        assert (spec.content_type, spec.metadata, spec.flags) == (
+            sent.content_type, sent.metadata, sent.flags,
+        )  # fmt: skip
         try:
             with self._put_errors(spec):
                 response = self._streamed.finish(self._tail)
