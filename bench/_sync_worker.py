@@ -5,7 +5,7 @@
 ``python -m bench._sync_worker cli SRC DST_URL STATE_DIR``: one ``persisty-blobs sync``.
 ``python -m bench._sync_worker plan COUNT STATE``: the plan of COUNT unchanged items between
 two memory stores (setup untimed).
-``python -m bench._sync_worker fsync DIR COUNT SIZE``: COUNT files written and fsynced.
+``python -m bench._sync_worker pycopy SRC DST DURABLE``: plain Python copies, fsynced or not.
 """
 
 from __future__ import annotations
@@ -138,10 +138,10 @@ def plan(count: str, state_path: str) -> dict[str, Any]:
     return {"seconds": seconds, "peak_rss": _peak_rss(), "setup_rss": rss_before}
 
 
-def pycopy(source: str, target: str) -> dict[str, Any]:
+def pycopy(source: str, target: str, durable: str = "0") -> dict[str, Any]:
     """The least a Python sync can do: every file read, written to a temp file beside its
-    target and renamed (atomic, no fsync, no hash, no record); the fastest of 1, 2 and 4
-    threads (more threads than cores can lose to the GIL)."""
+    target (fsynced if ``durable`` is "1") and renamed (atomic, no hash, no record); the
+    fastest of 1, 2 and 4 threads (more threads than cores can lose to the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
     paths = [os.path.join(folder, name) for folder, _, names in os.walk(source) for name in names]
@@ -157,6 +157,9 @@ def pycopy(source: str, target: str) -> dict[str, Any]:
             temp = destination + ".tmp"
             with open(temp, "wb") as writer:
                 writer.write(data)
+                if durable == "1":
+                    writer.flush()
+                    os.fsync(writer.fileno())
             os.replace(temp, destination)
 
         started = time.perf_counter()
@@ -167,25 +170,12 @@ def pycopy(source: str, target: str) -> dict[str, Any]:
     return {"seconds": timings[best], "threads": best, "peak_rss": _peak_rss()}
 
 
-def fsync(directory: str, count: str, size: str) -> dict[str, Any]:
-    data = os.urandom(int(size))
-    started = time.perf_counter()
-    for index in range(int(count)):
-        path = os.path.join(directory, f"f{index}")
-        with open(path, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-    return {"seconds": time.perf_counter() - started, "peak_rss": _peak_rss()}
-
-
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "persisty": persisty,
     "rclone": rclone,
     "cli": cli,
     "pycopy": pycopy,
     "plan": plan,
-    "fsync": fsync,
 }
 
 if __name__ == "__main__":

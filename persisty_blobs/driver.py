@@ -67,6 +67,11 @@ class Capabilities:
     #: The same for writes (a network round trip, or the disk flushing an fsync). A sync
     #: moves small items one at a time where neither its reads nor its writes wait.
     writes_wait: bool = True
+    #: A large write goes out in one request as it streams only when its checksum and size
+    #: are announced first (``writer(checksum=…, size=…)``), else in parts: a copy from a
+    #: source that learns its checksum only by reading (another program's file) does better
+    #: to hash the source first.
+    writes_want_checksum: bool = False
 
 
 @dataclass(frozen=True)

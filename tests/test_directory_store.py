@@ -22,7 +22,7 @@ from persisty_blobs import (
 )
 from persisty_blobs import _liveness as liveness_module
 from persisty_blobs.stores import DirectoryStore
-from persisty_blobs.stores.directory import _driver as driver_module
+from persisty_blobs.stores.directory import _adoption as adoption_module
 from persisty_blobs.stores.directory import _fileio as fileio_module
 from persisty_blobs.stores.directory import _recovery as recovery_module
 from persisty_blobs.testing import StoreConformance
@@ -94,7 +94,7 @@ def test_a_folder_of_existing_files_is_adopted(root: Path, monkeypatch: pytest.M
         hashed.append(fd)
         return real_hash(fd, size)
 
-    monkeypatch.setattr(driver_module, "sha256_of_fd", counting_hash)
+    monkeypatch.setattr(adoption_module, "sha256_of_fd", counting_hash)
     again = store.get("photo.jpg")
     assert again is not None
     assert again.etag == items["photo.jpg"].etag
@@ -551,7 +551,7 @@ def test_scan_reads_no_content_and_gives_no_checksum_it_does_not_have(
         hashed.append(fd)
         return "sha256:"
 
-    monkeypatch.setattr(driver_module, "sha256_of_fd", no_hashing)
+    monkeypatch.setattr(adoption_module, "sha256_of_fd", no_hashing)
     ours, theirs = store.scan()
     assert hashed == []
     assert ours.checksum == "sha256:" + hashlib.sha256(b"ours").hexdigest()

@@ -98,7 +98,10 @@ class _EncryptedDriver(ForwardingDriver):
         self.chunk_size = geometry.plain
         # A ciphertext is bound to its key, and a URL would hand out ciphertext.
         self.capabilities = dataclasses.replace(
-            self.inner.capabilities, presign=False, server_side_copy=False
+            self.inner.capabilities,
+            presign=False,
+            server_side_copy=False,
+            writes_want_checksum=False,  # the inner store is sent ciphertext of its own checksum
         )
 
     def opened(self, inner: DataItem) -> tuple[DataItem, Record, Geometry]:

@@ -92,7 +92,10 @@ def copy_version(
             "if_none_match": "*" if replaces is None else None,
             "checksum": item.checksum,
         }
-        if item.size <= min(target.chunk_size, _BLOCK):
+        small = item.size <= min(target.chunk_size, _BLOCK)
+        if item.checksum is None and not small and target.capabilities.writes_want_checksum:
+            options["checksum"] = _checksum_first(source, key, item)
+        if small:
             # Read whole and put in one call: a put of content in memory leaves the
             # precondition to the commit, instead of asking the target once more first.
             content = reader.read()
@@ -107,6 +110,17 @@ def copy_version(
                     on_bytes(len(block))
     assert writer.item is not None
     return item, writer.item
+
+
+def _checksum_first(source: DataStore, key: str, opened: DataItem) -> str | None:
+    """The checksum of ``opened`` (a version whose reader did not know it) from ``get``, which
+    hashes the content if it must: the target can then take the copy in one request."""
+    item = source.get(key)
+    if item is None or item.etag != opened.etag:
+        raise PreconditionFailed(
+            "changed since the plan; the next run decides", key=key, store=repr(source)
+        )
+    return item.checksum
 
 
 def delete_version(side: DataStore, key: str, version: Version) -> None:

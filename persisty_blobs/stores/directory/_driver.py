@@ -18,6 +18,7 @@ import stat
 import weakref
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ...driver import (
     Capabilities,
@@ -32,10 +33,11 @@ from ...errors import InvalidKey, NotFound, PermissionDenied, Unsupported, from_
 from ...item import DataItem, Entry, Flag
 from ...keys import guess_content_type
 from . import _listing
-from ._fileio import file_lock, sha256_of_fd, unlink_in_background
+from ._adoption import Adopter
+from ._fileio import file_lock, unlink_in_background
 from ._folders import check_inside, open_folders
 from ._names import RESERVED, encode_segment
-from ._readers import FileRangeRaw, WholeFileRaw
+from ._readers import FileRangeRaw, ForeignFileRaw, WholeFileRaw
 from ._recovery import Journal, clean_interrupted_writes, owned_name
 from ._sidecars import Sidecar, SidecarStore, etag_of
 from ._time import updated_at
@@ -44,11 +46,14 @@ from ._walk import Found, walk
 __all__ = ["DirectoryDriver"]
 
 _RELEASE_LATER_BYTES = 8 * 1024 * 1024
-#: Another program's file is hashed when it is read; the hash is kept in a sidecar only from
-#: this size on. Below it, hashing the file again costs no more than reading a sidecar back,
-#: and writing one (a file, a rename, the lock) costs far more than both.
-_REMEMBER_HASH_BYTES = 64 * 1024
 _NAMESPACES = [RESERVED, "ns"]
+
+
+class _Opened(NamedTuple):
+    item: DataItem
+    fd: int  # open on the file
+    stat: os.stat_result
+    sidecar: Sidecar | None  # as read when it was opened
 
 
 @dataclass
@@ -79,6 +84,7 @@ class DirectoryDriver(Driver):
             os.makedirs(self.sidecars.meta_dir, exist_ok=True)
             os.makedirs(self.sidecars.temp_dir, exist_ok=True)
             self.lock_path = os.path.join(self.state_dir, "lock")
+            self.adopter = Adopter(self.sidecars, self.lock_path)
             self._name_max = os.pathconf(self.real_root, "PC_NAME_MAX")
             clean_interrupted_writes(self.real_root, self.sidecars.temp_dir, self.name)
         except OSError as exc:
@@ -135,42 +141,47 @@ class DirectoryDriver(Driver):
             opened = self._open_item(namespace, key)
         if opened is None:
             return None
-        os.close(opened[1])
-        return opened[0]
+        os.close(opened.fd)
+        return opened.item
 
     def open_range(
         self, namespace: str, key: str, start: int, end: int | None
     ) -> tuple[DataItem, io.RawIOBase]:
+        # Another program's file is not hashed first: a reader that needs the checksum (a
+        # copy's target) hashes the content as it goes, and a file changed meanwhile fails.
         with self.os_errors(key):
-            opened = self._open_item(namespace, key)
+            opened = self._open_item(namespace, key, hash_now=False)
         if opened is None:
             raise NotFound("no such item", key=key, store=self.name)
-        item, fd = opened
+        item, fd = opened.item, opened.fd
         try:
             first, stop = clip_range(item.size, start, end, key, self.name)
         except BaseException:
             os.close(fd)
             raise
-        if first == 0 and stop == item.size:
+        if first != 0 or stop != item.size:
+            return item, FileRangeRaw(fd, first, stop, key, self.name)
+        if opened.sidecar is not None and not opened.sidecar.adopted:
             # Only another program appending in place could make it read past ``item.size``.
             return item, WholeFileRaw(fd, key, self.name)
-        return item, FileRangeRaw(fd, first, stop, key, self.name)
+        return item, ForeignFileRaw(fd, opened.stat, key, self.name)
 
-    def _open_item(self, namespace: str, key: str) -> tuple[DataItem, int] | None:
+    def _open_item(self, namespace: str, key: str, *, hash_now: bool = True) -> _Opened | None:
         folders, keep, name = self.place(namespace, key)
         chain = open_folders(self.real_root, folders, keep=keep, store=self.name)
         if chain is None:
             return None
         try:
-            return self.open_in(chain.fd, name, chain.shown(name), namespace, key)
+            return self.open_in(chain.fd, name, chain.shown(name), namespace, key, hash_now)
         finally:
             chain.close()
 
     def open_in(
-        self, folder: int, name: str, shown: str, namespace: str, key: str
-    ) -> tuple[DataItem, int] | None:
+        self, folder: int, name: str, shown: str, namespace: str, key: str, hash_now: bool = True
+    ) -> _Opened | None:
         """The current version of the file ``name`` in ``folder`` and an open descriptor on it,
-        or None if there is none."""
+        or None if there is none. ``hash_now``: another program's file whose checksum is not
+        known is hashed (else its item has no checksum)."""
         # Shared lock: a commit cannot swap the file and drop its sidecar in between.
         with file_lock(self.lock_path, exclusive=False):
             opened = self.open_file(folder, name, shown)
@@ -182,13 +193,15 @@ class DirectoryDriver(Driver):
             except BaseException:
                 os.close(fd)
                 raise
+        known = sidecar
         try:
-            if sidecar is None or sidecar.checksum is None:
-                sidecar = self._adopt(folder, name, fd, file_stat, sidecar)
+            if hash_now and (sidecar is None or sidecar.checksum is None):
+                sidecar = self.adopter.hash_now(fd, file_stat, sidecar)
         except BaseException:
             os.close(fd)
             raise
-        return self.item(namespace, key, file_stat, sidecar), fd
+        described = sidecar or Sidecar(file_stat.st_size, file_stat.st_mtime_ns, None, adopted=True)
+        return _Opened(self.item(namespace, key, file_stat, described), fd, file_stat, known)
 
     def open_file(self, folder: int, name: str, shown: str) -> tuple[int, os.stat_result] | None:
         """An open descriptor on the regular file ``name`` in ``folder`` inside the root."""
@@ -218,32 +231,6 @@ class DirectoryDriver(Driver):
             os.close(fd)
             raise
         return fd, file_stat
-
-    def _adopt(
-        self, folder: int, name: str, fd: int, file_stat: os.stat_result, known: Sidecar | None
-    ) -> Sidecar:
-        """A file another program wrote: hash it, and from ``_REMEMBER_HASH_BYTES`` on keep
-        that (with any flags set on it) while the file keeps its inode, size and mtime."""
-        flags = [] if known is None else known.flags
-        checksum = sha256_of_fd(fd, file_stat.st_size)
-        sidecar = Sidecar(file_stat.st_size, file_stat.st_mtime_ns, checksum, flags=flags)
-        sidecar.adopted = True
-        if file_stat.st_size < _REMEMBER_HASH_BYTES:
-            return sidecar
-        with contextlib.suppress(OSError):
-            # Written before the lock is taken, so the lock is held for a stat and a rename.
-            temp = self.sidecars.prepare(sidecar, durable=False)
-            installed = False
-            try:
-                with file_lock(self.lock_path, exclusive=True):
-                    now = os.stat(name, dir_fd=folder)
-                    if now.st_ino == file_stat.st_ino and sidecar.describes(now):
-                        self.sidecars.install(temp, file_stat.st_ino, durable=False)
-                        installed = True
-            finally:
-                if not installed:  # the file changed, or an error
-                    self.sidecars.discard(temp)
-        return sidecar
 
     def item(
         self, namespace: str, key: str, file_stat: os.stat_result, sidecar: Sidecar

@@ -46,9 +46,9 @@ def items(
                 continue
             if opened is None:  # deleted since the folder was read
                 continue
-            os.close(opened[1])
-            if flag is None or flag in opened[0].flags:
-                found.append(opened[0])
+            os.close(opened.fd)
+            if flag is None or flag in opened.item.flags:
+                found.append(opened.item)
                 if len(found) == limit:
                     break
     return found

@@ -6,12 +6,12 @@ import io
 import os
 from typing import TYPE_CHECKING
 
-from ...errors import from_os_error
+from ...errors import PreconditionFailed, from_os_error
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-__all__ = ["FileRangeRaw", "WholeFileRaw"]
+__all__ = ["FileRangeRaw", "ForeignFileRaw", "WholeFileRaw"]
 
 
 class WholeFileRaw(io.FileIO):
@@ -74,3 +74,35 @@ class FileRangeRaw(io.RawIOBase):
         if not self.closed:
             os.close(self._fd)
         super().close()
+
+
+class ForeignFileRaw(FileRangeRaw):
+    """A whole-file reader of a file another program wrote, which that program may edit in
+    place while it is read: once its last byte is read, the file must still have the size and
+    mtime it had when opened, else the read fails rather than hand out two versions mixed."""
+
+    def __init__(self, fd: int, opened: os.stat_result, key: str, store: str) -> None:
+        super().__init__(fd, 0, opened.st_size, key, store)
+        self._opened = opened
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        count = super().readinto(buffer)
+        if self._offset >= self._stop or (count == 0 and memoryview(buffer).nbytes > 0):
+            self._check_unchanged()
+        return count
+
+    def _check_unchanged(self) -> None:
+        try:
+            now = os.fstat(self._fd)
+        except OSError as exc:
+            raise from_os_error(exc, key=self._key, store=self._store) from exc
+        if (
+            self._offset != self._opened.st_size
+            or now.st_size != self._opened.st_size
+            or now.st_mtime_ns != self._opened.st_mtime_ns
+        ):
+            raise PreconditionFailed(
+                "the file was changed by another program while it was being read",
+                key=self._key,
+                store=self._store,
+            )

@@ -43,6 +43,7 @@ class S3Driver(Driver):
         flags_in_listing=False,
         checksums_in_listing=False,
         local_clock=False,
+        writes_want_checksum=True,
     )
 
     def __init__(
