@@ -189,6 +189,12 @@ class Driver(ABC):
         """A writer for a new version of ``key``, invisible until committed. ``header`` comes
         again in the ``WriteSpec`` of ``commit``."""
 
+    def precondition_in_request(self, header: ItemHeader) -> bool:
+        """Whether a write of ``header`` goes out as one request that carries its precondition
+        (S3's streamed ``PutObject`` with ``If-Match``). The store then does not look the item
+        up first to fail before the content streams: a round trip a sync pays on every copy."""
+        return False
+
     @abstractmethod
     def delete(self, namespace: str, key: str, if_match: str | None) -> bool:
         """Delete the item; False if it did not exist. Check ``if_match`` race-free."""

@@ -217,10 +217,6 @@ class DataStore:
         if if_match is not None and if_none_match is not None:
             raise InvalidArgument("if_match and if_none_match cannot be given together")
         create_only = if_none_match == "*"
-        if check_first and (create_only or if_match is not None):
-            # Fail before a large body is consumed; the driver checks again when it commits.
-            current = self._driver.stat(self._namespace, key)
-            check_precondition(current, key, repr(self), if_match, create_only)
 
         def commit(sink: DriverWriter, size: int, sha256_hex: str) -> DataItem:
             if announced_size is not None and size != announced_size:
@@ -257,6 +253,11 @@ class DataStore:
             checksum=expected,
             size=announced_size,
         )
+        conditional = create_only or if_match is not None
+        if check_first and conditional and not self._driver.precondition_in_request(header):
+            # Fail before a large body is consumed; the driver checks again when it commits.
+            current = self._driver.stat(self._namespace, key)
+            check_precondition(current, key, repr(self), if_match, create_only)
         sink = self._driver.new_writer(self._namespace, key, header)
         return ItemWriter(sink, self.chunk_size, commit)
 

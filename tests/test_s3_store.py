@@ -179,11 +179,12 @@ def test_a_write_whose_size_and_checksum_are_announced_is_one_streamed_put(
             {name.lower(): _text(value) for name, value in request.headers.items()}
         ),
     )
-    with store.writer("big.bin", size=len(data), checksum=sha256(data), metadata={"a": "b"}) as out:
+    announced = {"size": len(data), "checksum": sha256(data), "metadata": {"a": "b"}}
+    with store.writer("big.bin", if_none_match="*", **announced) as out:  # type: ignore[arg-type]
         for start in range(0, len(data), MiB):
             out.write(data[start : start + MiB])
             assert calls.names().count("PutObject") == 1, "sent as it comes, from the first MiB"
-    assert calls.names() == ["PutObject"]
+    assert calls.names() == ["PutObject"], "its precondition went with it, no HeadObject first"
     assert out.item is not None
     assert out.item == store.get("big.bin")
     assert (out.item.checksum, out.item.metadata) == (sha256(data), {"a": "b"})

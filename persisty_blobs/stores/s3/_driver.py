@@ -25,7 +25,7 @@ from ._copy import copy_object
 from ._errors import s3_errors
 from ._layout import Layout, flags_of, item_of, tag_set_of
 from ._reader import ResponseRaw, check_range
-from ._streamed import sign_streamed_puts_unsigned
+from ._streamed import sign_streamed_puts_unsigned, streams
 from ._writer import S3Writer
 
 __all__ = ["S3Driver"]
@@ -185,6 +185,9 @@ class S3Driver(Driver):
 
     def new_writer(self, namespace: str, key: str, header: ItemHeader) -> DriverWriter:
         return S3Writer(self, namespace, key, header)
+
+    def precondition_in_request(self, header: ItemHeader) -> bool:
+        return streams(self, header)
 
     def delete(self, namespace: str, key: str, if_match: str | None) -> bool:
         current = self.stat(namespace, key)
