@@ -6,10 +6,12 @@
 ``python -m bench._sync_worker plan COUNT STATE``: the plan of COUNT unchanged items between
 two memory stores (setup untimed).
 ``python -m bench._sync_worker pycopy SRC DST DURABLE``: plain Python copies, fsynced or not.
+``python -m bench._sync_worker listing DIR...``: the trees listed as plainly as this store can.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -170,7 +172,33 @@ def pycopy(source: str, target: str, durable: str = "0") -> dict[str, Any]:
     return {"seconds": timings[best], "threads": best, "peak_rss": _peak_rss()}
 
 
+def listing(*roots: str) -> dict[str, Any]:
+    """The least a sync that reads this store's attributes lists: per file of each tree, an
+    open, an fstat and a getxattr (no key checks, no order, no state, no diff)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+    started = time.perf_counter()
+    for root in roots:
+        for folder, folders, names in os.walk(root):
+            folders[:] = [name for name in folders if not name.startswith(".persisty-blobs")]
+            descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                for name in names:
+                    fd = os.open(
+                        name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=descriptor
+                    )
+                    try:
+                        os.fstat(fd)
+                        with contextlib.suppress(OSError):
+                            os.getxattr(fd, "user.persisty-blobs")
+                    finally:
+                        os.close(fd)
+            finally:
+                os.close(descriptor)
+    return {"seconds": time.perf_counter() - started, "peak_rss": _peak_rss()}
+
+
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
+    "listing": listing,
     "persisty": persisty,
     "rclone": rclone,
     "cli": cli,

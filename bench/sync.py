@@ -3,8 +3,9 @@
 10,000 files of 10 KiB and 100 files of 10 MiB, directory -> directory and directory -> S3
 (moto on loopback): the first sync, a sync with nothing changed, and a sync after 1% of the
 files changed and 1% were deleted. Each step runs in its own process. Beside the first copy to
-a directory, the bounds: plain Python copies, with and without fsync. Also the plan of many
-unchanged items between two memory stores, to show how its cost grows.
+a directory, the bounds: plain Python copies, with and without fsync; beside the unchanged
+sync, a plain Python listing of both trees. Also the plan of many unchanged items between two
+memory stores, to show how its cost grows.
 """
 
 from __future__ import annotations
@@ -156,6 +157,10 @@ def _pair(
                     name = f"{label}, bound: plain Python copies{fsynced}, {threads} thread(s)"
                     rows.append(_row(name, bound, other))
                     print(_line(rows[-1]), flush=True)
+            if target == "directory" and phase == "no change":
+                bound = step("listing", str(ours), str(root / "ours-copy"), env=env)
+                rows.append(_row(f"{label}, bound: plain Python listing of both", bound, other))
+                print(_line(rows[-1]), flush=True)
             if target == "directory":
                 command = step(
                     "cli",
