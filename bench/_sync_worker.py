@@ -183,9 +183,7 @@ def listing(*roots: str) -> dict[str, Any]:
             descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 for name in names:
-                    fd = os.open(
-                        name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=descriptor
-                    )
+                    fd = os.open(name, flags, dir_fd=descriptor)
                     try:
                         os.fstat(fd)
                         with contextlib.suppress(OSError):
