@@ -1,7 +1,8 @@
-"""DirectoryStore and files another program wrote: ``open`` reads such a file without hashing
+"""DirectoryStore and files another program wrote: ``open`` reads a settled one without hashing
 it first (a sync's copy then reads it once: the target hashes what it receives), a change made
-to it while it is read fails the read, and a checksum ``get`` learns is remembered without
-losing flags set meanwhile."""
+to it while it is read fails the read, one changed moments ago (which a coarse file system
+clock could hide) is hashed first and checked against a second read, and a checksum ``get``
+learns is remembered without losing flags set meanwhile."""
 
 import hashlib
 import os
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from persisty_blobs import Flag, PreconditionFailed
+from persisty_blobs import Flag, IntegrityError, PreconditionFailed
 from persisty_blobs.stores import DirectoryStore, MemoryStore
 from persisty_blobs.stores.directory import _adoption as adoption_module
 from persisty_blobs.stores.directory import _fileio as fileio_module
@@ -20,10 +21,19 @@ CONTENT = os.urandom(300 * 1024)  # large enough for its checksum to be remember
 CHECKSUM = "sha256:" + hashlib.sha256(CONTENT).hexdigest()
 
 
+HOUR_NS = 3600 * 10**9
+
+
+def written_long_ago(path: Path, content: bytes) -> None:
+    path.write_bytes(content)
+    stamp = path.stat().st_mtime_ns - HOUR_NS
+    os.utime(path, ns=(stamp, stamp))
+
+
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     (tmp_path / "store" / "video").mkdir(parents=True)
-    (tmp_path / "store" / "video" / "clip.bin").write_bytes(CONTENT)
+    written_long_ago(tmp_path / "store" / "video" / "clip.bin", CONTENT)
     return tmp_path / "store"
 
 
@@ -65,11 +75,12 @@ def test_reads_of_another_programs_file_hash_nothing_and_get_remembers_its_hash(
 
 
 @pytest.mark.parametrize("edit", ["rewritten in place", "truncated", "appended to"])
-def test_a_file_changed_while_it_is_read_fails_the_read(root: Path, edit: str) -> None:
+@pytest.mark.parametrize("start", [0, 1000])
+def test_a_file_changed_while_it_is_read_fails_the_read(root: Path, edit: str, start: int) -> None:
     store = DirectoryStore(root)
     path = root / "video" / "clip.bin"
-    with store.open("video/clip.bin") as reader:
-        assert reader.read(1000) == CONTENT[:1000]
+    with store.open("video/clip.bin", start) as reader:
+        assert reader.read(1000) == CONTENT[start : start + 1000]
         with open(path, "r+b") as file:
             if edit == "rewritten in place":
                 file.write(os.urandom(len(CONTENT)))
@@ -86,6 +97,37 @@ def test_a_file_changed_while_it_is_read_fails_the_read(root: Path, edit: str) -
     item = store.get("video/clip.bin")
     assert item is not None
     assert item.checksum == "sha256:" + hashlib.sha256(now).hexdigest()
+
+
+def test_a_whole_read_then_a_change_is_no_error(root: Path) -> None:
+    store = DirectoryStore(root)
+    with store.open("video/clip.bin") as reader:
+        assert reader.read() == CONTENT
+        (root / "video" / "clip.bin").write_bytes(b"changed after the read")
+        assert reader.read() == b"", "the version read was whole"
+
+
+def test_a_file_changed_moments_ago_is_hashed_first_and_its_hash_not_remembered(
+    root: Path, hashes: list[int]
+) -> None:
+    """A same-size change within one tick of a coarse file system clock keeps size and mtime:
+    only the hash taken first, checked against what the copy reads, can tell."""
+    path = root / "video" / "clip.bin"
+    path.write_bytes(CONTENT)  # now: not settled
+    store = DirectoryStore(root)
+    target = MemoryStore()
+    with store.open("video/clip.bin") as reader:
+        assert reader.item.checksum == CHECKSUM
+        before = path.stat()
+        with open(path, "r+b") as file:
+            file.write(b"X" * 1000)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # as a coarse clock would
+        with pytest.raises(IntegrityError):
+            target.put("clip.bin", reader, checksum=reader.item.checksum)
+    assert target.get("clip.bin") is None
+    for _ in range(2):
+        assert store.get("video/clip.bin") is not None
+    assert len(hashes) == 3, "hashed on each call: a hash of an unsettled file is not kept"
 
 
 def test_flags_set_while_get_hashes_the_file_are_kept(
@@ -134,7 +176,7 @@ def test_a_sync_to_s3_hashes_first_to_send_one_request(
     from persisty_blobs.testing.moto import moto_client
 
     large = os.urandom(6 * 1024 * 1024)
-    (root / "video" / "clip.bin").write_bytes(large)
+    written_long_ago(root / "video" / "clip.bin", large)
     client = moto_client(s3_endpoint)
     calls: list[str] = []
     client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
@@ -149,3 +191,19 @@ def test_a_sync_to_s3_hashes_first_to_send_one_request(
         assert set(calls) == {"ListObjectsV2", "PutObject"}, Counter(calls)
         assert calls.count("PutObject") == 1
         assert s3.read_bytes("video/clip.bin") == large
+
+
+def test_a_download_by_the_blob_manager_records_the_checksum(root: Path, tmp_path: Path) -> None:
+    from persisty_blobs.sync import BlobManager
+
+    small = b"a file another program wrote"
+    written_long_ago(root / "note.txt", small)
+    with DirectoryStore(root) as remote:
+        manager = BlobManager(MemoryStore(), remote, state=SyncState(tmp_path / "state.db"))
+        reader = manager.get("note.txt")
+        assert reader is not None
+        with reader:
+            assert reader.read() == small
+        base = manager.state.item(manager.pair, "", "note.txt")
+        assert base is not None
+        assert base.checksum == "sha256:" + hashlib.sha256(small).hexdigest()

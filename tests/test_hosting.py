@@ -4,7 +4,9 @@ goes away mid-upload leaving nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import http.server
+import os
 import socket
 import subprocess
 import sys
@@ -106,6 +108,21 @@ def check_ranges_and_conditions(client: httpx.Client) -> None:
     missing = client.get("/v1/items/missing")
     assert (missing.status_code, missing.json()["error"]) == (404, "NotFound")
     assert "store" not in missing.json()["message"].lower()
+
+
+def test_a_get_of_a_file_another_program_wrote_carries_its_checksum(
+    server: tuple[str, Path], user: tuple[str, str, DataStore]
+) -> None:
+    url, name, _ = user
+    content = b"written beside the server" * 1000
+    path = server[1] / name / "theirs.bin"
+    path.write_bytes(content)
+    long_ago = path.stat().st_mtime_ns - 3600 * 10**9  # settled: open does not hash it
+    os.utime(path, ns=(long_ago, long_ago))
+    checksum = "sha256:" + hashlib.sha256(content).hexdigest()
+    with HttpStore(url, token=name) as store, store.open("theirs.bin") as reader:
+        assert reader.item.checksum == checksum, "so a client can check the body end to end"
+        assert reader.read() == content
 
 
 def test_quota_is_enforced_while_the_body_streams(user: tuple[str, str, DataStore]) -> None:

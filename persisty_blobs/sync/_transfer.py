@@ -3,6 +3,7 @@ streamed and checked against the source's checksum before it is committed."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ def copy_version(
             "checksum": item.checksum,
         }
         small = item.size <= min(target.chunk_size, _BLOCK)
-        if item.checksum is None and not small and target.capabilities.writes_want_checksum:
+        if item.checksum is None and not small and _hash_first(source, target):
             options["checksum"] = _checksum_first(source, key, item)
         if small:
             # Read whole and put in one call: a put of content in memory leaves the
@@ -101,15 +102,28 @@ def copy_version(
             content = reader.read()
             if on_bytes is not None:
                 on_bytes(len(content))  # before the write, as for a streamed copy: it may cancel
-            return item, target.put(dst_key or key, content, **options)
-        # The size announced: a store may then send the content as it comes, in one request.
-        with target.writer(dst_key or key, size=item.size, **options) as writer:
-            while block := reader.read(_BLOCK):
-                writer.write(block)
-                if on_bytes is not None:
-                    on_bytes(len(block))
-    assert writer.item is not None
-    return item, writer.item
+            copy = target.put(dst_key or key, content, **options)
+        else:
+            # The size announced: a store may then send the content as it comes, in one
+            # request.
+            with target.writer(dst_key or key, size=item.size, **options) as writer:
+                while block := reader.read(_BLOCK):
+                    writer.write(block)
+                    if on_bytes is not None:
+                        on_bytes(len(block))
+            assert writer.item is not None
+            copy = writer.item
+    if item.checksum is None:
+        # The reader read exactly this version (a store whose reader cannot tell fails the
+        # read), and the target hashed what it read.
+        item = dataclasses.replace(item, checksum=copy.checksum)
+    return item, copy
+
+
+def _hash_first(source: DataStore, target: DataStore) -> bool:
+    """Whether to learn an unknown checksum before the copy: only where the target then
+    takes it in one request, and reading the source twice costs no round trip."""
+    return target.capabilities.writes_want_checksum and not source.capabilities.reads_wait
 
 
 def _checksum_first(source: DataStore, key: str, opened: DataItem) -> str | None:

@@ -147,10 +147,8 @@ class DirectoryDriver(Driver):
     def open_range(
         self, namespace: str, key: str, start: int, end: int | None
     ) -> tuple[DataItem, io.RawIOBase]:
-        # Another program's file is not hashed first: a reader that needs the checksum (a
-        # copy's target) hashes the content as it goes, and a file changed meanwhile fails.
         with self.os_errors(key):
-            opened = self._open_item(namespace, key, hash_now=False)
+            opened = self._open_item(namespace, key, lazy=True)
         if opened is None:
             raise NotFound("no such item", key=key, store=self.name)
         item, fd = opened.item, opened.fd
@@ -159,29 +157,29 @@ class DirectoryDriver(Driver):
         except BaseException:
             os.close(fd)
             raise
-        if first != 0 or stop != item.size:
-            return item, FileRangeRaw(fd, first, stop, key, self.name)
-        if opened.sidecar is not None and not opened.sidecar.adopted:
-            # Only another program appending in place could make it read past ``item.size``.
+        if opened.sidecar is None or opened.sidecar.adopted:
+            # Another program's file, which it may edit in place while it is read.
+            return item, ForeignFileRaw(fd, opened.stat, first, stop, key, self.name)
+        if first == 0 and stop == item.size:
             return item, WholeFileRaw(fd, key, self.name)
-        return item, ForeignFileRaw(fd, opened.stat, key, self.name)
+        return item, FileRangeRaw(fd, first, stop, key, self.name)
 
-    def _open_item(self, namespace: str, key: str, *, hash_now: bool = True) -> _Opened | None:
+    def _open_item(self, namespace: str, key: str, *, lazy: bool = False) -> _Opened | None:
         folders, keep, name = self.place(namespace, key)
         chain = open_folders(self.real_root, folders, keep=keep, store=self.name)
         if chain is None:
             return None
         try:
-            return self.open_in(chain.fd, name, chain.shown(name), namespace, key, hash_now)
+            return self.open_in(chain.fd, name, chain.shown(name), namespace, key, lazy)
         finally:
             chain.close()
 
     def open_in(
-        self, folder: int, name: str, shown: str, namespace: str, key: str, hash_now: bool = True
+        self, folder: int, name: str, shown: str, namespace: str, key: str, lazy: bool = False
     ) -> _Opened | None:
         """The current version of the file ``name`` in ``folder`` and an open descriptor on it,
-        or None if there is none. ``hash_now``: another program's file whose checksum is not
-        known is hashed (else its item has no checksum)."""
+        or None if there is none. Another program's file whose checksum is not known is
+        hashed, unless ``lazy`` and it is settled (its item then has no checksum)."""
         # Shared lock: a commit cannot swap the file and drop its sidecar in between.
         with file_lock(self.lock_path, exclusive=False):
             opened = self.open_file(folder, name, shown)
@@ -195,7 +193,8 @@ class DirectoryDriver(Driver):
                 raise
         known = sidecar
         try:
-            if hash_now and (sidecar is None or sidecar.checksum is None):
+            unknown = sidecar is None or sidecar.checksum is None
+            if unknown and not (lazy and self.adopter.settled(file_stat)):
                 sidecar = self.adopter.hash_now(fd, file_stat, sidecar)
         except BaseException:
             os.close(fd)

@@ -77,18 +77,24 @@ class FileRangeRaw(io.RawIOBase):
 
 
 class ForeignFileRaw(FileRangeRaw):
-    """A whole-file reader of a file another program wrote, which that program may edit in
-    place while it is read: once its last byte is read, the file must still have the size and
-    mtime it had when opened, else the read fails rather than hand out two versions mixed."""
+    """A reader of bytes ``[start, stop)`` of a file another program wrote, which that program
+    may edit in place while it is read: once the range is read, the file must still have the
+    size and mtime it had when opened, else the read fails rather than hand out two versions
+    mixed."""
 
-    def __init__(self, fd: int, opened: os.stat_result, key: str, store: str) -> None:
-        super().__init__(fd, 0, opened.st_size, key, store)
+    def __init__(
+        self, fd: int, opened: os.stat_result, start: int, stop: int, key: str, store: str
+    ) -> None:
+        super().__init__(fd, start, stop, key, store)
         self._opened = opened
+        self._checked = False
 
     def readinto(self, buffer: WriteableBuffer) -> int:
         count = super().readinto(buffer)
-        if self._offset >= self._stop or (count == 0 and memoryview(buffer).nbytes > 0):
+        ended = self._offset >= self._stop or (count == 0 and memoryview(buffer).nbytes > 0)
+        if ended and not self._checked:
             self._check_unchanged()
+            self._checked = True
         return count
 
     def _check_unchanged(self) -> None:
@@ -97,7 +103,7 @@ class ForeignFileRaw(FileRangeRaw):
         except OSError as exc:
             raise from_os_error(exc, key=self._key, store=self._store) from exc
         if (
-            self._offset != self._opened.st_size
+            self._offset != self._stop
             or now.st_size != self._opened.st_size
             or now.st_mtime_ns != self._opened.st_mtime_ns
         ):
