@@ -12,6 +12,7 @@ import pytest
 from persisty_blobs import DataStore, Flag, TransientError
 from persisty_blobs.stores.memory import MemoryStore
 from persisty_blobs.sync import ActionKind, Replicator, Status, SyncAborted, SyncState
+from persisty_blobs.sync import diff as diff_module
 
 from .sync_support import Faulty, contents
 
@@ -236,6 +237,9 @@ def test_files_another_program_wrote_are_hashed_once_and_adopted(tmp_path: Path)
         (tmp_path / side / "photos").mkdir(parents=True)
         (tmp_path / side / "photos" / "cat.jpg").write_bytes(b"the same cat")
     (tmp_path / "b" / "photos" / "dog.jpg").write_bytes(b"a dog")
+    for path in tmp_path.glob("*/photos/*.jpg"):  # settled: their etags are trusted
+        settled = path.stat().st_mtime_ns - 3600 * 10**9
+        os.utime(path, ns=(settled, settled))
     state = SyncState(tmp_path / "state.db")
     with DirectoryStore(tmp_path / "a") as a_dir, DirectoryStore(tmp_path / "b") as b_dir:
         a, b = Faulty(a_dir), Faulty(b_dir)
@@ -321,3 +325,55 @@ def test_content_that_no_longer_matches_its_checksum_is_never_copied(tmp_path: P
         ]
         assert "IntegrityError" in report.failures[0][3]
         assert not b.exists("doc.txt")
+
+
+def test_a_file_changed_again_within_its_clock_tick_after_a_sync_is_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a coarse file system clock (FAT, ext4 with small inodes) another program's rewrite
+    of the same size within the second of the version synced keeps its etag (inode, size,
+    mtime): the base marks such a recent version, and the next run checks its content."""
+    from persisty_blobs.stores.directory import DirectoryStore
+
+    path = tmp_path / "a" / "report.txt"
+    path.parent.mkdir()
+    path.write_bytes(b"version 1")
+    state = SyncState(tmp_path / "state.db")
+    with DirectoryStore(tmp_path / "a") as a_dir:
+        a, b = Faulty(a_dir), MemoryStore()
+        replicator = synced(a, b, state)
+        tick = path.stat()
+        path.write_bytes(b"version 2")
+        os.utime(path, ns=(tick.st_atime_ns, tick.st_mtime_ns))  # as the coarse clock would
+        assert kinds(replicator) == {"report.txt": ActionKind.UPLOAD}
+        assert replicator.run().ok
+        assert b.read_bytes("report.txt") == b"version 2"
+
+        # Unchanged since: each run checks the content (no transfer) until the version has
+        # settled, and then trusts its etag again.
+        assert kinds(replicator) == {"report.txt": ActionKind.ADOPT}
+        assert replicator.run().ok
+        assert b.read_bytes("report.txt") == b"version 2"
+        monkeypatch.setattr(diff_module, "SETTLE_SECONDS", 0.0)
+        assert kinds(replicator) == {"report.txt": ActionKind.ADOPT}
+        assert replicator.run().ok
+        a.counts.reads.clear()
+        assert replicator.plan() == []
+        assert a.counts.reads == {}, "a settled version's etag is trusted again"
+
+
+def test_a_settled_file_is_trusted_by_its_etag(tmp_path: Path) -> None:
+    from persisty_blobs.stores.directory import DirectoryStore
+
+    path = tmp_path / "a" / "old.txt"
+    path.parent.mkdir()
+    path.write_bytes(b"written long ago")
+    settled = path.stat().st_mtime_ns - 3600 * 10**9
+    os.utime(path, ns=(settled, settled))
+    state = SyncState(tmp_path / "state.db")
+    with DirectoryStore(tmp_path / "a") as a_dir:
+        a = Faulty(a_dir)
+        replicator = synced(a, MemoryStore(), state)
+        a.counts.reads.clear()
+        assert replicator.plan() == []
+        assert a.counts.reads == {}

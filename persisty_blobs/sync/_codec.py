@@ -12,17 +12,23 @@ from .model import Version
 
 __all__ = [
     "FORMAT",
+    "base_etag",
     "decode_flags",
     "decode_version",
     "encode_flags",
     "encode_version",
+    "split_base_etag",
     "version_of",
 ]
 
 FORMAT = 1
+#: Before a base etag: the version was racy when listed (``Version.racy``).
+_RACY = "racy~"
 
 
-def version_of(entry: Entry | None, hashed: str | None = None) -> Version | None:
+def version_of(
+    entry: Entry | None, hashed: str | None = None, *, racy: bool = False
+) -> Version | None:
     """``entry`` as a plan keeps it; ``hashed``: its checksum, where the listing had none."""
     if entry is None:
         return None
@@ -32,7 +38,20 @@ def version_of(entry: Entry | None, hashed: str | None = None) -> Version | None
         checksum=entry.checksum or hashed,
         flags=None if entry.flags is None else frozenset(str(flag) for flag in entry.flags),
         updated_at=entry.updated_at,
+        racy=racy,
     )
+
+
+def base_etag(etag: str, racy: bool) -> str:
+    """How the base keeps a side's etag."""
+    return _RACY + etag if racy else etag
+
+
+def split_base_etag(kept: str | None) -> tuple[str | None, bool]:
+    """A base etag as kept: (the etag, whether its content must be checked first)."""
+    if kept is not None and kept.startswith(_RACY):
+        return kept[len(_RACY) :], True
+    return kept, False
 
 
 def encode_flags(flags: frozenset[str] | None) -> str | None:
@@ -54,6 +73,7 @@ def encode_version(version: Version | None) -> dict[str, Any] | None:
         "checksum": version.checksum,
         "flags": encode_flags(version.flags),
         "at": None if version.updated_at is None else version.updated_at.timestamp(),
+        **({"racy": True} if version.racy else {}),
     }
 
 
@@ -67,6 +87,7 @@ def decode_version(data: dict[str, Any] | None) -> Version | None:
         checksum=data.get("checksum"),
         flags=decode_flags(data.get("flags")),
         updated_at=None if at is None else datetime.fromtimestamp(at, UTC),
+        racy=data.get("racy", False) is True,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from ..errors import (
 )
 from ..item import DataItem
 from ..store import DataStore
+from . import _codec
 from ._transfer import Trash, conflict_key, copy_version, delete_version, set_flags_version
 from .model import Action, ActionKind, Status, Version
 from .state import Outcome
@@ -47,7 +49,33 @@ def perform(
     trash: Trash | None,
     on_bytes: Callable[[int], None],
 ) -> list[Outcome]:
-    """Do ``action`` (``a`` and ``b`` are the namespace's views) and return the new bases."""
+    """Do ``action`` (``a`` and ``b`` are the namespace's views) and return the new bases,
+    where a side's version was racy (``Version.racy``), with its etag marked."""
+    return [_marked(action, outcome) for outcome in _carry_out(action, a, b, trash, on_bytes)]
+
+
+def _marked(action: Action, outcome: Outcome) -> Outcome:
+    if outcome.key != action.key or outcome.forget or outcome.failed is not None:
+        return outcome  # a conflict copy is a version a run wrote itself
+
+    def kept(etag: str | None, version: Version | None) -> str | None:
+        if etag is None or version is None or not version.racy or etag != version.etag:
+            return etag
+        return _codec.base_etag(etag, racy=True)
+
+    etag_a, etag_b = kept(outcome.etag_a, action.a), kept(outcome.etag_b, action.b)
+    if (etag_a, etag_b) == (outcome.etag_a, outcome.etag_b):
+        return outcome
+    return dataclasses.replace(outcome, etag_a=etag_a, etag_b=etag_b)
+
+
+def _carry_out(
+    action: Action,
+    a: DataStore,
+    b: DataStore,
+    trash: Trash | None,
+    on_bytes: Callable[[int], None],
+) -> list[Outcome]:
     kind, key = action.kind, action.key
     if kind is ActionKind.UPLOAD:
         assert action.a is not None

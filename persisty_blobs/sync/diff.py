@@ -18,18 +18,20 @@ flags) is copied without the content; when both sides changed flags, b's win.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from ..errors import DecryptionError, IntegrityError
 from ..item import Entry
 from ..store import DataStore
 from . import _codec
-from .model import Action, ActionKind, Priority
+from .model import Action, ActionKind, Priority, Version
 from .state import BaseRow
 
-__all__ = ["Differ", "merge"]
+__all__ = ["Differ", "is_racy", "merge"]
 
 Policy = Literal["keep-both", "prefer-a", "prefer-b", "newer", "manual"]
 Direction = Literal["both", "push", "pull"]
@@ -37,6 +39,21 @@ POLICIES: tuple[str, ...] = ("keep-both", "prefer-a", "prefer-b", "newer", "manu
 DIRECTIONS: tuple[str, ...] = ("both", "push", "pull")
 
 _Triple = tuple[str, Entry | None, Entry | None, BaseRow | None]
+_QUIET = ("unchanged", "flags")
+#: Longer than any file system clock's tick (FAT's is 2 s): a version listed this long after
+#: its last change cannot change again without a new mtime.
+SETTLE_SECONDS = 3.0
+
+
+def is_racy(store: DataStore, checksum: str | None, updated_at: datetime) -> bool:
+    """Whether a version of ``store`` seen now is racy (``Version.racy``): its etag does not
+    come from its content (no checksum is known without reading it, and its time comes from
+    this machine's clock: a file), and it changed moments ago."""
+    return (
+        checksum is None
+        and store.capabilities.local_clock
+        and updated_at.timestamp() > time.time() - SETTLE_SECONDS
+    )
 
 
 def merge(a: Iterator[Entry], b: Iterator[Entry], rows: Iterator[BaseRow]) -> Iterator[_Triple]:
@@ -109,12 +126,19 @@ class Differ:
             kind=kind,
             namespace=self.namespace,
             key=key,
-            a=_codec.version_of(a, self._hashed.get("a")),
-            b=_codec.version_of(b, self._hashed.get("b")),
+            a=self._version("a", a),
+            b=self._version("b", b),
             size=moved,
             priority=row.priority if row is not None else Priority.MEDIUM,
             reason=reason,
         )
+
+    def _version(self, side: str, entry: Entry | None) -> Version | None:
+        if entry is None:
+            return None
+        store = self.a if side == "a" else self.b
+        racy = is_racy(store, entry.checksum, entry.updated_at)
+        return _codec.version_of(entry, self._hashed.get(side), racy=racy)
 
     def _in_scope(self, a: Entry | None, b: Entry | None, row: BaseRow | None) -> bool:
         marks = [_flags(entry) for entry in (a, b) if entry is not None]
@@ -133,9 +157,35 @@ class Differ:
     ) -> tuple[ActionKind | None, str]:
         if row is not None and row.status is not None and row.status.value == "local_only":
             return (ActionKind.FORGET, "local-only item gone") if a is None else (None, "")
-        side_a = _side(a, None if row is None else row.etag_a, row)
-        side_b = _side(b, None if row is None else row.etag_b, row)
-        quiet = ("unchanged", "flags")
+        etag_a, racy_a = _codec.split_base_etag(None if row is None else row.etag_a)
+        etag_b, racy_b = _codec.split_base_etag(None if row is None else row.etag_b)
+        side_a = self._checked(_side(a, etag_a, row), "a", a, row, racy_a)
+        side_b = self._checked(_side(b, etag_b, row), "b", b, row, racy_b)
+        kind, reason = self._rule(a, b, row, side_a, side_b)
+        if kind is None and (racy_a or racy_b):
+            return ActionKind.ADOPT, "content unchanged since a racy listing"
+        return kind, reason
+
+    def _checked(
+        self, state: str, side: str, entry: Entry | None, row: BaseRow | None, racy: bool
+    ) -> str:
+        """A side that looks unchanged by a racy base etag: unchanged only if its content is
+        the base's."""
+        if not racy or state not in _QUIET:
+            return state
+        assert entry is not None
+        assert row is not None
+        try:
+            same = _equal(self.checksum(side, entry), row.checksum)
+        except (IntegrityError, DecryptionError):
+            same = False
+        return state if same else "changed"
+
+    def _rule(
+        self, a: Entry | None, b: Entry | None, row: BaseRow | None, side_a: str, side_b: str
+    ) -> tuple[ActionKind | None, str]:
+        """The rules table."""
+        quiet = _QUIET
         if side_a == "absent" and side_b == "absent":
             return ActionKind.FORGET, "on neither side"
         if side_a == "new" and side_b == "absent":

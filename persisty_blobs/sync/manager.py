@@ -14,7 +14,9 @@ from typing import Any, BinaryIO
 from ..errors import InvalidArgument, NotFound, TransientError
 from ..item import DataItem, Flag
 from ..store import DataStore
+from . import _codec
 from ._transfer import copy_version
+from .diff import is_racy
 from .model import Priority, Status, SyncReport, Version
 from .replicator import Replicator
 from .state import Outcome, SyncState
@@ -108,7 +110,9 @@ class BlobManager:
                     checksum=source.checksum,
                     size=source.size,
                     etag_a=copy.etag,
-                    etag_b=source.etag,
+                    # ``get`` may have hashed it: whether its etag comes from the content is
+                    # not known here, so a recent version is racy.
+                    etag_b=_codec.base_etag(source.etag, is_racy(remote, None, source.updated_at)),
                     flags=frozenset(str(flag) for flag in source.flags),
                 )
             ],

@@ -121,6 +121,11 @@ class Version:
     checksum: str | None
     flags: frozenset[str] | None
     updated_at: datetime | None = None
+    #: Listed moments after a change, with an etag that does not come from the content (a
+    #: file another program wrote: inode, size, mtime). A change within the same tick of a
+    #: coarse file system clock would keep that etag, so the base marks it, and the next run
+    #: checks the content before it trusts the etag (git's "racily clean" files).
+    racy: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
