@@ -283,8 +283,16 @@ class DataStore:
             return copied
         with self.open(src_key) as reader:
             source = reader.item
+            # Checked against the source's checksum where the reader knows it: a source
+            # changed in place while it is read is not copied half old, half new.
             with self._writer(
-                dst_key, source.content_type, source.metadata, source.flags, None, None
+                dst_key,
+                source.content_type,
+                source.metadata,
+                source.flags,
+                None,
+                None,
+                source.checksum,
             ) as writer:
                 feed(writer, reader)
         assert writer.item is not None

@@ -8,6 +8,7 @@ import hashlib
 import os
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from persisty_blobs import Flag, IntegrityError, PreconditionFailed
 from persisty_blobs.stores import DirectoryStore, MemoryStore
 from persisty_blobs.stores.directory import _adoption as adoption_module
 from persisty_blobs.stores.directory import _fileio as fileio_module
+from persisty_blobs.streams import feed
 from persisty_blobs.sync import Replicator, SyncState
 
 CONTENT = os.urandom(300 * 1024)  # large enough for its checksum to be remembered
@@ -207,3 +209,52 @@ def test_a_download_by_the_blob_manager_records_the_checksum(root: Path, tmp_pat
         base = manager.state.item(manager.pair, "", "note.txt")
         assert base is not None
         assert base.checksum == "sha256:" + hashlib.sha256(small).hexdigest()
+
+
+def test_a_hash_that_outlasts_the_files_settling_is_not_remembered(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether a file is settled is decided before its hash starts: one that settles while a
+    long hash runs may have been changed within its clock tick behind the hash."""
+    path = root / "video" / "clip.bin"
+    changed = path.stat().st_mtime_ns
+    clock = {"now": changed + 10**9}  # one second after its last change: not settled
+    settled_by_clock = staticmethod(lambda stat: clock["now"] - stat.st_mtime_ns >= 3 * 10**9)
+    monkeypatch.setattr(adoption_module.Adopter, "settled", settled_by_clock)
+    real = fileio_module.sha256_of_fd
+
+    def long_hash(fd: int, size: int) -> str:
+        clock["now"] = changed + 60 * 10**9  # a minute later, when the hash ends
+        return real(fd, size)
+
+    monkeypatch.setattr(adoption_module, "sha256_of_fd", long_hash)
+    store = DirectoryStore(root)
+    assert store.get("video/clip.bin") is not None
+    monkeypatch.setattr(adoption_module, "sha256_of_fd", _no_hash)
+    with pytest.raises(AssertionError, match="hashed again"):
+        store.get("video/clip.bin")
+
+
+def _no_hash(fd: int, size: int) -> str:
+    raise AssertionError("hashed again")
+
+
+def test_a_copy_within_the_store_checks_a_source_changed_while_it_is_copied(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = root / "video" / "clip.bin"
+    path.write_bytes(CONTENT)  # changed moments ago: hashed when opened
+    real_feed = feed
+
+    def rewritten_meanwhile(writer: Any, data: Any) -> None:
+        before = path.stat()
+        with open(path, "r+b") as file:
+            file.write(b"X" * 1000)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # as a coarse clock would
+        real_feed(writer, data)
+
+    monkeypatch.setattr("persisty_blobs.store.feed", rewritten_meanwhile)
+    store = DirectoryStore(root)
+    with pytest.raises(IntegrityError):
+        store.copy("video/clip.bin", "video/copy.bin")
+    assert store.get("video/copy.bin") is None

@@ -42,11 +42,14 @@ class Adopter:
     def hash_now(self, fd: int, file_stat: os.stat_result, known: Sidecar | None) -> Sidecar:
         """The sidecar of the open file ``fd`` (as ``file_stat`` describes it, ``known`` its
         sidecar then), its content hashed now."""
+        # Settled before the hash starts: a file that settles while a long hash runs may
+        # have changed within its tick behind the hash.
+        settled = self.settled(file_stat)
         checksum = sha256_of_fd(fd, file_stat.st_size)
         flags = [] if known is None else known.flags
         sidecar = Sidecar(file_stat.st_size, file_stat.st_mtime_ns, checksum, flags=flags)
         sidecar.adopted = True
-        if file_stat.st_size >= REMEMBER_HASH_BYTES and self.settled(file_stat):
+        if file_stat.st_size >= REMEMBER_HASH_BYTES and settled:
             with contextlib.suppress(OSError):
                 self._remember(fd, file_stat, known, sidecar)
         return sidecar
