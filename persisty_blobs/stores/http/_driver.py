@@ -8,8 +8,10 @@ connections it must not share. Needs the ``http`` extra (httpx).
 
 from __future__ import annotations
 
+import functools
 import io
 import os
+import ssl
 import threading
 import time
 from typing import Any
@@ -49,6 +51,15 @@ class HttpStore(DataStore):
         return cls(url, **options)
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every client of the process: making one loads the system's CA
+    certificates (tens of milliseconds, for each store and each forked child), and a context
+    can be shared between clients and threads."""
+    context: ssl.SSLContext = httpx.create_ssl_context()
+    return context
+
+
 class HttpDriver(Driver):
     def __init__(
         self, url: str, token: str | None, timeout: float, connect_timeout: float, retries: int
@@ -83,7 +94,10 @@ class HttpDriver(Driver):
             if self._client is None or self._pid != os.getpid():
                 # A forked child must not use its parent's sockets: a new pool for it.
                 self._client = httpx.Client(
-                    base_url=self.url, headers=self._headers, timeout=self._timeout
+                    base_url=self.url,
+                    headers=self._headers,
+                    timeout=self._timeout,
+                    verify=_tls_context(),
                 )
                 self._pid = os.getpid()
             return self._client
