@@ -602,7 +602,7 @@ def put_directly(endpoint: str, bucket: str, object_keys: list[str]) -> None:
 
 @pytest.mark.slow
 def test_scan_is_the_listing_alone(store: S3Store, s3_endpoint: str) -> None:
-    count = 2_500  # three pages of ListObjectsV2
+    count = 1_200  # two pages of ListObjectsV2
     keys = [f"many/{index:05d}" for index in range(count)]
     put_directly(s3_endpoint, store.bucket, [f"app/items/{key}" for key in keys])
     calls = Calls(store.client)

@@ -265,10 +265,10 @@ def test_open_store_and_chunk_size_checks(tmp_path: Path) -> None:
 
 
 def _hammer(store: SqlStore, who: str, shared: dict[str, bytes]) -> list[str]:
-    """1,000 reads and writes; what came back wrong."""
+    """300 reads and writes; what came back wrong."""
     wrong = []
     keys = sorted(shared)
-    for index in range(1000):
+    for index in range(300):
         if index % 5 == 0:
             key, content = f"{who}/{index % 7}", f"{who} {index} ".encode() * (1 + index % 40)
             store.put(key, content)

@@ -22,7 +22,7 @@ from ._support import WORKER_TIMEOUT, Workers, payload
 
 BIG_ITEM = 128 * 1024 * 1024  # twice the RSS budget: a buffered item cannot pass
 RSS_BUDGET = 64 * 1024 * 1024
-FORK_ROUNDS = 400  # each process: hundreds of requests on what the fork left it
+FORK_ROUNDS = 200  # each process: hundreds of requests on what the fork left it
 WRITE_EVERY = 10  # a durable write costs tens of reads on a disk or a server
 
 
