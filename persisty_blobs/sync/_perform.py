@@ -20,7 +20,7 @@ from ._transfer import Trash, conflict_key, copy_version, delete_version, set_fl
 from .model import Action, ActionKind, Status, Version
 from .state import Outcome
 
-__all__ = ["failure_status", "perform", "retry_limit"]
+__all__ = ["failure_status", "marked", "perform", "retry_limit"]
 
 #: A download that fails authentication or its checksum is tried this often, then left failed.
 INTEGRITY_ATTEMPTS = 3
@@ -42,19 +42,9 @@ def _base(action: Action, a: DataItem, b: DataItem, key: str | None = None) -> O
     )
 
 
-def perform(
-    action: Action,
-    a: DataStore,
-    b: DataStore,
-    trash: Trash | None,
-    on_bytes: Callable[[int], None],
-) -> list[Outcome]:
-    """Do ``action`` (``a`` and ``b`` are the namespace's views) and return the new bases,
-    where a side's version was racy (``Version.racy``), with its etag marked."""
-    return [_marked(action, outcome) for outcome in _carry_out(action, a, b, trash, on_bytes)]
-
-
-def _marked(action: Action, outcome: Outcome) -> Outcome:
+def marked(action: Action, outcome: Outcome) -> Outcome:
+    """``outcome`` of ``action`` with the base etag of each side whose version was racy
+    (``Version.racy``) marked, so the next run checks that side's content first."""
     if outcome.key != action.key or outcome.forget or outcome.failed is not None:
         return outcome  # a conflict copy is a version a run wrote itself
 
@@ -69,13 +59,14 @@ def _marked(action: Action, outcome: Outcome) -> Outcome:
     return dataclasses.replace(outcome, etag_a=etag_a, etag_b=etag_b)
 
 
-def _carry_out(
+def perform(
     action: Action,
     a: DataStore,
     b: DataStore,
     trash: Trash | None,
     on_bytes: Callable[[int], None],
 ) -> list[Outcome]:
+    """Do ``action`` (``a`` and ``b`` are the namespace's views) and return the new bases."""
     kind, key = action.kind, action.key
     if kind is ActionKind.UPLOAD:
         assert action.a is not None

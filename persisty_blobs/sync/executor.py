@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..errors import TransientError
 from ..store import DataStore
 from . import _runs
-from ._perform import failure_status, perform, retry_limit
+from ._perform import failure_status, marked, perform, retry_limit
 from ._queue import Claim
 from ._transfer import Trash
 from .model import ActionKind, ProgressEvent, SyncReport
@@ -296,9 +296,11 @@ class Executor:
             )
 
         if claim.action.size < _LARGE_BYTES:
-            return perform(claim.action, a, b, self.trash, moved)
-        with self._large:
-            return perform(claim.action, a, b, self.trash, moved)
+            outcomes = perform(claim.action, a, b, self.trash, moved)
+        else:
+            with self._large:
+                outcomes = perform(claim.action, a, b, self.trash, moved)
+        return [marked(claim.action, outcome) for outcome in outcomes]
 
     def _finished(self, result: _Finished, events: list[ProgressEvent]) -> float | None:
         """Record the result (a failure's event goes to ``events``); the monotonic time to
