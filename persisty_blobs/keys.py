@@ -32,6 +32,8 @@ MAX_METADATA_BYTES = 2048
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 _FORBIDDEN_CHARACTER = re.compile(r"[\x00-\x1f\x7f\\]")
+#: An empty, "." or ".." segment: between two of start, "/" and end.
+_BAD_SEGMENT = re.compile(r"(?:^|/)\.{0,2}(?:/|$)")
 _METADATA_KEY = re.compile(r"[a-z0-9_-]{1,64}")
 _NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # an HTTP token
 _QUOTED = r'"(?:[^"\\\x00-\x1f\x7f]|\\[\t\x20-\x7e])*"'
@@ -63,18 +65,18 @@ def validate_key(key: object) -> str:
     """Return ``key`` if it is a valid key, else raise ``InvalidKey``."""
     if not isinstance(key, str):
         raise InvalidKey(f"a key must be a str, not {type(key).__name__}")
-    size = _utf8_size(key, "key")
+    # Listings check every name they find: ASCII, the common case, is sized without encoding.
+    size = len(key) if key.isascii() else _utf8_size(key, "key")
     if not 1 <= size <= MAX_KEY_BYTES:
         raise InvalidKey(f"a key must be 1 to {MAX_KEY_BYTES} UTF-8 bytes, not {size}", key=key)
     if match := _FORBIDDEN_CHARACTER.search(key):
         raise InvalidKey(f"a key must not contain {match.group()!r}", key=key)
-    for segment in key.split("/"):
-        if segment in ("", ".", ".."):
-            raise InvalidKey(
-                "a key must not have an empty, '.' or '..' segment "
-                "(no leading, trailing or doubled '/')",
-                key=key,
-            )
+    if _BAD_SEGMENT.search(key):
+        raise InvalidKey(
+            "a key must not have an empty, '.' or '..' segment "
+            "(no leading, trailing or doubled '/')",
+            key=key,
+        )
     return key
 
 

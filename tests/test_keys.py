@@ -24,6 +24,26 @@ def test_keys_made_of_valid_segments_are_valid(segments: list[str]) -> None:
         assert validate_key(key) == key
 
 
+@given(st.text(st.sampled_from("./aé\\"), max_size=12))
+def test_a_key_is_refused_exactly_when_a_segment_is_empty_dot_or_dot_dot(key: str) -> None:
+    refused = "\\" in key or any(segment in ("", ".", "..") for segment in key.split("/"))
+    try:
+        validate_key(key)
+    except InvalidKey:
+        assert refused
+    else:
+        assert not refused
+
+
+def test_a_key_is_measured_in_utf8_bytes() -> None:
+    assert validate_key("é" * 512) == "é" * 512
+    for too_long in ("é" * 513, "x" * 1025):
+        with pytest.raises(InvalidKey, match="1 to 1024 UTF-8 bytes"):
+            validate_key(too_long)
+    with pytest.raises(InvalidKey, match="UTF-8"):
+        validate_key("a\ud800")
+
+
 @given(segment_text)
 def test_disk_names_round_trip_and_never_collide_with_the_stores_files(segment: str) -> None:
     for candidate in (segment, RESERVED + segment, RESERVED):

@@ -307,6 +307,24 @@ def test_a_resolution_outlives_a_failed_transfer(state: SyncState) -> None:
     assert b.read_bytes("doc") == b"a's"
 
 
+def test_a_failed_item_whose_sides_went_back_to_the_base_is_synced_again(
+    state: SyncState,
+) -> None:
+    a, remote = MemoryStore(), MemoryStore()
+    a.put("doc", b"base")
+    b = Faulty(remote)
+    replicator = synced(a, b, state, max_attempts=1)
+    a.put("doc", b"edit")
+    b.fault = lambda operation, key: TransientError("down") if operation == "write" else None
+    assert not replicator.run().ok
+    assert replicator.progress()[Status.FAILED_UPLOAD] == 1
+    a.put("doc", b"base")  # the same etag as the base's on both sides: no transfer left
+    b.fault = lambda operation, key: None
+    assert replicator.run().ok
+    assert replicator.progress()[Status.SYNCED] == 1
+    assert b.counts.writes == {"doc": 1}  # the first sync's: nothing copied since
+
+
 def test_content_that_no_longer_matches_its_checksum_is_never_copied(tmp_path: Path) -> None:
     from persisty_blobs.stores.directory import DirectoryStore
 

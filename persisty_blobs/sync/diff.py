@@ -28,7 +28,7 @@ from ..errors import DecryptionError, IntegrityError
 from ..item import Entry
 from ..store import DataStore
 from . import _codec
-from .model import Action, ActionKind, Priority, Version
+from .model import Action, ActionKind, Priority, Status, Version
 from .state import BaseRow
 
 __all__ = ["Differ", "is_racy", "merge"]
@@ -40,6 +40,7 @@ DIRECTIONS: tuple[str, ...] = ("both", "push", "pull")
 
 _Triple = tuple[str, Entry | None, Entry | None, BaseRow | None]
 _QUIET = ("unchanged", "flags")
+_SETTLED = (None, Status.SYNCED)
 #: Longer than any file system clock's tick (FAT's is 2 s): a version listed this long after
 #: its last change cannot change again without a new mtime.
 SETTLE_SECONDS = 3.0
@@ -82,6 +83,22 @@ def _flags(entry: Entry) -> frozenset[str] | None:
     return None if entry.flags is None else frozenset(str(flag) for flag in entry.flags)
 
 
+def _in_sync(a: Entry | None, b: Entry | None, row: BaseRow | None) -> bool:
+    """Whether nothing changed on either side since a synced base: most keys of most runs,
+    decided without the rules table. A racy base etag (marked) never equals a listed one."""
+    return (
+        a is not None
+        and b is not None
+        and row is not None
+        and a.etag == row.etag_a
+        and b.etag == row.etag_b
+        and row.status in _SETTLED
+        # A Flag is a str: the sets compare as they are.
+        and (a.flags is None or row.flags is None or a.flags == row.flags)
+        and (b.flags is None or row.flags is None or b.flags == row.flags)
+    )
+
+
 def _side(entry: Entry | None, base_etag: str | None, row: BaseRow | None) -> str:
     if row is None or not row.has_base:
         return "absent" if entry is None else "new"
@@ -113,6 +130,8 @@ class Differ:
         self, key: str, a: Entry | None, b: Entry | None, row: BaseRow | None
     ) -> Action | None:
         if self.flag is not None and not self._in_scope(a, b, row):
+            return None
+        if _in_sync(a, b, row):
             return None
         self._hashed.clear()
         kind, reason = self._kind(key, a, b, row)

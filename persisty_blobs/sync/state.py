@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._liveness import local_owner
 from ..errors import Unsupported
@@ -29,9 +29,8 @@ from .model import Action, ItemState, Priority, Status
 __all__ = ["BaseRow", "Outcome", "SyncState"]
 
 
-@dataclass(frozen=True, kw_only=True)
-class BaseRow:
-    """A state row as the diff reads it."""
+class BaseRow(NamedTuple):
+    """A state row as the diff reads it (a tuple: a run reads one per key of a pair)."""
 
     key: str
     checksum: str | None
@@ -104,21 +103,22 @@ class SyncState(QueueOperations):
         import sqlalchemy as sa
 
         items = self._tables.items
+        columns = [getattr(items.c, name) for name in _BASE_COLUMNS]
         after: str | None = None
         while True:
-            query = sa.select(items).where(items.c.pair == pair, items.c.namespace == namespace)
+            query = sa.select(*columns).where(items.c.pair == pair, items.c.namespace == namespace)
             bound = after if after is not None else prefix
             query = query.where(items.c.key > bound if after is not None else items.c.key >= bound)
-            query = query.order_by(items.c.key).limit(2000)
+            query = query.order_by(items.c.key).limit(_PAGE)
             with self._engine.connect() as connection:
-                page = connection.execute(query).mappings().all()
+                page = connection.execute(query).all()
             for row in page:
-                if not row["key"].startswith(prefix):
+                if not row[0].startswith(prefix):
                     return
-                yield _base_row(row)
-            if len(page) < 2000:
+                yield _base_row(*row)
+            if len(page) < _PAGE:
                 return
-            after = page[-1]["key"]
+            after = page[-1][0]
 
     def namespaces(self, pair: str) -> list[str]:
         import sqlalchemy as sa
@@ -339,17 +339,44 @@ def _where_names(where: dict[str, Any]) -> dict[str, Any]:
     return {f"w_{name}": value for name, value in where.items()}
 
 
-def _base_row(row: Any) -> BaseRow:
+_PAGE = 2000
+_BASE_COLUMNS = (
+    "key",
+    "base_checksum",
+    "base_size",
+    "base_etag_a",
+    "base_etag_b",
+    "base_flags",
+    "status",
+    "priority",
+    "resolution",
+)
+_STATUSES: dict[str | None, Status | None] = {None: None, **{s.value: s for s in Status}}
+_PRIORITIES = {priority.value: priority for priority in Priority}
+
+
+def _base_row(
+    key: str,
+    checksum: str | None,
+    size: int | None,
+    etag_a: str | None,
+    etag_b: str | None,
+    flags: str | None,
+    status: str | None,
+    priority: int,
+    resolution: str | None,
+) -> BaseRow:
+    # Enum lookups by dict: a run reads one row per key, and Enum's call costs the most here.
     return BaseRow(
-        key=row["key"],
-        checksum=row["base_checksum"],
-        size=row["base_size"],
-        etag_a=row["base_etag_a"],
-        etag_b=row["base_etag_b"],
-        flags=_codec.decode_flags(row["base_flags"]),
-        status=None if row["status"] is None else Status(row["status"]),
-        priority=Priority(row["priority"]),
-        resolution=row["resolution"],
+        key,
+        checksum,
+        size,
+        etag_a,
+        etag_b,
+        _codec.decode_flags(flags),
+        _STATUSES[status],
+        _PRIORITIES[priority],
+        resolution,
     )
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["count", "entries", "items", "namespaces"]
 
+_NO_FLAGS: frozenset[Flag] = frozenset()
 _UNOPENABLE = frozenset({errno.EACCES, errno.EPERM, errno.EWOULDBLOCK, errno.ENXIO})
 #: Where a path can name a file relative to a folder this process holds open, as ``dir_fd``
 #: does for the calls that take one (``getxattr`` does not).
@@ -72,7 +73,7 @@ def entries(
             if described is None:
                 continue
             file_stat, sidecar = described
-            flags = frozenset() if sidecar is None else frozenset(map(Flag, sidecar.flags))
+            flags = frozenset(map(Flag, sidecar.flags)) if sidecar and sidecar.flags else _NO_FLAGS
             found.append(
                 Entry(
                     key=file.key,

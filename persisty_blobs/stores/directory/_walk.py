@@ -12,6 +12,7 @@ import os
 import stat
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ...errors import BlobError
 from ._folders import check_inside, open_folders
@@ -23,10 +24,10 @@ _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _UNREADABLE = (FileNotFoundError, NotADirectoryError, PermissionError)
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """A file whose key is listed: ``name`` in the open folder ``folder`` (valid while the walk
-    that yielded it is not advanced or closed), shown as ``path`` in messages."""
+    that yielded it is not advanced or closed), shown as ``path`` in messages. A tuple: a
+    listing makes one per file."""
 
     key: str
     folder: int
@@ -60,7 +61,10 @@ def walk(
         return
     try:
         yield from _files(
-            _Walk(real_root, store, prefix, after), chain.fd, chain.shown(), head + "/" * bool(head)
+            _Walk(real_root, store, prefix, after),
+            chain.fd,
+            chain.shown().removesuffix("/"),
+            head + "/" * bool(head),
         )
     finally:
         chain.close()
@@ -87,7 +91,7 @@ def _files(walk: _Walk, folder: int, path: str, key_prefix: str) -> Iterator[Fou
     for key, name, is_folder in named:
         if not is_folder:
             if key.startswith(walk.prefix) and (walk.after is None or key > walk.after):
-                yield Found(key, folder, name, os.path.join(path, name))
+                yield Found(key, folder, name, f"{path}/{name}")
             continue
         if not (key.startswith(walk.prefix) or walk.prefix.startswith(key)):
             continue
