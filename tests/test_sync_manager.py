@@ -102,6 +102,33 @@ def test_delete_while_the_remote_is_down_is_carried_out_by_a_later_sync(tmp_path
     assert manager.sync_progress()["PENDING_DELETE"] == 0
 
 
+def test_an_item_downloaded_moments_after_it_was_written_can_be_deleted(tmp_path: Path) -> None:
+    local, remote = MemoryStore(), MemoryStore()
+    manager = BlobManager(local, remote, state=SyncState(tmp_path / "s.db"))
+    remote.put("photo.jpg", b"another device's upload, just now")
+    reader = manager.get("photo.jpg")
+    assert reader is not None
+    reader.close()
+    manager.delete("photo.jpg")
+    assert not local.exists("photo.jpg")
+    assert not remote.exists("photo.jpg")
+    assert manager.sync().ok
+
+
+def test_statuses_count_only_queued_items(tmp_path: Path) -> None:
+    manager = BlobManager(MemoryStore(), MemoryStore(), state=SyncState(tmp_path / "s.db"))
+    manager.set_priority("report.pdf", "urgent")  # before the file exists anywhere
+    replicator = manager.replicator()
+    assert replicator.status("report.pdf") is None
+    assert sum(manager.sync_progress().values()) == 0
+    manager.local.put("report.pdf", b"%PDF")
+    manager.local.put("notes.txt", b"n")
+    assert manager.local_list() == ["report.pdf", "notes.txt"]  # the priority is kept
+    assert manager.sync().ok
+    assert replicator.status("report.pdf") is Status.SYNCED
+    assert manager.sync_progress()["SYNCED"] == 2
+
+
 def test_server_side_deletes_propagate(manager: BlobManager) -> None:
     manager.put("doc", b"x")
     manager.put("keep", b"y")

@@ -182,7 +182,7 @@ class BlobManager:
             return [
                 row.key for row in self.state.items(self.pair, status=wanted, namespace=namespace)
             ]
-        ranks = {row.key: row.priority for row in self.state.items(self.pair, namespace=namespace)}
+        ranks = self.state.priorities(self.pair, namespace)
         keys = [entry.key for entry in self.local.namespace(namespace).scan()]
         return sorted(keys, key=lambda key: (-ranks.get(key, Priority.MEDIUM), key))
 

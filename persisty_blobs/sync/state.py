@@ -271,7 +271,10 @@ class SyncState(QueueOperations):
 
         items = self._tables.items
         query = sa.select(items).where(
-            items.c.pair == pair, items.c.namespace == namespace, items.c.key == key
+            items.c.pair == pair,
+            items.c.namespace == namespace,
+            items.c.key == key,
+            items.c.status.is_not(None),  # else only a priority, or a plan not yet active
         )
         with self._engine.connect() as connection:
             row = connection.execute(query).mappings().first()
@@ -284,7 +287,7 @@ class SyncState(QueueOperations):
         import sqlalchemy as sa
 
         items = self._tables.items
-        query = sa.select(items).where(items.c.pair == pair)
+        query = sa.select(items).where(items.c.pair == pair, items.c.status.is_not(None))
         if status is not None:
             query = query.where(items.c.status == Status(status).value)
         if namespace is not None:
@@ -299,8 +302,19 @@ class SyncState(QueueOperations):
                 return
             offset += len(page)
 
+    def priorities(self, pair: str, namespace: str) -> dict[str, Priority]:
+        """Every key's priority that was set or queued, synced or not yet."""
+        import sqlalchemy as sa
+
+        items = self._tables.items
+        query = sa.select(items.c.key, items.c.priority).where(
+            items.c.pair == pair, items.c.namespace == namespace
+        )
+        with self._engine.connect() as connection:
+            return {key: _PRIORITIES[rank] for key, rank in connection.execute(query)}
+
     def base(self, pair: str, namespace: str, key: str) -> str | None:
-        """b's etag in the base of ``key``, or None."""
+        """b's etag in the base of ``key`` (as a store gives it: unmarked), or None."""
         import sqlalchemy as sa
 
         items = self._tables.items
@@ -309,7 +323,7 @@ class SyncState(QueueOperations):
         )
         with self._engine.connect() as connection:
             etag: str | None = connection.execute(query).scalar()
-        return etag
+        return _codec.split_base_etag(etag)[0]
 
     def set_priority(self, pair: str, namespace: str, key: str, priority: Priority) -> None:
         """Set a key's priority, kept by every later plan (a row is made if need be)."""
@@ -323,7 +337,7 @@ class SyncState(QueueOperations):
         items = self._tables.items
         query = (
             sa.select(items.c.status, sa.func.count())
-            .where(items.c.pair == pair)
+            .where(items.c.pair == pair, items.c.status.is_not(None))
             .group_by(items.c.status)
         )
         with self._engine.connect() as connection:
