@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from persisty_blobs import DataStore
 from persisty_blobs.driver import DriverWriter, ItemHeader
-from persisty_blobs.item import DataItem, Entry
+from persisty_blobs.item import DataItem, Entry, Flag
 from persisty_blobs.layer import ForwardingDriver
 from persisty_blobs.stores.memory import MemoryStore
 
@@ -18,7 +18,7 @@ Fault = Callable[[str, str], BaseException | None]
 
 class _FaultyDriver(ForwardingDriver):
     """Raises what ``fault(operation, key)`` returns before forwarding ("read", "write",
-    "delete", "list"); counts reads and writes per key."""
+    "delete", "flags", "list"); counts reads and writes per key."""
 
     def __init__(self, inner: DataStore, fault: Fault) -> None:
         super().__init__(inner, "Faulty")
@@ -53,6 +53,10 @@ class _FaultyDriver(ForwardingDriver):
     def delete(self, namespace: str, key: str, if_match: str | None) -> bool:
         self._check("delete", key)
         return super().delete(namespace, key, if_match)
+
+    def set_flags(self, namespace: str, key: str, flags: frozenset[Flag]) -> None:
+        self._check("flags", key)
+        super().set_flags(namespace, key, flags)
 
     def scan_page(self, namespace: str, prefix: str, after: str | None, limit: int) -> list[Entry]:
         self._check("list", prefix)

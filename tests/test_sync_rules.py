@@ -110,6 +110,22 @@ def test_keep_both_keeps_the_loser_under_a_conflict_name_on_both_sides(state: Sy
     assert replicator.plan() == []
 
 
+def test_a_keep_both_cut_short_is_finished_by_the_next_run(state: SyncState) -> None:
+    a, b = Faulty(), MemoryStore()
+    replicator = synced(a, b, state, max_attempts=2)
+    a.put("doc.txt", b"a's edit")
+    b.put("doc.txt", b"b's longer edit")
+    # b takes the loser's copy; a refuses its own copy, then comes back
+    a.fault = lambda operation, key: TransientError("down") if operation == "write" else None
+    assert not replicator.run().ok
+    a.fault = lambda operation, key: None
+    report = replicator.run()
+    assert report.ok, report.failures
+    assert contents(a) == contents(b)
+    assert sorted(contents(a).values()) == [b"a's edit", b"b's longer edit"]
+    assert replicator.plan() == []
+
+
 def test_manual_conflicts_wait_for_the_caller(state: SyncState) -> None:
     a, b = MemoryStore(), MemoryStore()
     a.put("doc", b"base")
@@ -171,6 +187,27 @@ def test_flag_changes_move_without_content_and_b_wins_when_both_change(state: Sy
     assert b.get_flags("one") == {Flag.PROCESSING}
     assert a.get_flags("two") == b.get_flags("two") == {Flag.PROCESSED}
     assert replicator.plan() == []
+
+
+def test_content_written_while_flags_are_copied_is_never_taken_as_synced(
+    state: SyncState,
+) -> None:
+    inner = MemoryStore()
+    a, b = Faulty(inner), MemoryStore()
+    a.put("doc", b"v1")
+    replicator = synced(a, b, state)
+    b.set_flags("doc", [Flag.PENDING])
+
+    def edit_meanwhile(operation: str, key: str) -> None:
+        if operation == "flags":
+            inner.put(key, b"edited on a meanwhile")
+
+    a.fault = edit_meanwhile
+    assert not replicator.run().ok
+    a.fault = lambda operation, key: None
+    assert kinds(replicator) == {"doc": ActionKind.UPLOAD}
+    assert replicator.run().ok
+    assert b.read_bytes("doc") == b"edited on a meanwhile"
 
 
 @pytest.mark.parametrize("direction", ["push", "pull"])

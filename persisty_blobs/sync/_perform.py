@@ -71,12 +71,12 @@ def perform(
     if kind is ActionKind.UPLOAD:
         assert action.a is not None
         _keep(trash, b, action, action.b)
-        source, copy = copy_version(a, b, key, action.a, action.b, on_bytes=on_bytes)
+        source, copy = _copy(a, b, key, action.a, action.b, on_bytes)
         return [_base(action, source, copy)]
     if kind is ActionKind.DOWNLOAD:
         assert action.b is not None
         _keep(trash, a, action, action.a)
-        source, copy = copy_version(b, a, key, action.b, action.a, on_bytes=on_bytes)
+        source, copy = _copy(b, a, key, action.b, action.a, on_bytes)
         return [_base(action, copy, source)]
     if kind in (ActionKind.DELETE_A, ActionKind.DELETE_B):
         side, version = (a, action.a) if kind is ActionKind.DELETE_A else (b, action.b)
@@ -136,17 +136,61 @@ def _flags_outcome(action: Action, a: DataStore, b: DataStore) -> Outcome:
 def _keep_both(
     action: Action, a: DataStore, b: DataStore, on_bytes: Callable[[int], None]
 ) -> list[Outcome]:
-    """a's version is kept as ``<key>.conflict-a-<time>`` on both sides; b's takes the key."""
+    """a's version is kept as ``<key>.conflict-a-<time>`` on both sides; b's takes the key.
+    Each step a cut-short attempt made is found done by the next: the name comes from the
+    version's time, so a retry names it the same."""
     assert action.a is not None
     assert action.b is not None
     loser = conflict_key(action.key, "a", action.a.updated_at or datetime.now(UTC))
-    _, kept_b = copy_version(a, b, action.key, action.a, None, dst_key=loser, on_bytes=on_bytes)
-    _, copy_a = copy_version(a, a, action.key, action.a, None, dst_key=loser)
-    source_b, replaced = copy_version(b, a, action.key, action.b, action.a, on_bytes=on_bytes)
+    _, kept_b = _copy(a, b, action.key, action.a, None, on_bytes, dst_key=loser)
+    _, copy_a = _copy(a, a, action.key, action.a, None, None, dst_key=loser)  # moves nothing
+    try:
+        source_b, replaced = copy_version(b, a, action.key, action.b, action.a, on_bytes=on_bytes)
+    except PreconditionFailed:  # a's key holds b's version already, or a changed meanwhile
+        current_b = b.get(action.key)
+        if current_b is None or current_b.etag != action.b.etag:
+            raise
+        replaced_before = _holding(a, action.key, current_b.checksum)
+        if replaced_before is None:
+            raise
+        source_b, replaced = current_b, replaced_before
     return [
         _base(action, replaced, source_b),
         _base(action, copy_a, kept_b, key=loser),
     ]
+
+
+def _copy(
+    source: DataStore,
+    target: DataStore,
+    key: str,
+    version: Version,
+    replaces: Version | None,
+    on_bytes: Callable[[int], None] | None,
+    dst_key: str | None = None,
+) -> tuple[DataItem, DataItem]:
+    """``copy_version``; a new key the target already holds with this content (an attempt
+    cut short after its write, or another action of the run) is a copy done."""
+    try:
+        return copy_version(
+            source, target, key, version, replaces, dst_key=dst_key, on_bytes=on_bytes
+        )
+    except AlreadyExists:
+        item = source.get(key)
+        if item is None or item.etag != version.etag:
+            raise
+        copied = _holding(target, dst_key or key, item.checksum)
+        if copied is None:
+            raise
+        return item, copied
+
+
+def _holding(side: DataStore, key: str, checksum: str | None) -> DataItem | None:
+    """``side``'s item ``key`` if it holds the content of ``checksum``."""
+    item = side.get(key)
+    if item is None or checksum is None or item.checksum != checksum:
+        return None
+    return item
 
 
 def failure_status(kind: ActionKind) -> Status:

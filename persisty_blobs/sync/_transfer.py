@@ -152,7 +152,11 @@ def set_flags_version(
             "changed since the plan; the next run decides", key=key, store=repr(side)
         )
     side.set_flags(key, flags)
+    # A store sets flags without a condition: content written meanwhile keeps them, and is
+    # left for the next run to copy, never recorded as the version both sides agreed on.
     after = side.get(key)
-    if after is None:
-        raise PreconditionFailed("deleted while its flags were set", key=key, store=repr(side))
+    if after is None or after.etag != version.etag:
+        raise PreconditionFailed(
+            "changed while its flags were set; the next run decides", key=key, store=repr(side)
+        )
     return after
