@@ -20,6 +20,7 @@ from persisty_blobs.sync import (
     Status,
     SyncAborted,
     SyncState,
+    _runs,
 )
 
 from .sync_support import Faulty, contents
@@ -212,6 +213,44 @@ def test_stores_whose_calls_never_wait_are_synced_on_one_thread(state: SyncState
     report = Replicator(filled(50), MemoryStore(), state, concurrency=4).run(progress=seen)
     assert report.done == {ActionKind.UPLOAD: 50}
     assert len(threads) == 1, "more threads would only switch between themselves (the GIL)"
+
+
+def test_a_run_whose_planner_went_silent_is_planned_again(state: SyncState) -> None:
+    a, b = filled(3), MemoryStore()
+    replicator = Replicator(a, b, state)
+    _, planner = _runs.begin_run(state, replicator.pair, f"{a!r} <-> {b!r}")
+    assert planner
+    runs = state.tables.runs
+    with state.engine.begin() as connection:  # a process on another machine, gone quiet
+        connection.execute(
+            runs.update().values(owner="x@other-boot:1:1", lease_until=time.time() + 0.3)
+        )
+    report = replicator.run()  # joins, waits for the lease to lapse, then plans
+    assert report.ok
+    assert contents(a) == contents(b)
+
+
+def test_a_planner_keeps_its_lease_through_a_long_listing(
+    state: SyncState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_runs, "LEASE_SECONDS", 0.3)
+    listing = threading.Event()
+
+    def slow_listing(operation: str, key: str) -> None:
+        if operation == "list":
+            listing.set()
+            time.sleep(1.0)
+
+    a, b = Faulty(filled(2), fault=slow_listing), MemoryStore()
+    replicator = Replicator(a, b, state)
+    planning = threading.Thread(target=replicator.run)
+    planning.start()
+    assert listing.wait(5)
+    time.sleep(0.6)  # twice the lease
+    _, second_planner = _runs.begin_run(state, replicator.pair, f"{a!r} <-> {b!r}")
+    planning.join()
+    assert not second_planner
+    assert contents(a) == contents(b)
 
 
 def test_max_delete_stops_the_run_before_it_changes_anything(state: SyncState) -> None:

@@ -8,8 +8,11 @@ process plans again from the two listings and the base, so nothing needs a resyn
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +21,7 @@ from .._liveness import owner_is_gone
 from .model import SyncAborted
 from .state import SyncState
 
-__all__ = ["LEASE_SECONDS", "begin_run", "end_run", "renew_run", "run_phase"]
+__all__ = ["LEASE_SECONDS", "begin_run", "end_run", "held", "renew_run", "run_phase"]
 
 LEASE_SECONDS = 30.0
 
@@ -49,11 +52,7 @@ def begin_run(state: SyncState, pair: str, sides: str) -> tuple[str, bool]:
                 f"the state's pair {pair!r} syncs {row['sides']}, not {sides}: give this pair "
                 "another name (or another state), or its base would turn into deletes"
             )
-        live = (
-            row["phase"] in ("planning", "executing")
-            and row["lease_until"] > now
-            and not owner_is_gone(row["owner"].partition("@")[2])
-        )
+        live = row["phase"] in ("planning", "executing") and _leased(row, now)
         if live:
             return str(row["run_id"]), False
         run_id = secrets.token_hex(8)
@@ -76,24 +75,62 @@ def _insert_once(state: SyncState) -> Any:
     return sa.insert(runs).prefix_with("OR IGNORE")
 
 
-def renew_run(state: SyncState, pair: str, run_id: str, phase: str | None = None) -> None:
+def _leased(row: Any, now: float) -> bool:
+    """Whether the run's owner holds its lease: not expired, and not known to be dead."""
+    return bool(row["lease_until"] > now) and not owner_is_gone(row["owner"].partition("@")[2])
+
+
+def renew_run(state: SyncState, pair: str, run_id: str, phase: str | None = None) -> bool:
+    """Extend this run's lease (and set its phase); False if the run is no longer this one
+    (its lease lapsed and another process started a run of the pair)."""
     runs = state.tables.runs
     values: dict[str, object] = {"lease_until": time.time() + LEASE_SECONDS}
     if phase is not None:
         values["phase"] = phase
     with state.engine.begin() as connection:
-        connection.execute(
+        result = connection.execute(
             sa.update(runs).where(runs.c.pair == pair, runs.c.run_id == run_id).values(**values)
         )
+    return bool(result.rowcount == 1)
+
+
+@contextlib.contextmanager
+def held(state: SyncState, pair: str, run_id: str) -> Iterator[None]:
+    """Keep the run's lease while the block runs, however long a listing takes between two
+    planned actions: renewed by a thread of its own."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(LEASE_SECONDS / 3):
+            # The state out of reach for a moment: the next beat tries again, and the
+            # planner's own writes fail if it stays so.
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                renew_run(state, pair, run_id)
+
+    beat = threading.Thread(target=renew, name="pb-sync-lease", daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join()
 
 
 def run_phase(state: SyncState, pair: str, run_id: str) -> str | None:
+    """The run's phase; "abandoned" if it is being planned by a process that lost its lease
+    (dead, or stopped renewing), None if the pair runs another run now."""
     runs = state.tables.runs
     with state.engine.connect() as connection:
-        phase = connection.execute(
-            sa.select(runs.c.phase).where(runs.c.pair == pair, runs.c.run_id == run_id)
-        ).scalar()
-    return None if phase is None else str(phase)
+        row = (
+            connection.execute(sa.select(runs).where(runs.c.pair == pair, runs.c.run_id == run_id))
+            .mappings()
+            .first()
+        )
+    if row is None:
+        return None
+    if row["phase"] == "planning" and not _leased(row, time.time()):
+        return "abandoned"
+    return str(row["phase"])
 
 
 def end_run(state: SyncState, pair: str, run_id: str) -> None:

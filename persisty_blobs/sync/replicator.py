@@ -131,14 +131,21 @@ class Replicator:
         started = time.monotonic()
         report = SyncReport()
         self.state.release_dead_leases(self.pair)
-        run_id, planner = _runs.begin_run(self.state, self.pair, f"{self.a!r} <-> {self.b!r}")
+        sides = f"{self.a!r} <-> {self.b!r}"
+        run_id, planner = _runs.begin_run(self.state, self.pair, sides)
+        while not planner:
+            phase = self._await_plan(run_id)
+            if phase == "executing":
+                break
+            if phase != "abandoned":
+                report.seconds = time.monotonic() - started
+                return report
+            # Its planner died (or hung) before the plan was made: plan it here.
+            run_id, planner = _runs.begin_run(self.state, self.pair, sides)
         largest = None
         if planner:
             tally = self._record(run_id, progress)
             report.conflicts, largest = tally.conflicts, tally.largest
-        elif not self._await_plan(run_id):
-            report.seconds = time.monotonic() - started
-            return report
         executor = Executor(
             state=self.state,
             pair=self.pair,
@@ -164,15 +171,20 @@ class Replicator:
     def _record(self, run_id: str, progress: ProgressCallback | None) -> _Tally:
         tally = _Tally()
         try:
-            batch: list[Action] = []
-            for action in self._actions(tally):
-                batch.append(action)
-                if len(batch) >= _BATCH:
-                    self.state.record_plan(self.pair, run_id, batch)
-                    batch = []
-                    _runs.renew_run(self.state, self.pair, run_id)
-            self.state.record_plan(self.pair, run_id, batch)
+            with _runs.held(self.state, self.pair, run_id):
+                batch: list[Action] = []
+                for action in self._actions(tally):
+                    batch.append(action)
+                    if len(batch) >= _BATCH:
+                        self.state.record_plan(self.pair, run_id, batch)
+                        batch = []
+                self.state.record_plan(self.pair, run_id, batch)
             self._check(tally)
+            if not _runs.renew_run(self.state, self.pair, run_id):
+                raise SyncAborted(
+                    "this run's lease lapsed while it was planned and another process runs "
+                    "the pair now; nothing was changed"
+                )
         except BaseException:
             self.state.discard(self.pair, run_id)
             _runs.end_run(self.state, self.pair, run_id)
@@ -216,11 +228,12 @@ class Replicator:
                     store=store,
                 )
 
-    def _await_plan(self, run_id: str) -> bool:
-        """Wait while another process plans the run this one joins; False if it ended."""
+    def _await_plan(self, run_id: str) -> str | None:
+        """Wait while another process plans the run this one joins; the phase it reached
+        ("executing", "done", "abandoned" by its planner), or None if the pair runs another."""
         while (phase := _runs.run_phase(self.state, self.pair, run_id)) == "planning":
             time.sleep(0.1)
-        return phase == "executing"
+        return phase
 
     # The queue ------------------------------------------------------------------------------
 
