@@ -256,6 +256,20 @@ def test_flag_limits_a_run_to_items_carrying_it(state: SyncState) -> None:
     assert [entry.key for entry in b.scan()] == ["flagged"]
 
 
+def test_a_flag_run_guards_deletes_within_its_scope(state: SyncState) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    for index in range(20):
+        a.put(f"other/{index}", b"x")
+    for index in range(6):
+        a.put(f"inbox/{index}", b"y", flags=[Flag.PENDING])
+    synced(a, b, state)
+    for index in range(6):
+        a.delete(f"inbox/{index}")
+    with pytest.raises(SyncAborted, match="delete 6 of 6"):
+        Replicator(a, b, state, flag=Flag.PENDING).run()
+    assert len(list(b.scan("inbox/"))) == 6
+
+
 def test_plan_writes_nothing_to_either_store_or_the_state(state: SyncState) -> None:
     a, b = MemoryStore(), MemoryStore()
     a.put("x", b"1")

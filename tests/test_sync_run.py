@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from persisty_blobs import IntegrityError, NotFound, PermissionDenied, TransientError
+from persisty_blobs import (
+    IntegrityError,
+    InvalidArgument,
+    InvalidArgumentType,
+    NotFound,
+    PermissionDenied,
+    TransientError,
+)
 from persisty_blobs.stores.memory import MemoryStore
 from persisty_blobs.sync import (
     ActionKind,
@@ -251,6 +258,31 @@ def test_a_planner_keeps_its_lease_through_a_long_listing(
     planning.join()
     assert not second_planner
     assert contents(a) == contents(b)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"force": "false"},  # a string from a config file would turn the guards off
+        {"retry_delay": "1"},  # noticed only at the first retry, mid-run
+        {"namespaces": "photos"},  # iterated letter by letter
+        {"trash": ""},  # the default namespace: never synced, and mixed with the user's keys
+        {"max_delete": "0.5"},
+        {"concurrency": 2.5},
+        {"pair": 5},
+    ],
+)
+def test_bad_options_are_refused_before_anything_is_written(
+    state: SyncState, option: dict[str, object]
+) -> None:
+    a, b = filled(2), MemoryStore()
+    with pytest.raises((InvalidArgument, InvalidArgumentType)):
+        Replicator(a, b, state, **option)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentType, match="SyncState"):
+        Replicator(a, b, "state.db")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="unknown status"):
+        Replicator(a, b, state).items(status="bogus")
+    assert contents(b) == {}
 
 
 def test_max_delete_stops_the_run_before_it_changes_anything(state: SyncState) -> None:

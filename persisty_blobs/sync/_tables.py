@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex
 
-from ..errors import BlobError, Unsupported
+from ..errors import BlobError, InvalidArgument, Unsupported
 
 __all__ = ["SCHEMA_VERSION", "Tables", "connect"]
 
@@ -84,7 +84,7 @@ def _define(prefix: str) -> tuple[sa.MetaData, Tables]:
 def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
     """An engine on ``url`` with the tables created (or checked: a newer schema is refused)."""
     if not prefix.replace("_", "").isalnum() or len(prefix) > 30:
-        raise ValueError(f"table_prefix must be 1-30 letters, digits or '_', not {prefix!r}")
+        raise InvalidArgument(f"table_prefix must be 1-30 letters, digits or '_', not {prefix!r}")
     options: dict[str, Any] = {}
     if url.startswith("sqlite"):
         options["connect_args"] = {"timeout": 30, "check_same_thread": False}

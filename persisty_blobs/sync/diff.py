@@ -129,7 +129,7 @@ class Differ:
     def decide(
         self, key: str, a: Entry | None, b: Entry | None, row: BaseRow | None
     ) -> Action | None:
-        if self.flag is not None and not self._in_scope(a, b, row):
+        if self.flag is not None and not self.in_scope(a, b, row):
             return None
         if _in_sync(a, b, row):
             return None
@@ -159,7 +159,8 @@ class Differ:
         racy = is_racy(store, entry.checksum, entry.updated_at)
         return _codec.version_of(entry, self._hashed.get(side), racy=racy)
 
-    def _in_scope(self, a: Entry | None, b: Entry | None, row: BaseRow | None) -> bool:
+    def in_scope(self, a: Entry | None, b: Entry | None, row: BaseRow | None) -> bool:
+        """Whether a key is in a ``flag=`` run's scope: carrying the flag somewhere."""
         marks = [_flags(entry) for entry in (a, b) if entry is not None]
         marks.append(row.flags if row is not None else None)
         return any(flags is not None and self.flag in flags for flags in marks)

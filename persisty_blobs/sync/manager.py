@@ -51,6 +51,7 @@ class BlobManager:
             "max_attempts": max_attempts,
             "retry_delay": retry_delay,
         }
+        self.replicator()  # bad options are refused here, not at the first sync
 
     def replicator(self, namespaces: list[str] | None = None) -> Replicator:
         return Replicator(
@@ -178,7 +179,7 @@ class BlobManager:
         """Local keys, highest priority first (then by key); ``status`` filters by queue
         status."""
         if status is not None:
-            wanted = Status(status)
+            wanted = Status.of(status)
             return [
                 row.key for row in self.state.items(self.pair, status=wanted, namespace=namespace)
             ]

@@ -39,6 +39,17 @@ class Status(enum.StrEnum):
     LOCAL_ONLY = "local_only"
     CONFLICT = "conflict"
 
+    @classmethod
+    def of(cls, value: Status | str) -> Status:
+        """A status from itself or its value."""
+        if not isinstance(value, str):
+            raise InvalidArgumentType(f"a status is a Status or its value, not {value!r}")
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(member.value for member in cls)
+            raise InvalidArgument(f"unknown status {value!r} (one of: {names})") from None
+
 
 class Priority(enum.IntEnum):
     LOW = 1

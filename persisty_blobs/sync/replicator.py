@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Literal
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, InvalidArgumentType
 from ..item import Entry, Flag
 from ..keys import validate_flags, validate_key, validate_namespace, validate_prefix
 from ..store import DataStore
@@ -62,16 +62,25 @@ class Replicator:
         max_attempts: int = 5,
         retry_delay: float = 1.0,
     ) -> None:
+        _check_types(a=a, b=b, state=state)
         if direction not in DIRECTIONS:
             raise InvalidArgument(f"direction is one of {DIRECTIONS}, not {direction!r}")
         if conflict not in POLICIES:
             raise InvalidArgument(f"conflict is one of {POLICIES}, not {conflict!r}")
-        if not 0 <= max_delete <= 1:
+        if not 0 <= _number("max_delete", max_delete) <= 1:
             raise InvalidArgument(f"max_delete is a fraction from 0 to 1, not {max_delete!r}")
-        if concurrency < 1 or max_attempts < 1:
+        if _integer("concurrency", concurrency) < 1 or _integer("max_attempts", max_attempts) < 1:
             raise InvalidArgument("concurrency and max_attempts must be at least 1")
-        if not pair or len(pair) > 200:
-            raise InvalidArgument("pair is a name of 1 to 200 characters")
+        if not _number("retry_delay", retry_delay) >= 0:
+            raise InvalidArgument(f"retry_delay is seconds, 0 or more, not {retry_delay!r}")
+        if not isinstance(force, bool):
+            raise InvalidArgumentType(f"force is True or False, not {force!r}")
+        if not isinstance(pair, str) or not pair or len(pair) > 200:
+            raise InvalidArgument(f"pair is a name of 1 to 200 characters, not {pair!r}")
+        if isinstance(namespaces, str | bytes):
+            raise InvalidArgumentType(f"namespaces is a list of names, not {namespaces!r}")
+        if trash == "":
+            raise InvalidArgument("the trash is a namespace of its own: the default one is not")
         self.a, self.b, self.state, self.pair = a, b, state, pair
         self.direction: Direction = direction
         self.namespaces = (
@@ -113,8 +122,10 @@ class Replicator:
             scan_b = tally.count(counts, "b", b.scan(self.prefix))
             rows = self.state.rows(self.pair, namespace, self.prefix)
             for key, entry_a, entry_b, row in merge(scan_a, scan_b, rows):
+                # A flag= run's guards weigh its deletes against the base in its scope.
                 if row is not None and row.has_base:
-                    counts.base += 1
+                    if self.flag is None or differ.in_scope(entry_a, entry_b, row):
+                        counts.base += 1
                 action = differ.decide(key, entry_a, entry_b, row)
                 if action is not None:
                     tally.add(counts, action, row)
@@ -242,9 +253,11 @@ class Replicator:
         return None if found is None else found.status
 
     def items(
-        self, *, status: Status | None = None, namespace: str | None = None
+        self, *, status: Status | str | None = None, namespace: str | None = None
     ) -> Iterator[ItemState]:
-        return self.state.items(self.pair, status=status, namespace=namespace)
+        wanted = None if status is None else Status.of(status)
+        name = None if namespace is None else validate_namespace(namespace)
+        return self.state.items(self.pair, status=wanted, namespace=name)
 
     def set_priority(
         self, key: str, priority: Priority | str | int, *, namespace: str = ""
@@ -316,3 +329,23 @@ class _Tally:
             counts.deletes["b"] += 1
         elif action.kind is ActionKind.CONFLICT:
             self.conflicts += 1
+
+
+def _check_types(**given: object) -> None:
+    for name, value in given.items():
+        wanted = SyncState if name == "state" else DataStore
+        if not isinstance(value, wanted):
+            hint = " (SyncState(path) for a SQLite file)" if wanted is SyncState else ""
+            raise InvalidArgumentType(f"{name} is a {wanted.__name__}{hint}, not {value!r}")
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise InvalidArgumentType(f"{name} is a number, not {value!r}")
+    return float(value)
+
+
+def _integer(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentType(f"{name} is an int, not {value!r}")
+    return value
