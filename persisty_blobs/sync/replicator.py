@@ -123,9 +123,9 @@ class Replicator:
             rows = self.state.rows(self.pair, namespace, self.prefix)
             for key, entry_a, entry_b, row in merge(scan_a, scan_b, rows):
                 # A flag= run's guards weigh its deletes against the base in its scope.
-                if row is not None and row.has_base:
-                    if self.flag is None or differ.in_scope(entry_a, entry_b, row):
-                        counts.base += 1
+                in_scope = self.flag is None or differ.in_scope(entry_a, entry_b, row)
+                if row is not None and row.has_base and in_scope:
+                    counts.base += 1
                 action = differ.decide(key, entry_a, entry_b, row)
                 if action is not None:
                     tally.add(counts, action, row)
