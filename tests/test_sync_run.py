@@ -366,6 +366,24 @@ def test_trash_keeps_what_a_run_deleted_or_overwrote(state: SyncState) -> None:
     assert "trash" not in local.namespaces()
 
 
+def test_the_trash_of_a_namespace_with_the_longest_name_fits_a_file_name(
+    state: SyncState, tmp_path: Path
+) -> None:
+    from persisty_blobs.stores.directory import DirectoryStore
+
+    namespace = "n" * 255
+    local, remote = MemoryStore(), DirectoryStore(tmp_path / "remote")
+    local.namespace(namespace).put("doc.txt", b"v1")
+    replicator = Replicator(local, remote, state, trash="trash")
+    assert replicator.run().ok
+    local.namespace(namespace).put("doc.txt", b"v2")
+    assert replicator.run().ok
+    assert remote.namespace(namespace).read_bytes("doc.txt") == b"v2"
+    kept = [entry.key for entry in remote.namespace("trash").scan()]
+    assert len(kept) == 1
+    assert remote.namespace("trash").read_bytes(kept[0]) == b"v1"
+
+
 def test_progress_events_and_the_report_add_up(state: SyncState) -> None:
     events: list[ProgressEvent] = []
     report = Replicator(filled(5, size=100), MemoryStore(), state).run(progress=events.append)

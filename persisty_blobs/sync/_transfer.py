@@ -60,9 +60,17 @@ class Trash:
     def keep(self, side: DataStore, namespace: str, key: str, version: Version) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         target = side.namespace(self.name)
-        copy_version(
-            side, target, key, version, None, dst_key=fitted(key, prefix=f"{stamp}/@{namespace}/")
-        )
+        prefix = f"{stamp}/{_namespace_segment(namespace)}/"
+        copy_version(side, target, key, version, None, dst_key=fitted(key, prefix=prefix))
+
+
+def _namespace_segment(namespace: str) -> str:
+    """``@<namespace>``, cut (a hash keeping it apart) where it is too long for a file name."""
+    segment = f"@{namespace}"
+    if len(segment.encode()) <= _SEGMENT_BYTES:
+        return segment
+    tag = hashlib.sha256(namespace.encode()).hexdigest()[:16]
+    return f"@{namespace.encode()[:200].decode('utf-8', 'ignore')}~{tag}"
 
 
 def copy_version(
