@@ -129,6 +129,19 @@ def test_statuses_count_only_queued_items(tmp_path: Path) -> None:
     assert manager.sync_progress()["SYNCED"] == 2
 
 
+def test_flags_of_an_item_only_the_remote_holds_wait_for_the_remote(tmp_path: Path) -> None:
+    down = threading.Event()
+    remote = Faulty(fault=lambda op, key: TransientError("down") if down.is_set() else None)
+    manager = BlobManager(MemoryStore(), remote, state=SyncState(tmp_path / "s.db"))
+    remote.put("doc", b"x")
+    down.set()
+    with pytest.raises(TransientError):
+        manager.set_flags("doc", [Flag.PROCESSED])
+    down.clear()
+    manager.set_flags("doc", [Flag.PROCESSED])
+    assert remote.get_flags("doc") == {Flag.PROCESSED}
+
+
 def test_server_side_deletes_propagate(manager: BlobManager) -> None:
     manager.put("doc", b"x")
     manager.put("keep", b"y")

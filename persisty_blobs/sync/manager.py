@@ -146,9 +146,12 @@ class BlobManager:
             local.set_flags(key, wanted)
         try:
             self.remote.namespace(namespace).set_flags(key, wanted)
-        except (NotFound, TransientError):
+        except NotFound:
             if not local.exists(key):
                 raise NotFound("no such item", key=key, store=repr(self.local)) from None
+        except TransientError:
+            if not local.exists(key):
+                raise  # held by the remote alone, which is out of reach: try again later
 
     def get_flags(self, key: str, *, namespace: str = "") -> frozenset[Flag]:
         item = self.local.namespace(namespace).get(key)
