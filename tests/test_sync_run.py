@@ -302,6 +302,23 @@ def test_max_delete_stops_the_run_before_it_changes_anything(state: SyncState) -
     assert contents(local) == contents(remote)
 
 
+def test_deletes_a_run_held_back_are_weighed_again_by_the_next(state: SyncState) -> None:
+    a, b = filled(10), Faulty()
+    assert Replicator(a, b, state).run().ok
+    for index in range(5):
+        a.delete(f"item-{index:04}")
+    a.put("new.txt", b"new")
+    b.fault = lambda operation, key: TransientError("x") if key == "new.txt" else None
+    report = Replicator(a, b, state, max_attempts=1).run()
+    assert report.deletes_skipped == 5
+    b.fault = lambda operation, key: None
+    for index in (5, 6):
+        a.delete(f"item-{index:04}")
+    with pytest.raises(SyncAborted, match="delete 7 of 10"):
+        Replicator(a, b, state).run()
+    assert len(list(b.scan("item-"))) == 10
+
+
 def test_an_empty_listing_of_a_side_that_had_items_aborts(state: SyncState) -> None:
     local, remote = filled(3), MemoryStore()
     Replicator(local, remote, state).run()

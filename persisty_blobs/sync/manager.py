@@ -133,7 +133,9 @@ class BlobManager:
         try:
             self.remote.namespace(namespace).delete(key, if_match=known)
         except TransientError as error:
-            self.state.mark(self.pair, namespace, key, Status.PENDING_DELETE, last_error=str(error))
+            self.state.mark(
+                self.pair, namespace, key, Status.PENDING_DELETE, action=None, last_error=str(error)
+            )
             return
         self.state.settle(self.pair, [Outcome(namespace=namespace, key=key, forget=True)])
 

@@ -41,6 +41,8 @@ class BaseRow(NamedTuple):
     status: Status | None
     priority: Priority
     resolution: str | None
+    #: The action a plan queued (None: no plan's, such as a delete ``BlobManager`` queued).
+    action: str | None = None
 
     @property
     def has_base(self) -> bool:
@@ -364,6 +366,7 @@ _BASE_COLUMNS = (
     "status",
     "priority",
     "resolution",
+    "action",
 )
 _STATUSES: dict[str | None, Status | None] = {None: None, **{s.value: s for s in Status}}
 _PRIORITIES = {priority.value: priority for priority in Priority}
@@ -379,6 +382,7 @@ def _base_row(
     status: str | None,
     priority: int,
     resolution: str | None,
+    action: str | None,
 ) -> BaseRow:
     # Enum lookups by dict: a run reads one row per key, and Enum's call costs the most here.
     return BaseRow(
@@ -391,6 +395,7 @@ def _base_row(
         _STATUSES[status],
         _PRIORITIES[priority],
         resolution,
+        action,
     )
 
 
