@@ -129,3 +129,43 @@ def test_three_processes_share_one_postgresql_state_and_copy_each_item_once(
             for table in ("items", "runs", "schema"):
                 connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table_prefix}_{table}")
         state.close()
+
+
+def test_two_states_on_one_sqlite_file_never_lease_one_action_twice(tmp_path: Path) -> None:
+    """Two processes running one pair on one SQLite state: each leases what the other has
+    not (two SyncState objects are two connections, as two processes have)."""
+    import threading
+
+    from persisty_blobs.stores.memory import MemoryStore
+    from persisty_blobs.sync import _runs
+
+    path = tmp_path / "state.db"
+    a, b = MemoryStore(), MemoryStore()
+    for index in range(600):
+        a.put(f"k{index:04}", b"x")
+    planner = SyncState(path)
+    replicator = Replicator(a, b, planner)
+    run_id, _ = _runs.begin_run(planner, replicator.pair, f"{a!r} <-> {b!r}")
+    replicator._record(run_id, None)  # the plan, recorded and activated as run() does
+    leased: Counter[str] = Counter()
+    together = threading.Barrier(2)
+
+    def lease(state: SyncState) -> None:
+        while True:
+            try:
+                together.wait(timeout=10)
+            except threading.BrokenBarrierError:
+                return
+            claims = state.claim(replicator.pair, run_id, 32, deletes=False)
+            leased.update(claim.key for claim in claims)
+            if not claims:
+                together.abort()
+                return
+
+    workers = [threading.Thread(target=lease, args=(SyncState(path),)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(leased) == 600
+    assert max(leased.values()) == 1

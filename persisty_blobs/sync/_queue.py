@@ -11,7 +11,7 @@ from typing import Any
 from .._liveness import owner_is_gone
 from ..errors import TransientError
 from . import _codec
-from ._tables import Tables
+from ._tables import Tables, lock_for_writing
 from .model import Action, ActionKind, Priority, Status
 
 __all__ = ["Claim", "QueueOperations"]
@@ -138,6 +138,7 @@ class QueueOperations:
         if self.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True)
         with self._lock, self._engine.begin() as connection:
+            lock_for_writing(connection, self._tables)
             rows = connection.execute(query).mappings().all()
             if rows:
                 connection.execute(

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .._liveness import owner_is_gone
+from ._tables import lock_for_writing
 from .model import SyncAborted
 from .state import SyncState
 
@@ -39,8 +40,9 @@ def begin_run(state: SyncState, pair: str, sides: str) -> tuple[str, bool]:
                 pair=pair, run_id="", owner="", phase="done", lease_until=0.0, sides=sides
             )
         )
-    now = time.time()
     with state.engine.begin() as connection:
+        lock_for_writing(connection, state.tables)
+        now = time.time()
         query = sa.select(runs).where(runs.c.pair == pair)
         if state.dialect == "postgresql":
             query = query.with_for_update()

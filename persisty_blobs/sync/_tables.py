@@ -11,7 +11,7 @@ from sqlalchemy.schema import CreateIndex
 
 from ..errors import BlobError, InvalidArgument, Unsupported
 
-__all__ = ["SCHEMA_VERSION", "Tables", "connect"]
+__all__ = ["SCHEMA_VERSION", "Tables", "connect", "lock_for_writing"]
 
 SCHEMA_VERSION = 3
 
@@ -126,6 +126,16 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
         engine.dispose()
         raise BlobError(f"cannot open the sync state at {engine.url!r}: {error}") from error
     return engine, tables
+
+
+def lock_for_writing(connection: sa.Connection, tables: Tables) -> None:
+    """Take a SQLite state's write lock now, at the start of a transaction that reads rows and
+    then updates them (leasing actions, taking a run): Python's sqlite3 begins a transaction
+    only at its first write, so two processes could both read the same free rows first.
+    PostgreSQL locks the rows it reads instead (``FOR UPDATE``)."""
+    if connection.dialect.name == "sqlite":
+        runs = tables.runs
+        connection.execute(sa.update(runs).where(sa.false()).values(pair=runs.c.pair))
 
 
 def _lock_key(prefix: str) -> int:
