@@ -260,6 +260,34 @@ def test_a_planner_keeps_its_lease_through_a_long_listing(
     assert contents(a) == contents(b)
 
 
+def test_a_transfer_longer_than_its_lease_keeps_it(
+    state: SyncState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from persisty_blobs.sync import _queue
+
+    monkeypatch.setattr(_queue, "_LEASE_SECONDS", 0.3)
+    monkeypatch.setattr(_runs, "LEASE_SECONDS", 0.3)
+    reading = threading.Event()
+
+    def slow_read(operation: str, key: str) -> None:
+        if operation == "read":
+            reading.set()
+            time.sleep(1.2)
+
+    a, b = Faulty(filled(1), fault=slow_read), MemoryStore()
+    running = threading.Thread(target=Replicator(a, b, state).run)
+    running.start()
+    assert reading.wait(5)
+    time.sleep(0.8)  # well past the lease the action was claimed with
+    items = state.tables.items
+    with state.engine.connect() as connection:
+        lease_until = connection.execute(items.select()).mappings().one()["lease_until"]
+    checked = time.time()
+    running.join()
+    assert lease_until > checked  # renewed while the transfer ran
+    assert contents(a) == contents(b)
+
+
 @pytest.mark.parametrize(
     "option",
     [

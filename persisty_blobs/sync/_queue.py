@@ -153,6 +153,23 @@ class QueueOperations:
                 )
         return [_claim(row) for row in rows]
 
+    def renew_leases(self, pair: str, run_id: str) -> None:
+        """Extend the leases this process holds on the run's actions: a transfer that takes
+        longer than a lease is not claimed again by another process meanwhile."""
+        import sqlalchemy as sa
+
+        items = self._tables.items
+        with self._lock, self._engine.begin() as connection:
+            connection.execute(
+                sa.update(items)
+                .where(
+                    (items.c.pair == pair)
+                    & (items.c.run_id == run_id)
+                    & (items.c.lease_owner == self.owner)
+                )
+                .values(lease_until=time.time() + _LEASE_SECONDS)
+            )
+
     def pending_kinds(self, pair: str, run_id: str, *, deletes: bool) -> set[ActionKind]:
         """The kinds of this run's queued actions: its deletes, or the others."""
         import sqlalchemy as sa

@@ -353,8 +353,13 @@ class Executor:
         now = time.monotonic()
         if len(self._outcomes) >= _FLUSH_ITEMS or now - self._flushed >= _FLUSH_SECONDS:
             self._flush()
-        if self.planner and now - self._renewed >= _runs.LEASE_SECONDS / 3:
-            _runs.renew_run(self.state, self.pair, self.run_id)
+        if now - self._renewed >= _runs.LEASE_SECONDS / 3:
+            if self.planner:
+                _runs.renew_run(self.state, self.pair, self.run_id)
+            self.state.renew_leases(self.pair, self.run_id)
+            # A process of this machine that died mid-run: its actions are taken over now,
+            # not when their leases run out.
+            self.state.release_dead_leases(self.pair)
             self._renewed = now
 
     def _flush(self) -> None:
