@@ -12,6 +12,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,3 +170,41 @@ def test_two_states_on_one_sqlite_file_never_lease_one_action_twice(tmp_path: Pa
         worker.join()
     assert len(leased) == 600
     assert max(leased.values()) == 1
+
+
+def test_a_state_whose_connection_is_lost_raises_a_transient_error(table_prefix: str) -> None:
+    import sqlalchemy as sa
+
+    from persisty_blobs import TransientError
+    from persisty_blobs.stores.memory import MemoryStore
+
+    url = server_url("postgresql")
+    state = SyncState(url, table_prefix=table_prefix)
+    backends: list[int] = []
+
+    @sa.event.listens_for(state.engine, "connect")
+    def remember(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backends.append(cursor.fetchone()[0])
+
+    state.engine.dispose()  # every connection from now on is remembered
+    admin = sa.create_engine(url)
+    try:
+        a, b = MemoryStore(), MemoryStore()
+        a.put("one", b"1")
+        assert Replicator(a, b, state).run().ok
+        a.put("two", b"2")
+        with admin.begin() as connection:  # the server restarts the state's backends
+            for backend in backends:
+                connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        with pytest.raises(TransientError, match="out of reach"):
+            Replicator(a, b, state).run()
+        assert Replicator(a, b, state).run().ok  # the next run goes on
+        assert contents(a) == contents(b)
+    finally:
+        with admin.begin() as connection:
+            for table in ("items", "runs", "schema"):
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table_prefix}_{table}")
+        admin.dispose()
+        state.close()

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .._liveness import owner_is_gone
+from ..errors import TransientError
 from ._tables import lock_for_writing
 from .model import SyncAborted
 from .state import SyncState
@@ -106,7 +107,7 @@ def held(state: SyncState, pair: str, run_id: str) -> Iterator[None]:
         while not stop.wait(LEASE_SECONDS / 3):
             # The state out of reach for a moment: the next beat tries again, and the
             # planner's own writes fail if it stays so.
-            with contextlib.suppress(sa.exc.SQLAlchemyError):
+            with contextlib.suppress(TransientError):
                 renew_run(state, pair, run_id)
 
     beat = threading.Thread(target=renew, name="pb-sync-lease", daemon=True)

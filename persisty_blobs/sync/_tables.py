@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex
 
-from ..errors import BlobError, InvalidArgument, Unsupported
+from ..errors import BlobError, InvalidArgument, TransientError, Unsupported
 
 __all__ = ["SCHEMA_VERSION", "Tables", "connect", "lock_for_writing"]
 
@@ -93,6 +93,7 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
     elif url.startswith("postgresql"):
         options["connect_args"] = {"connect_timeout": 10}
     engine = sa.create_engine(url, **options)
+    sa.event.listen(engine, "handle_error", _as_blob_error)
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
@@ -122,10 +123,24 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
                     f"the sync state at {engine.url!r} has schema {version}; this library "
                     f"reads up to {SCHEMA_VERSION}: upgrade persisty-blobs"
                 )
-    except sa.exc.SQLAlchemyError as error:
+    except Unsupported:
+        engine.dispose()
+        raise
+    except (sa.exc.SQLAlchemyError, BlobError) as error:
         engine.dispose()
         raise BlobError(f"cannot open the sync state at {engine.url!r}: {error}") from error
     return engine, tables
+
+
+def _as_blob_error(context: sa.engine.ExceptionContext) -> None:
+    """Every error of the state's database as this library's: a lost connection or a lock
+    held too long is transient (the next run goes on where this one stopped). The message is
+    the database's own, never the statement or its parameters."""
+    original = context.original_exception
+    reason = str(original).strip().splitlines()[0] if str(original).strip() else type(original)
+    if context.is_disconnect or isinstance(context.sqlalchemy_exception, sa.exc.OperationalError):
+        raise TransientError(f"the sync state's database is out of reach: {reason}") from original
+    raise BlobError(f"the sync state's database refused a statement: {reason}") from original
 
 
 def lock_for_writing(connection: sa.Connection, tables: Tables) -> None:
