@@ -29,14 +29,19 @@ _SCHEMES: dict[str, str] = {
 }
 
 
-def open_store(url: str, **options: Any) -> DataStore:
-    """Open the store a URL names, e.g. ``memory://`` or ``file:///srv/blobs``."""
+def store_class_path(url: str) -> str:
+    """``module:Class`` of the store a URL names; ``Unsupported`` for an unknown scheme."""
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     target = _SCHEMES.get(scheme)
     if target is None:
         known = ", ".join(f"{name}://" for name in sorted(_SCHEMES))
         raise Unsupported(f"no store for the URL scheme {scheme!r} (known: {known})")
-    module_name, class_name = target.split(":")
+    return target
+
+
+def open_store(url: str, **options: Any) -> DataStore:
+    """Open the store a URL names, e.g. ``memory://`` or ``file:///srv/blobs``."""
+    module_name, class_name = store_class_path(url).split(":")
     store_class = getattr(importlib.import_module(module_name), class_name)
     store: DataStore = store_class.from_url(url, **options)
     return store

@@ -166,6 +166,14 @@ def test_exit_statuses_and_errors(shell: Shell) -> None:
     assert "No such file" in shell.error("put", "absent.txt", "d:x", status=3)
     debug = shell("--debug", "cat", "d:missing", status=3).stderr.decode()
     assert "Traceback" in debug
+    # A sync refused for its arguments leaves nothing behind: no store made, no state.
+    source, target = f"file://{shell.cwd / 'src'}", f"file://{shell.cwd / 'dst'}"
+    assert "no namespace name" in shell.error("sync", "--trash", "a//b", source, target, status=2)
+    assert "no namespace name" in shell.error("sync", "-n", "../x", source, target, status=2)
+    assert "URL scheme 'foo'" in shell.error("sync", source, "foo://nowhere", status=2)
+    assert not (shell.cwd / "src").exists()
+    assert not (shell.cwd / "dst").exists()
+    assert not list((shell.cwd / "state").glob("sync/*.db"))
 
 
 def test_every_command_has_help_with_an_example() -> None:

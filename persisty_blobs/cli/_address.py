@@ -20,7 +20,8 @@ from typing import Any
 
 import click
 
-from ..registry import open_store
+from ..errors import Unsupported
+from ..registry import open_store, store_class_path
 from ..store import DataStore
 from . import _config
 from ._errors import hide_secret
@@ -99,6 +100,16 @@ def _options(location: Location) -> tuple[str, dict[str, Any]]:
         hide_secret(urllib.parse.quote(password, safe=""))
         url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
     return url, options
+
+
+def check_location(location: Location) -> None:
+    """Refuse a location no store can open, before any is opened (opening one may make it)."""
+    if not location.is_store:
+        raise click.UsageError(f"{location.text!r} is a local file, not a store")
+    try:
+        store_class_path(_options(location)[0])
+    except Unsupported as error:
+        raise click.UsageError(str(error)) from None
 
 
 def open_location(location: Location, namespace: str = "") -> DataStore:

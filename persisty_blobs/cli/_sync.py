@@ -14,8 +14,10 @@ from typing import Any
 
 import click
 
+from ..errors import InvalidKey
+from ..keys import validate_namespace
 from ..store import DataStore
-from ._address import Location, open_location, split_locations
+from ._address import Location, check_location, open_location, split_locations
 from ._config import state_dir
 from ._errors import DIFFERENCES, CliFailure
 from ._keys import load_keyring
@@ -27,14 +29,23 @@ __all__ = ["check", "sync"]
 _POLICIES = ["keep-both", "prefer-a", "prefer-b", "newer", "manual"]
 
 
-def _pair(arguments: tuple[str, ...], encrypt: str | None) -> tuple[str, DataStore, DataStore, str]:
+def _pair(
+    arguments: tuple[str, ...], encrypt: str | None, namespaces: tuple[str, ...] = ()
+) -> tuple[str, DataStore, DataStore, str]:
     """The state file, both stores (DST under ``EncryptedStore`` with ``--encrypt``) and the
-    shared prefix."""
+    shared prefix. Everything is checked before a store is opened (opening one may make it)."""
     source, target = split_locations(arguments, 2, 2)
     if not (source.is_store and target.is_store):
         raise click.UsageError("both SRC and DST are stores (NAME:prefix or URL [PREFIX])")
     if source.path and target.path and source.path != target.path:
         raise click.UsageError("the same keys on both sides: give one prefix (or the same two)")
+    for name in namespaces:
+        try:
+            validate_namespace(name)
+        except InvalidKey as error:
+            raise click.UsageError(f"{name!r} is no namespace name: {error}") from None
+    check_location(source)
+    check_location(target)
     a, b = open_location(source), open_location(target)
     if encrypt is not None:
         from ..crypto import EncryptedStore
@@ -115,7 +126,7 @@ def sync(
     """Replicate SRC and DST in every namespace, resuming where the last run stopped."""
     from ..sync import Replicator, SyncState
 
-    path, a, b, prefix = _pair(arguments, encrypt)
+    path, a, b, prefix = _pair(arguments, encrypt, (*namespaces, *([trash] if trash else [])))
     state = SyncState(path)
     click.get_current_context().call_on_close(state.close)
     replicator = Replicator(
