@@ -115,6 +115,29 @@ def test_not_found_fails_at_once_instead_of_forever(state: SyncState) -> None:
     assert report.failures[0][2] is ActionKind.DOWNLOAD
 
 
+def test_a_write_whose_response_was_lost_is_not_made_again(state: SyncState) -> None:
+    inner = MemoryStore()
+    a, b = filled(2), Faulty(inner)
+    assert Replicator(a, b, state).run().ok
+    a.put("item-0000", b"changed")
+    a.put("new", b"new")
+    lost: set[str] = set()
+
+    def lose_the_response(operation: str, key: str) -> BaseException | None:
+        if operation != "write" or key in lost:
+            return None
+        lost.add(key)
+        inner.put(key, a.read_bytes(key))  # the write landed; its answer never came back
+        return TransientError("connection reset")
+
+    b.fault = lose_the_response
+    report = Replicator(a, b, state, retry_delay=0.01).run()
+    assert report.ok, report.failures
+    assert lost == {"item-0000", "new"}
+    assert contents(a) == contents(b)
+    assert Replicator(a, b, state).plan() == []
+
+
 def test_highest_priority_first_and_a_raise_mid_run_goes_next(state: SyncState) -> None:
     local = filled(12)
     order: list[str] = []

@@ -169,13 +169,14 @@ def _copy(
     on_bytes: Callable[[int], None] | None,
     dst_key: str | None = None,
 ) -> tuple[DataItem, DataItem]:
-    """``copy_version``; a new key the target already holds with this content (an attempt
-    cut short after its write, or another action of the run) is a copy done."""
+    """``copy_version``; a target that already holds this content (written by an attempt cut
+    short after its write, by a process that died before it recorded it, or by another action
+    of the run) is a copy done."""
     try:
         return copy_version(
             source, target, key, version, replaces, dst_key=dst_key, on_bytes=on_bytes
         )
-    except AlreadyExists:
+    except (AlreadyExists, PreconditionFailed):
         item = source.get(key)
         if item is None or item.etag != version.etag:
             raise
