@@ -86,10 +86,15 @@ def test_get_downloads_now_when_missing_locally(manager: BlobManager) -> None:
     assert manager.sync_progress()["SYNCED"] == 1
 
 
-def test_delete_while_the_remote_is_down_is_carried_out_by_a_later_sync(tmp_path: Path) -> None:
+def with_remote_that_goes_down(tmp_path: Path) -> tuple[BlobManager, Faulty, threading.Event]:
+    """A manager whose remote fails every call while the event is set."""
     down = threading.Event()
     remote = Faulty(fault=lambda op, key: TransientError("down") if down.is_set() else None)
-    manager = BlobManager(MemoryStore(), remote, state=SyncState(tmp_path / "s.db"))
+    return BlobManager(MemoryStore(), remote, state=SyncState(tmp_path / "s.db")), remote, down
+
+
+def test_delete_while_the_remote_is_down_is_carried_out_by_a_later_sync(tmp_path: Path) -> None:
+    manager, remote, down = with_remote_that_goes_down(tmp_path)
     manager.put("doc", b"x")
     assert manager.sync().ok
     down.set()
@@ -130,9 +135,7 @@ def test_statuses_count_only_queued_items(tmp_path: Path) -> None:
 
 
 def test_flags_of_an_item_only_the_remote_holds_wait_for_the_remote(tmp_path: Path) -> None:
-    down = threading.Event()
-    remote = Faulty(fault=lambda op, key: TransientError("down") if down.is_set() else None)
-    manager = BlobManager(MemoryStore(), remote, state=SyncState(tmp_path / "s.db"))
+    manager, remote, down = with_remote_that_goes_down(tmp_path)
     remote.put("doc", b"x")
     down.set()
     with pytest.raises(TransientError):

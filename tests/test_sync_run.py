@@ -260,54 +260,35 @@ def test_a_run_whose_planner_went_silent_is_planned_again(state: SyncState) -> N
     assert contents(a) == contents(b)
 
 
-def test_a_planner_keeps_its_lease_through_a_long_listing(
-    state: SyncState, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(_runs, "LEASE_SECONDS", 0.3)
-    listing = threading.Event()
-
-    def slow_listing(operation: str, key: str) -> None:
-        if operation == "list":
-            listing.set()
-            time.sleep(1.0)
-
-    a, b = Faulty(filled(2), fault=slow_listing), MemoryStore()
-    replicator = Replicator(a, b, state)
-    planning = threading.Thread(target=replicator.run)
-    planning.start()
-    assert listing.wait(5)
-    time.sleep(0.6)  # twice the lease
-    _, second_planner = _runs.begin_run(state, replicator.pair, f"{a!r} <-> {b!r}")
-    planning.join()
-    assert not second_planner
-    assert contents(a) == contents(b)
-
-
-def test_a_transfer_longer_than_its_lease_keeps_it(
+def test_leases_last_through_a_long_listing_and_a_long_transfer(
     state: SyncState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from persisty_blobs.sync import _queue
 
-    monkeypatch.setattr(_queue, "_LEASE_SECONDS", 0.3)
-    monkeypatch.setattr(_runs, "LEASE_SECONDS", 0.3)
-    reading = threading.Event()
+    monkeypatch.setattr(_runs, "LEASE_SECONDS", 0.3)  # the run's, held by its planner
+    monkeypatch.setattr(_queue, "_LEASE_SECONDS", 0.3)  # each action's
+    slow = {"list": threading.Event(), "read": threading.Event()}
 
-    def slow_read(operation: str, key: str) -> None:
-        if operation == "read":
-            reading.set()
-            time.sleep(1.2)
+    def slowly(operation: str, key: str) -> None:
+        if operation in slow:
+            slow[operation].set()
+            time.sleep(1.0)
 
-    a, b = Faulty(filled(1), fault=slow_read), MemoryStore()
-    running = threading.Thread(target=Replicator(a, b, state).run)
+    a, b = Faulty(filled(1), fault=slowly), MemoryStore()
+    replicator = Replicator(a, b, state)
+    running = threading.Thread(target=replicator.run)
     running.start()
-    assert reading.wait(5)
-    time.sleep(0.8)  # well past the lease the action was claimed with
-    items = state.tables.items
+    assert slow["list"].wait(5)
+    time.sleep(0.6)  # twice the lease
+    _, second_planner = _runs.begin_run(state, replicator.pair, f"{a!r} <-> {b!r}")
+    assert slow["read"].wait(5)
+    time.sleep(0.6)
     with state.engine.connect() as connection:
-        lease_until = connection.execute(items.select()).mappings().one()["lease_until"]
+        row = connection.execute(state.tables.items.select()).mappings().one()
     checked = time.time()
     running.join()
-    assert lease_until > checked  # renewed while the transfer ran
+    assert not second_planner
+    assert row["lease_until"] > checked  # renewed while the transfer ran
     assert contents(a) == contents(b)
 
 
