@@ -90,7 +90,10 @@ def with_remote_that_goes_down(tmp_path: Path) -> tuple[BlobManager, Faulty, thr
     """A manager whose remote fails every call while the event is set."""
     down = threading.Event()
     remote = Faulty(fault=lambda op, key: TransientError("down") if down.is_set() else None)
-    return BlobManager(MemoryStore(), remote, state=SyncState(tmp_path / "s.db")), remote, down
+    manager = BlobManager(
+        MemoryStore(), remote, state=SyncState(tmp_path / "s.db"), retry_delay=0.01
+    )
+    return manager, remote, down
 
 
 def test_delete_while_the_remote_is_down_is_carried_out_by_a_later_sync(tmp_path: Path) -> None:
@@ -105,6 +108,24 @@ def test_delete_while_the_remote_is_down_is_carried_out_by_a_later_sync(tmp_path
     assert manager.sync().ok
     assert not remote.exists("doc")
     assert manager.sync_progress()["PENDING_DELETE"] == 0
+
+
+def test_deletes_asked_for_are_not_stopped_by_the_guard_after_a_run_held_them(
+    tmp_path: Path,
+) -> None:
+    manager, remote, down = with_remote_that_goes_down(tmp_path)
+    for index in range(4):
+        manager.put(f"doc{index}", b"x")
+    assert manager.sync().ok
+    remote.fault = lambda op, key: TransientError("x") if down.is_set() and op != "list" else None
+    down.set()
+    for index in range(3):  # 3 of 4: over the guard's half, but asked for
+        manager.delete(f"doc{index}")
+    manager.put("new", b"n")
+    assert not manager.sync().ok  # the upload fails: the queued deletes are held back
+    down.clear()
+    assert manager.sync().ok
+    assert sorted(entry.key for entry in remote.scan()) == ["doc3", "new"]
 
 
 def test_an_item_downloaded_moments_after_it_was_written_can_be_deleted(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from ..errors import BlobError, InvalidArgument, TransientError, Unsupported
 
 __all__ = ["SCHEMA_VERSION", "Tables", "connect", "lock_for_writing"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _key_type(length: int) -> Any:
@@ -55,6 +55,8 @@ def _define(prefix: str) -> tuple[sa.MetaData, Tables]:
         sa.Column("lease_owner", sa.String(200)),
         sa.Column("lease_until", sa.Float),
         sa.Column("resolution", sa.String(10)),
+        # A delete the caller asked for (BlobManager.delete), not one a diff planned.
+        sa.Column("requested", sa.Boolean, nullable=False, server_default=sa.false()),
     )
     # The queued actions of a run in the order they are claimed; a finished one (action NULL)
     # leaves it, so the last claim of a large run walks no more rows than the first.
@@ -172,4 +174,8 @@ def _migrate(connection: sa.Connection, tables: Tables, prefix: str, version: in
         connection.exec_driver_sql(f"DROP INDEX IF EXISTS {prefix}_queue")
         for index in tables.items.indexes:
             connection.execute(CreateIndex(index, if_not_exists=True))
+    if version < 4:
+        connection.exec_driver_sql(
+            f"ALTER TABLE {tables.items.name} ADD COLUMN requested BOOLEAN NOT NULL DEFAULT FALSE"
+        )
     connection.execute(sa.update(tables.schema).values(version=SCHEMA_VERSION))

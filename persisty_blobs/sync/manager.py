@@ -134,7 +134,12 @@ class BlobManager:
             self.remote.namespace(namespace).delete(key, if_match=known)
         except TransientError as error:
             self.state.mark(
-                self.pair, namespace, key, Status.PENDING_DELETE, action=None, last_error=str(error)
+                self.pair,
+                namespace,
+                key,
+                Status.PENDING_DELETE,
+                requested=True,
+                last_error=str(error),
             )
             return
         self.state.settle(self.pair, [Outcome(namespace=namespace, key=key, forget=True)])

@@ -321,9 +321,9 @@ class _Tally:
         self.items += 1
         self.bytes += action.size
         self.largest = max(self.largest, action.size)
-        if row is not None and row.status is Status.PENDING_DELETE and row.action is None:
+        if row is not None and row.status is Status.PENDING_DELETE and row.requested:
             # A delete the caller asked for (BlobManager.delete). One a plan queued and a run
-            # held back is weighed again, with what was deleted since.
+            # held back or dropped is weighed again, with what was deleted since.
             counts.requested += 1
         elif action.kind is ActionKind.DELETE_A:
             counts.deletes["a"] += 1

@@ -41,8 +41,8 @@ class BaseRow(NamedTuple):
     status: Status | None
     priority: Priority
     resolution: str | None
-    #: The action a plan queued (None: no plan's, such as a delete ``BlobManager`` queued).
-    action: str | None = None
+    #: A delete the caller asked for (``BlobManager.delete``), not one a diff planned.
+    requested: bool = False
 
     @property
     def has_base(self) -> bool:
@@ -201,6 +201,7 @@ class SyncState(QueueOperations):
                         "lease_owner": None,
                         "lease_until": None,
                         "resolution": None,
+                        "requested": False,
                         "priority": int(Priority.MEDIUM),
                     }
                 )
@@ -366,7 +367,7 @@ _BASE_COLUMNS = (
     "status",
     "priority",
     "resolution",
-    "action",
+    "requested",
 )
 _STATUSES: dict[str | None, Status | None] = {None: None, **{s.value: s for s in Status}}
 _PRIORITIES = {priority.value: priority for priority in Priority}
@@ -382,7 +383,7 @@ def _base_row(
     status: str | None,
     priority: int,
     resolution: str | None,
-    action: str | None,
+    requested: bool,
 ) -> BaseRow:
     # Enum lookups by dict: a run reads one row per key, and Enum's call costs the most here.
     return BaseRow(
@@ -395,7 +396,7 @@ def _base_row(
         _STATUSES[status],
         _PRIORITIES[priority],
         resolution,
-        action,
+        bool(requested),
     )
 
 
