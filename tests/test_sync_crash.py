@@ -208,3 +208,23 @@ def test_a_state_whose_connection_is_lost_raises_a_transient_error(table_prefix:
                 connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table_prefix}_{table}")
         admin.dispose()
         state.close()
+
+
+def test_ctrl_c_during_a_statement_of_the_state_stays_a_keyboard_interrupt() -> None:
+    import sqlalchemy as sa
+
+    state = SyncState(":memory:")
+    many = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000)"
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    try:
+        with pytest.raises(KeyboardInterrupt), state.engine.connect() as connection:
+            connection.execute(sa.text(f"{many} SELECT count(*) FROM c")).scalar()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        state.close()

@@ -128,6 +128,9 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
     except Unsupported:
         engine.dispose()
         raise
+    except TransientError as error:
+        engine.dispose()
+        raise TransientError(f"cannot open the sync state at {engine.url!r}: {error}") from error
     except (sa.exc.SQLAlchemyError, BlobError) as error:
         engine.dispose()
         raise BlobError(f"cannot open the sync state at {engine.url!r}: {error}") from error
@@ -138,6 +141,8 @@ def _as_blob_error(context: sa.engine.ExceptionContext) -> None:
     """Every error of the state's database as this library's: a lost connection or a lock
     held too long is transient (the next run goes on where this one stopped). The message is
     the database's own, never the statement or its parameters."""
+    if not isinstance(context.original_exception, Exception):
+        return  # Ctrl-C, or an exit: never turned into an error a retry loop would catch
     original = context.original_exception
     reason = str(original).strip().splitlines()[0] if str(original).strip() else type(original)
     if context.is_disconnect or isinstance(context.sqlalchemy_exception, sa.exc.OperationalError):
