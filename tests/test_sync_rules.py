@@ -210,6 +210,26 @@ def test_content_written_while_flags_are_copied_is_never_taken_as_synced(
     assert b.read_bytes("doc") == b"edited on a meanwhile"
 
 
+def test_the_same_content_written_meanwhile_with_other_flags_keeps_them(
+    state: SyncState,
+) -> None:
+    inner = MemoryStore()
+    a, b = MemoryStore(), Faulty(inner)
+    a.put("doc", b"v1")
+    replicator = synced(a, b, state)
+    a.put("doc", b"v2", flags=[Flag.PENDING])
+
+    def another_writer(operation: str, key: str) -> None:
+        if operation == "write" and not inner.get_flags(key):
+            inner.put(key, b"v2", flags=[Flag.PROCESSED])  # just before the sync's write
+
+    b.fault = another_writer
+    replicator.run()
+    b.fault = lambda operation, key: None
+    assert replicator.run().ok
+    assert a.get_flags("doc") == b.get_flags("doc") == {Flag.PROCESSED}  # b's win
+
+
 @pytest.mark.parametrize("direction", ["push", "pull"])
 def test_push_and_pull_never_write_to_the_source(state: SyncState, direction: str) -> None:
     a, b = MemoryStore(), MemoryStore()

@@ -115,7 +115,10 @@ def test_not_found_fails_at_once_instead_of_forever(state: SyncState) -> None:
     assert report.failures[0][2] is ActionKind.DOWNLOAD
 
 
-def test_a_write_whose_response_was_lost_is_not_made_again(state: SyncState) -> None:
+@pytest.mark.parametrize("trash", [None, "trash"])
+def test_a_write_whose_response_was_lost_is_not_made_again(
+    state: SyncState, trash: str | None
+) -> None:
     inner = MemoryStore()
     a, b = filled(2), Faulty(inner)
     assert Replicator(a, b, state).run().ok
@@ -131,7 +134,7 @@ def test_a_write_whose_response_was_lost_is_not_made_again(state: SyncState) -> 
         return TransientError("connection reset")
 
     b.fault = lose_the_response
-    report = Replicator(a, b, state, retry_delay=0.01).run()
+    report = Replicator(a, b, state, retry_delay=0.01, trash=trash).run()
     assert report.ok, report.failures
     assert lost == {"item-0000", "new"}
     assert contents(a) == contents(b)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -70,13 +71,13 @@ def perform(
     kind, key = action.kind, action.key
     if kind is ActionKind.UPLOAD:
         assert action.a is not None
-        _keep(trash, b, action, action.b)
-        source, copy = _copy(a, b, key, action.a, action.b, on_bytes)
+        keep = functools.partial(_keep, trash, b, action, action.b)
+        source, copy = _copy(a, b, key, action.a, action.b, on_bytes, keep_replaced=keep)
         return [_base(action, source, copy)]
     if kind is ActionKind.DOWNLOAD:
         assert action.b is not None
-        _keep(trash, a, action, action.a)
-        source, copy = _copy(b, a, key, action.b, action.a, on_bytes)
+        keep = functools.partial(_keep, trash, a, action, action.a)
+        source, copy = _copy(b, a, key, action.b, action.a, on_bytes, keep_replaced=keep)
         return [_base(action, copy, source)]
     if kind in (ActionKind.DELETE_A, ActionKind.DELETE_B):
         side, version = (a, action.a) if kind is ActionKind.DELETE_A else (b, action.b)
@@ -150,7 +151,7 @@ def _keep_both(
         current_b = b.get(action.key)
         if current_b is None or current_b.etag != action.b.etag:
             raise
-        replaced_before = _holding(a, action.key, current_b.checksum)
+        replaced_before = _holding(a, action.key, current_b)
         if replaced_before is None:
             raise
         source_b, replaced = current_b, replaced_before
@@ -168,11 +169,14 @@ def _copy(
     replaces: Version | None,
     on_bytes: Callable[[int], None] | None,
     dst_key: str | None = None,
+    keep_replaced: Callable[[], None] | None = None,
 ) -> tuple[DataItem, DataItem]:
-    """``copy_version``; a target that already holds this content (written by an attempt cut
-    short after its write, by a process that died before it recorded it, or by another action
-    of the run) is a copy done."""
+    """``copy_version`` (``keep_replaced`` first: the trash's copy); a target that
+    already holds this content (written by an attempt cut short after its write, by a process
+    that died before it recorded it, or by another action of the run) is a copy done."""
     try:
+        if keep_replaced is not None:
+            keep_replaced()  # fails if the version to replace is gone
         return copy_version(
             source, target, key, version, replaces, dst_key=dst_key, on_bytes=on_bytes
         )
@@ -180,18 +184,19 @@ def _copy(
         item = source.get(key)
         if item is None or item.etag != version.etag:
             raise
-        copied = _holding(target, dst_key or key, item.checksum)
+        copied = _holding(target, dst_key or key, item)
         if copied is None:
             raise
         return item, copied
 
 
-def _holding(side: DataStore, key: str, checksum: str | None) -> DataItem | None:
-    """``side``'s item ``key`` if it holds the content of ``checksum``."""
+def _holding(side: DataStore, key: str, wanted: DataItem) -> DataItem | None:
+    """``side``'s item ``key`` if it holds ``wanted``'s content and flags (flags another
+    writer set are a change of theirs: the next run decides)."""
     item = side.get(key)
-    if item is None or checksum is None or item.checksum != checksum:
+    if item is None or wanted.checksum is None or item.checksum != wanted.checksum:
         return None
-    return item
+    return item if item.flags == wanted.flags else None
 
 
 def failure_status(kind: ActionKind) -> Status:
