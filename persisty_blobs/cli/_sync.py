@@ -46,11 +46,12 @@ def _pair(
             raise click.UsageError(f"{name!r} is no namespace name: {error}") from None
     check_location(source)
     check_location(target)
+    keyring = None if encrypt is None else load_keyring(encrypt)
     a, b = open_location(source), open_location(target)
-    if encrypt is not None:
+    if keyring is not None:
         from ..crypto import EncryptedStore
 
-        b = EncryptedStore(b, load_keyring(encrypt))
+        b = EncryptedStore(b, keyring)
     return _state_path(source, target), a, b, source.path or target.path
 
 
@@ -126,6 +127,8 @@ def sync(
     """Replicate SRC and DST in every namespace, resuming where the last run stopped."""
     from ..sync import Replicator, SyncState
 
+    if trash is not None and (not trash or trash in namespaces):
+        raise click.UsageError("--trash names a namespace of its own, never synced")
     path, a, b, prefix = _pair(arguments, encrypt, (*namespaces, *([trash] if trash else [])))
     state = SyncState(path)
     click.get_current_context().call_on_close(state.close)
