@@ -8,6 +8,7 @@ only after a verified transfer, so a run killed at any point is finished by the 
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Iterator
 from typing import Literal
@@ -342,12 +343,12 @@ def _check_types(**given: object) -> None:
 
 
 def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
         raise InvalidArgumentType(f"{name} is a number, not {value!r}")
     return float(value)
 
 
 def _integer(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InvalidArgumentType(f"{name} is an int, not {value!r}")
-    return value
+    return int(value)
