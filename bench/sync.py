@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,14 @@ def step(operation: str, *arguments: str, env: dict[str, str] | None = None) -> 
 
 
 def fill(directory: Path, count: int, size: int) -> None:
+    """The tree a user syncs: files last changed an hour ago (a tree written moments before a
+    sync is hashed as it is listed, by the racy rule, which a real tree seldom is)."""
+    earlier = time.time() - 3600
     for index in range(count):
         path = directory / f"d{index % 100:02}" / f"file-{index:05}.bin"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(os.urandom(size))
+        os.utime(path, (earlier, earlier))
 
 
 def change(directory: Path, count: int, size: int) -> None:
