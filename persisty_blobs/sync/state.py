@@ -15,57 +15,21 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from .._liveness import local_owner
 from ..errors import Unsupported
 from ..registry import require
 from . import _codec
 from ._queue import QueueOperations
+from ._rows import BASE_COLUMNS, PRIORITIES, BaseRow, Outcome, base_row, item_state
 from ._tables import Tables, connect
 from .model import Action, ItemState, Priority, Status
 
 __all__ = ["BaseRow", "Outcome", "SyncState"]
 
-
-class BaseRow(NamedTuple):
-    """A state row as the diff reads it (a tuple: a run reads one per key of a pair)."""
-
-    key: str
-    checksum: str | None
-    size: int | None
-    etag_a: str | None
-    etag_b: str | None
-    flags: frozenset[str] | None
-    status: Status | None
-    priority: Priority
-    resolution: str | None
-    #: A delete the caller asked for (``BlobManager.delete``), not one a diff planned.
-    requested: bool = False
-
-    @property
-    def has_base(self) -> bool:
-        return self.etag_a is not None and self.etag_b is not None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Outcome:
-    """The result of one action, written back in a batch: a new base (or none: forget the
-    key), or a failure."""
-
-    namespace: str
-    key: str
-    checksum: str | None = None
-    size: int | None = None
-    etag_a: str | None = None
-    etag_b: str | None = None
-    flags: frozenset[str] | None = None
-    forget: bool = False
-    failed: Status | None = None
-    error: str | None = None
-    attempts: int = 0
-    status: Status = Status.SYNCED
+#: Base rows fetched at once: memory stays flat for any number of keys.
+_PAGE = 2000
 
 
 class SyncState(QueueOperations):
@@ -105,7 +69,7 @@ class SyncState(QueueOperations):
         import sqlalchemy as sa
 
         items = self._tables.items
-        columns = [getattr(items.c, name) for name in _BASE_COLUMNS]
+        columns = [getattr(items.c, name) for name in BASE_COLUMNS]
         after: str | None = None
         while True:
             query = sa.select(*columns).where(items.c.pair == pair, items.c.namespace == namespace)
@@ -117,7 +81,7 @@ class SyncState(QueueOperations):
             for row in page:
                 if not row[0].startswith(prefix):
                     return
-                yield _base_row(*row)
+                yield base_row(*row)
             if len(page) < _PAGE:
                 return
             after = page[-1][0]
@@ -281,7 +245,7 @@ class SyncState(QueueOperations):
         )
         with self._engine.connect() as connection:
             row = connection.execute(query).mappings().first()
-        return None if row is None else _item_state(row)
+        return None if row is None else item_state(row)
 
     def items(
         self, pair: str, *, status: Status | None = None, namespace: str | None = None
@@ -300,7 +264,7 @@ class SyncState(QueueOperations):
         while True:
             with self._engine.connect() as connection:
                 page = connection.execute(query.limit(1000).offset(offset)).mappings().all()
-            yield from (_item_state(row) for row in page)
+            yield from (item_state(row) for row in page)
             if len(page) < 1000:
                 return
             offset += len(page)
@@ -314,7 +278,7 @@ class SyncState(QueueOperations):
             items.c.pair == pair, items.c.namespace == namespace
         )
         with self._engine.connect() as connection:
-            return {key: _PRIORITIES[rank] for key, rank in connection.execute(query)}
+            return {key: PRIORITIES[rank] for key, rank in connection.execute(query)}
 
     def base(self, pair: str, namespace: str, key: str) -> str | None:
         """b's etag in the base of ``key`` (as a store gives it: unmarked), or None."""
@@ -354,60 +318,3 @@ class SyncState(QueueOperations):
 
 def _where_names(where: dict[str, Any]) -> dict[str, Any]:
     return {f"w_{name}": value for name, value in where.items()}
-
-
-_PAGE = 2000
-_BASE_COLUMNS = (
-    "key",
-    "base_checksum",
-    "base_size",
-    "base_etag_a",
-    "base_etag_b",
-    "base_flags",
-    "status",
-    "priority",
-    "resolution",
-    "requested",
-)
-_STATUSES: dict[str | None, Status | None] = {None: None, **{s.value: s for s in Status}}
-_PRIORITIES = {priority.value: priority for priority in Priority}
-
-
-def _base_row(
-    key: str,
-    checksum: str | None,
-    size: int | None,
-    etag_a: str | None,
-    etag_b: str | None,
-    flags: str | None,
-    status: str | None,
-    priority: int,
-    resolution: str | None,
-    requested: bool,
-) -> BaseRow:
-    # Enum lookups by dict: a run reads one row per key, and Enum's call costs the most here.
-    return BaseRow(
-        key,
-        checksum,
-        size,
-        etag_a,
-        etag_b,
-        _codec.decode_flags(flags),
-        _STATUSES[status],
-        _PRIORITIES[priority],
-        resolution,
-        bool(requested),
-    )
-
-
-def _item_state(row: Any) -> ItemState:
-    return ItemState(
-        namespace=row["namespace"],
-        key=row["key"],
-        status=Status(row["status"] or Status.SYNCED.value),
-        priority=Priority(row["priority"]),
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        checksum=row["base_checksum"],
-        size=row["base_size"],
-    )
