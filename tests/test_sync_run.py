@@ -482,18 +482,34 @@ def test_a_state_of_schema_2_is_upgraded_in_place(tmp_path: Path) -> None:
         )
         connection.exec_driver_sql("ALTER TABLE pbsync_items DROP COLUMN requested")
         connection.exec_driver_sql("UPDATE pbsync_schema SET version = 2")
+        # Schema 2 took every queued delete for the caller's own (BlobManager.delete's).
+        connection.exec_driver_sql(
+            "UPDATE pbsync_items SET status = 'pending_delete' "
+            "WHERE key IN ('item-0000', 'item-0001')"
+        )
     engine.dispose()
     a.put("item-new", b"new")
+    a.delete("item-0000")
+    a.delete("item-0001")
 
-    state = SyncState(path)
+    opened: list[SyncState] = []
+    openers = [threading.Thread(target=lambda: opened.append(SyncState(path))) for _ in range(4)]
+    for opener in openers:  # processes opening the old state at once upgrade it once
+        opener.start()
+    for opener in openers:
+        opener.join()
+    assert len(opened) == 4
+    state = opened[0]
     with state.engine.connect() as connection:
         indexes = {row[1] for row in connection.exec_driver_sql("PRAGMA index_list(pbsync_items)")}
         version = connection.exec_driver_sql("SELECT version FROM pbsync_schema").scalar()
+        columns = list(connection.exec_driver_sql("PRAGMA table_info(pbsync_items)"))
     assert version == 4
+    assert {row[1] for row in columns} >= {"requested"}
     assert "pbsync_claims" in indexes
     assert "pbsync_queue" not in indexes
-    report = Replicator(a, b, state, pair="p").run()
-    assert report.done == {ActionKind.UPLOAD: 1}, "the base of schema 2 is kept"
+    report = Replicator(a, b, state, pair="p").run()  # 2 of 3 deleted: asked for, not guarded
+    assert report.done == {ActionKind.UPLOAD: 1, ActionKind.DELETE_B: 2}, "the base is kept"
     assert contents(b) == contents(a)
 
 

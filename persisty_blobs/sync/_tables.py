@@ -109,11 +109,16 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
     metadata, tables = _define(prefix)
     try:
         with engine.begin() as connection:
+            # Processes opening a new or older state at once would race to create or change
+            # its tables: one at a time. On SQLite the write lock taken first also keeps the
+            # tables' changes in the transaction that sets the version (Python's sqlite3 runs
+            # a change of tables outside any transaction it has not begun).
             if engine.dialect.name == "postgresql":
-                # Processes opening a new state at once would race to create its tables.
                 connection.execute(
                     sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(prefix)}
                 )
+            else:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             metadata.create_all(connection, checkfirst=True)
             version = connection.execute(sa.select(tables.schema.c.version)).scalar()
             if version is None:
@@ -145,9 +150,19 @@ def _as_blob_error(context: sa.engine.ExceptionContext) -> None:
         return  # Ctrl-C, or an exit: never turned into an error a retry loop would catch
     original = context.original_exception
     reason = str(original).strip().splitlines()[0] if str(original).strip() else type(original)
-    if context.is_disconnect or isinstance(context.sqlalchemy_exception, sa.exc.OperationalError):
+    if _transient(context, str(reason)):
         raise TransientError(f"the sync state's database is out of reach: {reason}") from original
     raise BlobError(f"the sync state's database refused a statement: {reason}") from original
+
+
+def _transient(context: sa.engine.ExceptionContext, reason: str) -> bool:
+    """A lost connection, a server out of reach, or (SQLite) a lock held too long: what the
+    next attempt may not meet. SQLite says "operational" of a broken file or table too."""
+    if context.is_disconnect:
+        return True
+    if not isinstance(context.sqlalchemy_exception, sa.exc.OperationalError):
+        return False
+    return context.dialect.name != "sqlite" or "locked" in reason or "busy" in reason
 
 
 def lock_for_writing(connection: sa.Connection, tables: Tables) -> None:
@@ -167,11 +182,14 @@ def _lock_key(prefix: str) -> int:
 
 
 def _migrate(connection: sa.Connection, tables: Tables, prefix: str, version: int) -> None:
+    def add_column(table: sa.Table, definition: str) -> None:
+        existing = {column["name"] for column in sa.inspect(connection).get_columns(table.name)}
+        if definition.split()[0] not in existing:
+            connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {definition}")
+
     if version < 2:
         # Each pair records the two stores it syncs ("" until its next run).
-        connection.exec_driver_sql(
-            f"ALTER TABLE {tables.runs.name} ADD COLUMN sides TEXT NOT NULL DEFAULT ''"
-        )
+        add_column(tables.runs, "sides TEXT NOT NULL DEFAULT ''")
     if version < 3:
         # Claims walk an index of queued actions in priority order, not one of every row.
         # IF (NOT) EXISTS: on SQLite the DDL runs outside a transaction, so processes opening
@@ -180,7 +198,12 @@ def _migrate(connection: sa.Connection, tables: Tables, prefix: str, version: in
         for index in tables.items.indexes:
             connection.execute(CreateIndex(index, if_not_exists=True))
     if version < 4:
-        connection.exec_driver_sql(
-            f"ALTER TABLE {tables.items.name} ADD COLUMN requested BOOLEAN NOT NULL DEFAULT FALSE"
+        add_column(tables.items, "requested BOOLEAN NOT NULL DEFAULT FALSE")
+        # Before, every queued delete counted as the caller's own (as BlobManager queues
+        # them): kept so, or the deletes a manager queued before the upgrade would stop
+        # every later run at the guard.
+        items = tables.items
+        connection.execute(
+            sa.update(items).where(items.c.status == "pending_delete").values(requested=sa.true())
         )
     connection.execute(sa.update(tables.schema).values(version=SCHEMA_VERSION))
