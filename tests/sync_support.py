@@ -18,7 +18,7 @@ Fault = Callable[[str, str], BaseException | None]
 
 class _FaultyDriver(ForwardingDriver):
     """Raises what ``fault(operation, key)`` returns before forwarding ("read", "write",
-    "delete", "flags", "list"); counts reads and writes per key."""
+    "delete", "flags", "list", "stat"); counts reads and writes per key."""
 
     def __init__(self, inner: DataStore, fault: Fault) -> None:
         super().__init__(inner, "Faulty")
@@ -35,6 +35,10 @@ class _FaultyDriver(ForwardingDriver):
         error = self.fault(operation, key)
         if error is not None:
             raise error
+
+    def stat(self, namespace: str, key: str) -> DataItem | None:
+        self._check("stat", key)
+        return super().stat(namespace, key)
 
     def open_range(
         self, namespace: str, key: str, start: int, end: int | None

@@ -396,6 +396,23 @@ def test_a_failed_item_whose_sides_went_back_to_the_base_is_synced_again(
     assert b.counts.writes == {"doc": 1}  # the first sync's: nothing copied since
 
 
+def test_a_file_the_plan_cannot_read_fails_alone(tmp_path: Path) -> None:
+    from persisty_blobs import PermissionDenied
+    from persisty_blobs.stores.directory import DirectoryStore
+
+    for side in ("a", "b"):  # files another program wrote: the plan reads them to compare
+        (tmp_path / side).mkdir()
+        for key, data in (("both", (side * 5).encode()), ("readable", b"same")):
+            (tmp_path / side / key).write_bytes(data)
+    a = Faulty(DirectoryStore(tmp_path / "a"))
+    a.fault = lambda op, key: PermissionDenied("denied") if key == "both" else None
+    b = DirectoryStore(tmp_path / "b")
+    report = Replicator(a, b, SyncState(tmp_path / "state.db")).run()
+    assert [(key, kind) for _, key, kind, _ in report.failures] == [("both", ActionKind.UPLOAD)]
+    assert report.done == {ActionKind.ADOPT: 1}
+    assert b.read_bytes("both") == b"bbbbb"  # the readable side is never written
+
+
 def test_content_that_no_longer_matches_its_checksum_is_never_copied(tmp_path: Path) -> None:
     from persisty_blobs.stores.directory import DirectoryStore
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from ..errors import DecryptionError, IntegrityError
+from ..errors import DecryptionError, IntegrityError, NotFound, PermissionDenied
 from ..item import Entry
 from ..store import DataStore
 from . import _codec
@@ -40,6 +40,9 @@ DIRECTIONS: tuple[str, ...] = ("both", "push", "pull")
 
 _Triple = tuple[str, Entry | None, Entry | None, BaseRow | None]
 _QUIET = ("unchanged", "flags")
+#: A side whose content cannot be read to compare it: the version is copied from it, and that
+#: copy fails alone while the rest of the run goes on.
+_UNREADABLE = (IntegrityError, DecryptionError, PermissionDenied)
 _SETTLED = (None, Status.SYNCED)
 #: Longer than any file system clock's tick (FAT's is 2 s): a version listed this long after
 #: its last change cannot change again without a new mtime.
@@ -197,7 +200,7 @@ class Differ:
         assert row is not None
         try:
             same = _equal(self.checksum(side, entry), row.checksum)
-        except (IntegrityError, DecryptionError):
+        except _UNREADABLE:
             same = False
         return state if same else "changed"
 
@@ -269,11 +272,11 @@ class Differ:
             # the run goes on) and the readable side is never written.
             try:
                 checksum_a = self.checksum("a", a)
-            except (IntegrityError, DecryptionError) as error:
+            except _UNREADABLE as error:
                 return ActionKind.UPLOAD, f"{reason}, a unreadable: {type(error).__name__}"
             try:
                 checksum_b = self.checksum("b", b)
-            except (IntegrityError, DecryptionError) as error:
+            except _UNREADABLE as error:
                 return ActionKind.DOWNLOAD, f"{reason}, b unreadable: {type(error).__name__}"
             same = _equal(checksum_a, checksum_b)
         if same:
@@ -312,10 +315,15 @@ class Differ:
         item = store.get(entry.key)
         if item is not None and item.etag == entry.etag and item.checksum is not None:
             return item.checksum
+        if item is None:
+            return None  # deleted since the listing: the next run sees it gone
         digest = hashlib.sha256()
-        with store.open(entry.key) as reader:
-            if reader.item.etag != entry.etag:
-                return None  # changed since the listing: the next run sees the new version
-            while block := reader.read(1024 * 1024):
-                digest.update(block)
+        try:
+            with store.open(entry.key) as reader:
+                if reader.item.etag != entry.etag:
+                    return None  # changed since the listing: the next run sees the new version
+                while block := reader.read(1024 * 1024):
+                    digest.update(block)
+        except NotFound:
+            return None
         return f"sha256:{digest.hexdigest()}"
