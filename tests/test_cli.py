@@ -177,6 +177,14 @@ def test_exit_statuses_and_errors(shell: Shell) -> None:
     assert not (shell.cwd / "src").exists()
     assert not (shell.cwd / "dst").exists()
     assert not list((shell.cwd / "state").glob("sync/*.db"))
+    # A conflict left for a choice is said so, and a later sync with a policy settles it.
+    for side, data in (("src", b"mine"), ("dst", b"theirs")):
+        (shell.cwd / side).mkdir()
+        (shell.cwd / side / "doc.txt").write_bytes(data)
+    manual = shell("sync", "--conflict", "manual", source, target).stderr.decode()
+    assert "1 conflicts wait for a choice" in manual
+    shell("sync", "--conflict", "prefer-a", source, target)
+    assert (shell.cwd / "dst" / "doc.txt").read_bytes() == b"mine"
 
 
 def test_every_command_has_help_with_an_example() -> None:

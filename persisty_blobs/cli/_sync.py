@@ -165,6 +165,18 @@ def sync(
     elif not quiet():
         counts = ", ".join(f"{kind} {count}" for kind, count in done.items()) or "nothing to do"
         click.echo(f"synced: {counts}; {report.bytes} bytes in {report.seconds:.1f} s")
+    if report.conflicts and not as_json:
+        click.echo(
+            f"persisty-blobs: {report.conflicts} conflicts wait for a choice: sync again with "
+            "--conflict prefer-a, prefer-b, newer or keep-both",
+            err=True,
+        )
+    if report.deletes_skipped and not as_json:
+        click.echo(
+            f"persisty-blobs: {report.deletes_skipped} deletes held back because a transfer "
+            "failed; the next sync carries them out",
+            err=True,
+        )
     for namespace, key, kind, error in report.failures:
         where = f"{namespace}:" if namespace else ""
         click.echo(f"persisty-blobs: {kind.value} {where}{key} failed: {error}", err=True)
