@@ -422,6 +422,17 @@ def test_trash_keeps_what_a_run_deleted_or_overwrote(state: SyncState) -> None:
     assert "trash" not in local.namespaces()
 
 
+def test_a_trash_namespace_is_never_synced_by_later_runs(state: SyncState) -> None:
+    local, remote = filled(2), MemoryStore()
+    Replicator(local, remote, state, trash="trash").run()
+    local.delete("item-0000")
+    assert Replicator(local, remote, state, trash="trash", direction="push").run().ok
+    assert remote.namespace("trash").count() == 1
+    later = Replicator(local, remote, state, direction="pull")  # no trash= given
+    assert later.plan() == []
+    assert "trash" not in local.namespaces()
+
+
 def test_the_trash_of_a_namespace_with_the_longest_name_fits_a_file_name(
     state: SyncState, tmp_path: Path
 ) -> None:
@@ -473,7 +484,7 @@ def test_a_state_of_schema_2_is_upgraded_in_place(tmp_path: Path) -> None:
     a, b = filled(3), MemoryStore()
     path = tmp_path / "old.db"
     Replicator(a, b, SyncState(path), pair="p").run()
-    # Schema 2 differs from 4 by its queue index and the column ``requested``: put them back.
+    # Schema 2 differs from 5 by its queue index and two columns: put them back.
     engine = SyncState(path).engine
     with engine.begin() as connection:
         connection.exec_driver_sql("DROP INDEX pbsync_claims")
@@ -481,6 +492,7 @@ def test_a_state_of_schema_2_is_upgraded_in_place(tmp_path: Path) -> None:
             "CREATE INDEX pbsync_queue ON pbsync_items (pair, run_id, status, priority)"
         )
         connection.exec_driver_sql("ALTER TABLE pbsync_items DROP COLUMN requested")
+        connection.exec_driver_sql("ALTER TABLE pbsync_runs DROP COLUMN trash")
         connection.exec_driver_sql("UPDATE pbsync_schema SET version = 2")
         # Schema 2 took every queued delete for the caller's own (BlobManager.delete's).
         connection.exec_driver_sql(
@@ -503,9 +515,13 @@ def test_a_state_of_schema_2_is_upgraded_in_place(tmp_path: Path) -> None:
     with state.engine.connect() as connection:
         indexes = {row[1] for row in connection.exec_driver_sql("PRAGMA index_list(pbsync_items)")}
         version = connection.exec_driver_sql("SELECT version FROM pbsync_schema").scalar()
-        columns = list(connection.exec_driver_sql("PRAGMA table_info(pbsync_items)"))
-    assert version == 4
-    assert {row[1] for row in columns} >= {"requested"}
+        columns = {
+            row[1]
+            for table in ("pbsync_items", "pbsync_runs")
+            for row in connection.exec_driver_sql(f"PRAGMA table_info({table})")
+        }
+    assert version == 5
+    assert columns >= {"requested", "trash"}
     assert "pbsync_claims" in indexes
     assert "pbsync_queue" not in indexes
     report = Replicator(a, b, state, pair="p").run()  # 2 of 3 deleted: asked for, not guarded

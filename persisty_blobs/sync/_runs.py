@@ -23,7 +23,16 @@ from ._tables import lock_for_writing
 from .model import SyncAborted
 from .state import SyncState
 
-__all__ = ["LEASE_SECONDS", "begin_run", "end_run", "held", "renew_run", "run_phase"]
+__all__ = [
+    "LEASE_SECONDS",
+    "begin_run",
+    "end_run",
+    "held",
+    "remember_trash",
+    "renew_run",
+    "run_phase",
+    "trash_namespaces",
+]
 
 LEASE_SECONDS = 30.0
 
@@ -138,3 +147,23 @@ def run_phase(state: SyncState, pair: str, run_id: str) -> str | None:
 
 def end_run(state: SyncState, pair: str, run_id: str) -> None:
     renew_run(state, pair, run_id, "done")
+
+
+def remember_trash(state: SyncState, pair: str, name: str) -> None:
+    """Record ``name`` as a trash namespace of ``pair``: no later run syncs it, given a
+    trash or not (only a run that names it in ``namespaces=`` does)."""
+    runs = state.tables.runs
+    with state.engine.begin() as connection:
+        lock_for_writing(connection, state.tables)
+        kept = connection.execute(sa.select(runs.c.trash).where(runs.c.pair == pair)).scalar()
+        names = set(filter(None, (kept or "").split("/")))
+        if name not in names:
+            joined = "/".join(sorted(names | {name}))
+            connection.execute(sa.update(runs).where(runs.c.pair == pair).values(trash=joined))
+
+
+def trash_namespaces(state: SyncState, pair: str) -> set[str]:
+    runs = state.tables.runs
+    with state.engine.connect() as connection:
+        kept = connection.execute(sa.select(runs.c.trash).where(runs.c.pair == pair)).scalar()
+    return set(filter(None, (kept or "").split("/")))

@@ -13,7 +13,7 @@ from ..errors import BlobError, InvalidArgument, TransientError, Unsupported
 
 __all__ = ["SCHEMA_VERSION", "Tables", "connect", "lock_for_writing"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _key_type(length: int) -> Any:
@@ -79,6 +79,8 @@ def _define(prefix: str) -> tuple[sa.MetaData, Tables]:
         sa.Column("phase", sa.String(20), nullable=False),
         sa.Column("lease_until", sa.Float, nullable=False),
         sa.Column("sides", sa.Text, nullable=False),
+        # The trash namespaces the pair's runs were given, "/" between them: never synced.
+        sa.Column("trash", sa.Text, nullable=False, server_default=""),
     )
     return metadata, Tables(schema=schema, items=items, runs=runs)
 
@@ -206,4 +208,6 @@ def _migrate(connection: sa.Connection, tables: Tables, prefix: str, version: in
         connection.execute(
             sa.update(items).where(items.c.status == "pending_delete").values(requested=sa.true())
         )
+    if version < 5:
+        add_column(tables.runs, "trash TEXT NOT NULL DEFAULT ''")
     connection.execute(sa.update(tables.schema).values(version=SCHEMA_VERSION))

@@ -107,6 +107,7 @@ class Replicator:
             return sorted(self.namespaces)
         names = set(self.a.namespaces()) | set(self.b.namespaces())
         names |= set(self.state.namespaces(self.pair))
+        names -= _runs.trash_namespaces(self.state, self.pair)
         if self.trash is not None:
             names.discard(self.trash.name)
         return sorted(names)
@@ -156,6 +157,8 @@ class Replicator:
             run_id, planner = _runs.begin_run(self.state, self.pair, sides)
         largest = None
         if planner:
+            if self.trash is not None:
+                _runs.remember_trash(self.state, self.pair, self.trash.name)
             tally = self._record(run_id, progress)
             report.conflicts, largest = tally.conflicts, tally.largest
         executor = Executor(
