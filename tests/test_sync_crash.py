@@ -228,3 +228,24 @@ def test_ctrl_c_during_a_statement_of_the_state_stays_a_keyboard_interrupt() -> 
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         state.close()
+
+
+def test_processes_opening_a_new_sqlite_state_at_once_all_open_it(tmp_path: Path) -> None:
+    import threading
+
+    for attempt in range(5):
+        path = tmp_path / f"state{attempt}.db"
+        errors: list[BaseException] = []
+
+        def open_state(path: Path = path, errors: list[BaseException] = errors) -> None:
+            try:
+                SyncState(path).close()
+            except BaseException as error:
+                errors.append(error)
+
+        openers = [threading.Thread(target=open_state) for _ in range(4)]
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join()
+        assert errors == []
