@@ -62,6 +62,28 @@ def test_requests_without_a_valid_token_get_401(server: tuple[str, Path]) -> Non
         HttpStore(url, token="wrong")
 
 
+def test_a_sync_state_tells_two_users_stores_at_one_url_apart(
+    server: tuple[str, Path], tmp_path: Path
+) -> None:
+    from persisty_blobs.stores.memory import MemoryStore
+    from persisty_blobs.sync import Replicator, SyncAborted, SyncState
+
+    url, _ = server
+    alice, bob = token(), token()
+    local, state = MemoryStore(), SyncState(tmp_path / "state.db")
+    local.put("photo.jpg", b"alice's")
+    with HttpStore(url, token=alice) as remote:
+        assert Replicator(local, remote, state, pair="phone").run().ok
+        assert alice not in repr(remote)  # the principal is named by a digest only
+        runs = state.tables.runs
+        with state.engine.begin() as connection:  # as recorded before stores named theirs
+            connection.execute(runs.update().values(sides=f"{local!r} <-> HttpStore({url!r})"))
+        assert Replicator(local, remote, state, pair="phone").run().ok
+    with HttpStore(url, token=bob) as other, pytest.raises(SyncAborted, match="another name"):
+        Replicator(local, other, state, pair="phone").run()
+    assert local.read_bytes("photo.jpg") == b"alice's"
+
+
 def test_ranges_conditional_requests_and_errors(user: tuple[str, str, DataStore]) -> None:
     url, name, _ = user
     with httpx.Client(base_url=url, headers={"authorization": f"Bearer {name}"}) as client:

@@ -7,6 +7,7 @@ PostgreSQL) behind a load balancer.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -263,6 +264,9 @@ async def _info(request: Request, hosted: Hosted) -> Response:
     return JSONResponse(
         {
             "version": http_wire.WIRE_VERSION,
+            # Whose store this is, as a digest (an app's principal may be the token itself):
+            # a client tells two users' stores at one URL apart by it.
+            "principal": hashlib.sha256(str(hosted.principal(request)).encode()).hexdigest()[:16],
             "chunk_size": store.chunk_size,
             "capabilities": {
                 "nested_keys": capabilities.nested_keys,

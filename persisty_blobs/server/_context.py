@@ -63,13 +63,16 @@ class Hosted:
     quota: Quota
     _writing: dict[str, asyncio.Lock] = field(default_factory=dict)
 
-    def caller_store(self, request: Request) -> DataStore:
-        """The store the caller may use, in the namespace the request names."""
-        if self.authenticate is None:
-            raise _Unauthenticated()
-        principal = self.authenticate(request)
+    def principal(self, request: Request) -> Any:
+        """Who the caller is, by its token (what ``authenticate`` returned)."""
+        principal = None if self.authenticate is None else self.authenticate(request)
         if principal is None:
             raise _Unauthenticated()
+        return principal
+
+    def caller_store(self, request: Request) -> DataStore:
+        """The store the caller may use, in the namespace the request names."""
+        principal = self.principal(request)
         store = self.store if self.authorize is None else self.authorize(self.store, principal)
         namespace = validate_namespace(request.query_params.get("namespace", ""))
         if not namespace:

@@ -9,6 +9,7 @@ process plans again from the two listings and the base, so nothing needs a resyn
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import threading
 import time
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 LEASE_SECONDS = 30.0
+_WITHOUT_PRINCIPAL = re.compile(r", principal [0-9a-f]+\)")
 
 
 def begin_run(state: SyncState, pair: str, sides: str) -> tuple[str, bool]:
@@ -57,7 +59,9 @@ def begin_run(state: SyncState, pair: str, sides: str) -> tuple[str, bool]:
         if state.dialect == "postgresql":
             query = query.with_for_update()
         row = connection.execute(query).mappings().one()
-        if not row["sides"]:  # a state from before the stores were recorded
+        # A state from before the stores were recorded, or before an HttpStore named its
+        # principal: taken as these stores, and recorded so.
+        if not row["sides"] or row["sides"] == _WITHOUT_PRINCIPAL.sub(")", sides):
             connection.execute(sa.update(runs).where(runs.c.pair == pair).values(sides=sides))
         elif row["sides"] != sides:
             raise SyncAborted(

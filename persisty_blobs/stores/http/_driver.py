@@ -78,6 +78,10 @@ class HttpDriver(Driver):
         except BaseException:
             self.close()
             raise
+        principal = info.get("principal")
+        if isinstance(principal, str) and principal.isalnum():
+            # Two users' stores at one URL are two stores (a sync's state tells them apart).
+            self.name = f"HttpStore({self.url!r}, principal {principal})"
         declared = info.get("capabilities", {})
         self.capabilities = Capabilities(
             nested_keys=bool(declared.get("nested_keys", True)),
