@@ -13,6 +13,7 @@ from persisty_blobs import DataStore, Flag, TransientError
 from persisty_blobs.stores.memory import MemoryStore
 from persisty_blobs.sync import ActionKind, Replicator, Status, SyncAborted, SyncState
 from persisty_blobs.sync import diff as diff_module
+from persisty_blobs.sync.diff import Policy
 
 from .sync_support import Faulty, contents
 
@@ -171,6 +172,35 @@ def test_identical_content_without_a_base_is_adopted_without_a_transfer(state: S
     report = replicator.run()
     assert report.count(ActionKind.ADOPT) == 4
     assert report.bytes == len(b"same 4") + len(b"different")
+
+
+@pytest.mark.parametrize("policy", ["keep-both", "newer", "prefer-b"])
+def test_an_etag_that_moved_without_the_content_is_no_change(
+    state: SyncState, policy: Policy
+) -> None:
+    from persisty_blobs import EncryptedStore, Keyring
+
+    keyring = Keyring.generate()
+    a, remote = MemoryStore(), MemoryStore()
+    b = EncryptedStore(remote, keyring)
+    for index in range(3):
+        a.put(f"doc{index}", b"original %d" % index)
+    synced(a, b, state, conflict=policy)
+    a.put("doc0", b"edited offline")
+    rotated = EncryptedStore(remote, keyring.rotated(os.urandom(32)))
+    for index in range(3):  # another device rotates the remote's keys: new ciphertext
+        rotated.reencrypt(f"doc{index}")
+    replicator = Replicator(a, rotated, state, conflict=policy)  # the new ring too
+    assert kinds(replicator) == {
+        "doc0": ActionKind.UPLOAD,
+        "doc1": ActionKind.ADOPT,
+        "doc2": ActionKind.ADOPT,
+    }
+    report = replicator.run()
+    assert report.ok
+    assert report.bytes == len(b"edited offline")
+    assert rotated.read_bytes("doc0") == b"edited offline"
+    assert replicator.plan() == []
 
 
 def test_flag_changes_move_without_content_and_b_wins_when_both_change(state: SyncState) -> None:

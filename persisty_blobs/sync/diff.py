@@ -102,12 +102,23 @@ def _in_sync(a: Entry | None, b: Entry | None, row: BaseRow | None) -> bool:
     )
 
 
+def _same_content(entry: Entry, row: BaseRow) -> bool:
+    """Whether a version whose etag moved holds the base's content, as its listing says (a
+    remote's keys rotated, an object copied onto itself with new metadata, the same bytes
+    uploaded again): no change, whatever its etag."""
+    return entry.size == row.size and _equal(entry.checksum, row.checksum)
+
+
+def _moved(entry: Entry | None, base_etag: str | None) -> bool:
+    return entry is not None and base_etag is not None and entry.etag != base_etag
+
+
 def _side(entry: Entry | None, base_etag: str | None, row: BaseRow | None) -> str:
     if row is None or not row.has_base:
         return "absent" if entry is None else "new"
     if entry is None:
         return "deleted"
-    if entry.etag != base_etag:
+    if entry.etag != base_etag and not _same_content(entry, row):
         return "changed"
     flags = _flags(entry)
     if flags is not None and row.flags is not None and flags != row.flags:
@@ -187,6 +198,8 @@ class Differ:
         kind, reason = self._rule(a, b, row, side_a, side_b)
         if kind is None and (racy_a or racy_b):
             return ActionKind.ADOPT, "content unchanged since a racy listing"
+        if kind is None and (_moved(a, etag_a) or _moved(b, etag_b)):
+            return ActionKind.ADOPT, "etag moved, content unchanged"
         return kind, reason
 
     def _checked(
