@@ -74,7 +74,7 @@ def test_a_sync_state_tells_two_users_stores_at_one_url_apart(
     local.put("photo.jpg", b"alice's")
     with HttpStore(url, token=alice) as remote:
         assert Replicator(local, remote, state, pair="phone").run().ok
-        assert alice not in repr(remote)  # the principal is named by a digest only
+        assert alice not in repr(remote)  # the store is named by a digest only
         runs = state.tables.runs
         with state.engine.begin() as connection:  # as recorded before stores named theirs
             connection.execute(runs.update().values(sides=f"{local!r} <-> HttpStore({url!r})"))

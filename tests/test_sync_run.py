@@ -431,6 +431,13 @@ def test_a_trash_namespace_is_never_synced_by_later_runs(state: SyncState) -> No
     later = Replicator(local, remote, state, direction="pull")  # no trash= given
     assert later.plan() == []
     assert "trash" not in local.namespaces()
+    local.namespace("photos").put("cat.jpg", b"cat")
+    assert Replicator(local, remote, state).run().ok
+    with pytest.raises(InvalidArgument, match="holds items this pair syncs"):
+        Replicator(local, remote, state, trash="photos").run()
+    local.namespace("photos").put("dog.jpg", b"dog")
+    assert Replicator(local, remote, state).run().ok  # photos is still synced
+    assert remote.namespace("photos").read_bytes("dog.jpg") == b"dog"
 
 
 def test_the_trash_of_a_namespace_with_the_longest_name_fits_a_file_name(

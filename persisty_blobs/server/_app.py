@@ -259,14 +259,14 @@ async def _copy(request: Request, hosted: Hosted) -> Response:
 
 
 async def _info(request: Request, hosted: Hosted) -> Response:
-    principal, store = hosted.caller(request)
+    store = hosted.caller_store(request)
     capabilities = store.capabilities
     return JSONResponse(
         {
             "version": http_wire.WIRE_VERSION,
-            # Whose store this is, as a digest (an app's principal may be the token itself):
-            # a client tells two users' stores at one URL apart by it.
-            "principal": hashlib.sha256(str(principal).encode()).hexdigest()[:16],
+            # Which store the caller's token gives it, as a digest (nothing of the token, the
+            # same for each of its tokens): a client tells two users' stores at one URL apart.
+            "store_id": hashlib.sha256(repr(store).encode()).hexdigest()[:16],
             "chunk_size": store.chunk_size,
             "capabilities": {
                 "nested_keys": capabilities.nested_keys,

@@ -65,21 +65,16 @@ class Hosted:
 
     def caller_store(self, request: Request) -> DataStore:
         """The store the caller may use, in the namespace the request names."""
-        return self.caller(request)[1]
-
-    def caller(self, request: Request) -> tuple[Any, DataStore]:
-        """Who the caller is, by its token (what ``authenticate`` returned, asked once), and
-        ``caller_store``."""
         principal = None if self.authenticate is None else self.authenticate(request)
         if principal is None:
             raise _Unauthenticated()
         store = self.store if self.authorize is None else self.authorize(self.store, principal)
         namespace = validate_namespace(request.query_params.get("namespace", ""))
         if not namespace:
-            return principal, store
+            return store
         if store.namespace_name:
             raise PermissionDenied("this caller's store has no other namespaces")
-        return principal, store.namespace(namespace)
+        return store.namespace(namespace)
 
     def limit(self, store: DataStore, replacing: str | None = None) -> int | None:
         """How many more bytes ``store`` may take (the item ``replacing`` counts as gone),

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 LEASE_SECONDS = 30.0
-_WITHOUT_PRINCIPAL = re.compile(r", principal [0-9a-f]+\)")
+_WITHOUT_STORE_ID = re.compile(r", store [0-9a-f]+\)")
 
 
 def begin_run(state: SyncState, pair: str, sides: str) -> tuple[str, bool]:
@@ -59,9 +59,9 @@ def begin_run(state: SyncState, pair: str, sides: str) -> tuple[str, bool]:
         if state.dialect == "postgresql":
             query = query.with_for_update()
         row = connection.execute(query).mappings().one()
-        # A state from before the stores were recorded, or before an HttpStore named its
-        # principal: taken as these stores, and recorded so.
-        if not row["sides"] or row["sides"] == _WITHOUT_PRINCIPAL.sub(")", sides):
+        # A state from before the stores were recorded, or before an HttpStore named the
+        # store it reaches: taken as these stores, and recorded so.
+        if not row["sides"] or row["sides"] == _WITHOUT_STORE_ID.sub(")", sides):
             connection.execute(sa.update(runs).where(runs.c.pair == pair).values(sides=sides))
         elif row["sides"] != sides:
             raise SyncAborted(

@@ -119,8 +119,10 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
                 connection.execute(
                     sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(prefix)}
                 )
-            else:
+            elif engine.dialect.name == "sqlite":
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                raise Unsupported(f"a sync state needs SQLite or PostgreSQL, not {url!r}")
             metadata.create_all(connection, checkfirst=True)
             version = connection.execute(sa.select(tables.schema.c.version)).scalar()
             if version is None:

@@ -144,6 +144,11 @@ class Replicator:
         started = time.monotonic()
         report = SyncReport()
         self.state.release_dead_leases(self.pair)
+        if self.trash is not None and self.trash.name in self.state.namespaces(self.pair):
+            raise InvalidArgument(
+                f"the namespace {self.trash.name!r} holds items this pair syncs: a trash is a "
+                "namespace of its own"
+            )
         sides = f"{self.a!r} <-> {self.b!r}"
         run_id, planner = _runs.begin_run(self.state, self.pair, sides)
         while not planner:
@@ -157,8 +162,6 @@ class Replicator:
             run_id, planner = _runs.begin_run(self.state, self.pair, sides)
         largest = None
         if planner:
-            if self.trash is not None:
-                _runs.remember_trash(self.state, self.pair, self.trash.name)
             tally = self._record(run_id, progress)
             report.conflicts, largest = tally.conflicts, tally.largest
         executor = Executor(
@@ -195,6 +198,8 @@ class Replicator:
                         batch = []
                 self.state.record_plan(self.pair, run_id, batch)
             self._check(tally)
+            if self.trash is not None:  # a plan past the guards: from now on never synced
+                _runs.remember_trash(self.state, self.pair, self.trash.name)
             if not _runs.renew_run(self.state, self.pair, run_id):
                 raise SyncAborted(
                     "this run's lease lapsed while it was planned and another process runs "

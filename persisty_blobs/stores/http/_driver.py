@@ -78,10 +78,10 @@ class HttpDriver(Driver):
         except BaseException:
             self.close()
             raise
-        principal = info.get("principal")
-        if isinstance(principal, str) and principal.isalnum():
+        store_id = info.get("store_id")
+        if isinstance(store_id, str) and store_id.isalnum():
             # Two users' stores at one URL are two stores (a sync's state tells them apart).
-            self.name = f"HttpStore({self.url!r}, principal {principal})"
+            self.name = f"HttpStore({self.url!r}, store {store_id})"
         declared = info.get("capabilities", {})
         self.capabilities = Capabilities(
             nested_keys=bool(declared.get("nested_keys", True)),
