@@ -440,6 +440,35 @@ def test_a_trash_namespace_is_never_synced_by_later_runs(state: SyncState) -> No
     assert remote.namespace("photos").read_bytes("dog.jpg") == b"dog"
 
 
+def test_a_run_stopped_by_a_guard_leaves_its_trash_unremembered(state: SyncState) -> None:
+    local, remote = filled(10), MemoryStore()
+    assert Replicator(local, remote, state).run().ok
+    for index in range(8):
+        local.delete(f"item-{index:04}")
+    with pytest.raises(SyncAborted):
+        Replicator(local, remote, state, trash="tr").run()
+    assert _runs.trash_namespaces(state, "default") == set()
+
+
+def test_a_state_on_another_database_is_refused_before_it_makes_a_table(
+    table_prefix: str,
+) -> None:
+    import sqlalchemy as sa
+
+    from persisty_blobs import Unsupported
+
+    from .conftest import server_url
+
+    url = server_url("mariadb")
+    with pytest.raises(Unsupported, match="SQLite or PostgreSQL"):
+        SyncState(url, table_prefix=table_prefix)
+    engine = sa.create_engine(url)
+    try:
+        assert not [name for name in sa.inspect(engine).get_table_names() if table_prefix in name]
+    finally:
+        engine.dispose()
+
+
 def test_the_trash_of_a_namespace_with_the_longest_name_fits_a_file_name(
     state: SyncState, tmp_path: Path
 ) -> None:
