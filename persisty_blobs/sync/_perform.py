@@ -145,16 +145,7 @@ def _keep_both(
     loser = conflict_key(action.key, "a", action.a.updated_at or datetime.now(UTC))
     _, kept_b = _copy(a, b, action.key, action.a, None, on_bytes, dst_key=loser)
     _, copy_a = _copy(a, a, action.key, action.a, None, None, dst_key=loser)  # moves nothing
-    try:
-        source_b, replaced = copy_version(b, a, action.key, action.b, action.a, on_bytes=on_bytes)
-    except PreconditionFailed:  # a's key holds b's version already, or a changed meanwhile
-        current_b = b.get(action.key)
-        if current_b is None or current_b.etag != action.b.etag:
-            raise
-        replaced_before = _holding(a, action.key, current_b)
-        if replaced_before is None:
-            raise
-        source_b, replaced = current_b, replaced_before
+    source_b, replaced = _copy(b, a, action.key, action.b, action.a, on_bytes)
     return [
         _base(action, replaced, source_b),
         _base(action, copy_a, kept_b, key=loser),

@@ -105,7 +105,7 @@ def item_state(row: Any) -> ItemState:
     return ItemState(
         namespace=row["namespace"],
         key=row["key"],
-        status=Status(row["status"] or Status.SYNCED.value),
+        status=Status(row["status"]),  # rows without one are never read as items
         priority=Priority(row["priority"]),
         attempts=row["attempts"],
         last_error=row["last_error"],

@@ -159,15 +159,17 @@ def remember_trash(state: SyncState, pair: str, name: str) -> None:
     runs = state.tables.runs
     with state.engine.begin() as connection:
         lock_for_writing(connection, state.tables)
-        kept = connection.execute(sa.select(runs.c.trash).where(runs.c.pair == pair)).scalar()
-        names = set(filter(None, (kept or "").split("/")))
+        names = _trash_names(connection, runs, pair)
         if name not in names:
             joined = "/".join(sorted(names | {name}))
             connection.execute(sa.update(runs).where(runs.c.pair == pair).values(trash=joined))
 
 
 def trash_namespaces(state: SyncState, pair: str) -> set[str]:
-    runs = state.tables.runs
     with state.engine.connect() as connection:
-        kept = connection.execute(sa.select(runs.c.trash).where(runs.c.pair == pair)).scalar()
+        return _trash_names(connection, state.tables.runs, pair)
+
+
+def _trash_names(connection: sa.Connection, runs: sa.Table, pair: str) -> set[str]:
+    kept = connection.execute(sa.select(runs.c.trash).where(runs.c.pair == pair)).scalar()
     return set(filter(None, (kept or "").split("/")))

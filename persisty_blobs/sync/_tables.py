@@ -153,8 +153,8 @@ def _as_blob_error(context: sa.engine.ExceptionContext) -> None:
     if not isinstance(context.original_exception, Exception):
         return  # Ctrl-C, or an exit: never turned into an error a retry loop would catch
     original = context.original_exception
-    reason = str(original).strip().splitlines()[0] if str(original).strip() else type(original)
-    if _transient(context, str(reason)):
+    reason = (str(original).strip().splitlines() or [type(original).__name__])[0]
+    if _transient(context, reason):
         raise TransientError(f"the sync state's database is out of reach: {reason}") from original
     raise BlobError(f"the sync state's database refused a statement: {reason}") from original
 

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .._liveness import local_owner
-from ..errors import Unsupported
 from ..registry import require
 from . import _codec
 from ._queue import QueueOperations
@@ -44,8 +43,6 @@ class SyncState(QueueOperations):
         self.url = text
         self._engine, self._tables = connect(text, table_prefix)
         self.dialect = self._engine.dialect.name
-        if self.dialect not in ("sqlite", "postgresql"):
-            raise Unsupported(f"a sync state needs SQLite or PostgreSQL, not {self.dialect}")
         self._lock = threading.Lock()
         #: Bumped by ``set_priority``: a running executor in this process re-chooses.
         self.priority_changes = 0
