@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import tracemalloc
 import urllib.parse
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ from persisty_blobs.stores.s3 import _copy
 from persisty_blobs.stores.s3._driver import S3Driver
 from persisty_blobs.stores.s3._errors import s3_errors
 from persisty_blobs.testing import StoreConformance
-from persisty_blobs.testing._support import payload, sha256
+from persisty_blobs.testing._support import assert_stored, payload, sha256
 from persisty_blobs.testing.moto import moto_client
 
 MiB = 1024 * 1024
@@ -180,13 +181,14 @@ def test_a_write_whose_size_and_checksum_are_announced_is_one_streamed_put(
         ),
     )
     announced = {"size": len(data), "checksum": sha256(data), "metadata": {"a": "b"}}
+    began = time.monotonic()
     with store.writer("big.bin", if_none_match="*", **announced) as out:  # type: ignore[arg-type]
         for start in range(0, len(data), MiB):
             out.write(data[start : start + MiB])
             assert calls.names().count("PutObject") == 1, "sent as it comes, from the first MiB"
     assert calls.names() == ["PutObject"], "its precondition went with it, no HeadObject first"
     assert out.item is not None
-    assert out.item == store.get("big.bin")
+    assert_stored(store, "big.bin", out.item, began)
     assert (out.item.checksum, out.item.metadata) == (sha256(data), {"a": "b"})
     assert store.read_bytes("big.bin") == data
     # The payload goes unsigned, but its SHA-256 is in a header that is signed and S3 checks.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
 
 import pytest
 
@@ -78,6 +80,25 @@ def keys(items: Iterable[DataItem | Entry]) -> list[str]:
 
 def by_utf8(strings: list[str]) -> list[str]:
     return sorted(strings, key=lambda text: text.encode("utf-8"))
+
+
+def assert_stored(store: DataStore, key: str, written: DataItem | None, began: float) -> None:
+    """Assert that ``written``, what a write begun at ``began`` (``time.monotonic()``) returned,
+    is the item ``store`` holds at ``key``.
+
+    Where the clock is a server's, no write response carries the time the server stamped the
+    object with (S3 gives none): the write's ``updated_at`` is its response's ``Date``, later
+    than the stamp by up to the write's duration, both to the second.
+    """
+    stored = store.get(key)
+    assert written is not None
+    assert stored is not None, key
+    if store.capabilities.local_clock:
+        assert written == stored
+        return
+    assert dataclasses.replace(written, updated_at=stored.updated_at) == stored
+    took = timedelta(seconds=time.monotonic() - began + 1)
+    assert stored.updated_at <= written.updated_at <= stored.updated_at + took, (written, stored)
 
 
 def assert_empty(store: DataStore) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from ._support import (
     INVALID_KEYS,
     WEIRD_KEYS,
     assert_empty,
+    assert_stored,
     by_utf8,
     keys,
     payload,
@@ -75,7 +77,8 @@ class PreconditionTests:
             write(content)
         assert store.get("announced") == kept
         assert store.read_bytes("announced") == b"old"
-        assert write(data) == store.get("announced")
+        began = time.monotonic()
+        assert_stored(store, "announced", write(data), began)
         assert store.read_bytes("announced") == data
 
     def test_create_only(self, store: DataStore) -> None:
