@@ -81,11 +81,12 @@ def test_a_refusal_whose_response_is_lost_stays_a_refusal(
         writer.__enter__()
         writer.write(b"mine")
         # Another writer comes first, after the early check and before the commit.
+        began = time.monotonic()
         theirs = store.put(key, b"theirs")
         proxy.lose_response_to(f"PUT /{store.bucket}/app/items/{key} ")
         with pytest.raises((AlreadyExists, PreconditionFailed)):
             writer.__exit__(None, None, None)
-        assert store.get(key) == theirs
+        assert_stored(store, key, theirs, began)
     assert proxy.lost == 2
 
 

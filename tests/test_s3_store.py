@@ -137,12 +137,13 @@ def test_a_large_put_whose_checksum_is_given_records_it_when_the_upload_starts(
 ) -> None:
     data = b"".join(blocks(23 * MiB))
     calls = Calls(store.client)
+    began = time.monotonic()
     item = store.put("given.bin", blocks(23 * MiB), checksum=sha256(data), metadata={"a": "b"})
     assert "CopyObject" not in calls.names(), "no copy onto itself for S3 to compute it"
     started = next(p for name, p in calls.sent if name == "CreateMultipartUpload")
     assert started["Metadata"] == {"a": "b", "persisty.sha256": sha256(data)}
     assert item.checksum == sha256(data)
-    assert store.get("given.bin") == item
+    assert_stored(store, "given.bin", item, began)
     assert item.metadata == {"a": "b"}
     assert store.read_bytes("given.bin") == data
 
@@ -206,6 +207,7 @@ def test_a_write_whose_size_and_checksum_are_announced_is_one_streamed_put(
 @pytest.mark.parametrize("fault", ["checksum", "short", "long", "source"])
 def test_a_streamed_put_that_fails_its_checks_stores_nothing(store: S3Store, fault: str) -> None:
     data = b"".join(blocks(13 * MiB))
+    began = time.monotonic()
     kept = store.put("big.bin", b"old")
     content = {
         "checksum": data[:-1] + b"?",
@@ -216,7 +218,7 @@ def test_a_streamed_put_that_fails_its_checks_stores_nothing(store: S3Store, fau
     expected = RuntimeError if fault == "source" else IntegrityError
     with pytest.raises(expected):
         write_announced(store, "big.bin", content, data, fail=fault == "source")
-    assert store.get("big.bin") == kept
+    assert_stored(store, "big.bin", kept, began)
     assert store.read_bytes("big.bin") == b"old"
     assert dangling_uploads(store) == []
     write_announced(store, "big.bin", data, data)  # the store still works
@@ -234,11 +236,12 @@ def test_a_streamed_put_keeps_what_another_writer_stored_meanwhile(
     refused = AlreadyExists if condition == "if_none_match" else PreconditionFailed
     writer = store.writer(key, size=len(data), checksum=sha256(data), **options)  # type: ignore[arg-type]
     writer.write(data[: 6 * MiB])
+    began = time.monotonic()
     theirs = store.put(key, b"theirs")  # after the writer's own check of the precondition
     writer.write(data[6 * MiB :])
     with pytest.raises(refused):
         writer.close()
-    assert store.get(key) == theirs
+    assert_stored(store, key, theirs, began)
     assert store.read_bytes(key) == b"theirs"
 
 
@@ -626,9 +629,11 @@ def test_capabilities(store: S3Store) -> None:
 
 
 def test_copy_onto_itself_leaves_the_item(store: S3Store) -> None:
+    began = time.monotonic()
     item = store.put("a.txt", b"a", flags=[Flag.PENDING])
     calls = Calls(store.client)
-    assert store.copy("a.txt", "a.txt") == item
+    assert store.copy("a.txt", "a.txt") == store.get("a.txt")
+    assert_stored(store, "a.txt", item, began)
     assert "CopyObject" not in calls.names()
     with pytest.raises(NotFound):
         store.copy("missing", "missing")

@@ -49,11 +49,12 @@ class PreconditionTests:
         self, store: DataStore
     ) -> None:
         data = payload(store.chunk_size + 3, seed=12)
+        began = time.monotonic()
         kept = store.put("checked", b"old")
         with pytest.raises(IntegrityError, match="checked"):
             store.put("checked", pieces(data), checksum=sha256(data[:-1] + b"?"))
         assert store.read_bytes("checked") == b"old"
-        assert store.get("checked") == kept
+        assert_stored(store, "checked", kept, began)
         assert store.put("checked", pieces(data), checksum=sha256(data)).checksum == sha256(data)
 
     @pytest.mark.parametrize("checked", [True, False])
@@ -62,6 +63,7 @@ class PreconditionTests:
         self, store: DataStore, written: str, checked: bool
     ) -> None:
         data = payload(store.chunk_size + 3, seed=13)
+        began = time.monotonic()
         kept = store.put("announced", b"old")
         content = data[:-1] if written == "less" else data + b"!"
 
@@ -75,7 +77,7 @@ class PreconditionTests:
         # With a checksum announced too, it is not the content announced.
         with pytest.raises(IntegrityError if checked else InvalidArgument, match="announced"):
             write(content)
-        assert store.get("announced") == kept
+        assert_stored(store, "announced", kept, began)
         assert store.read_bytes("announced") == b"old"
         began = time.monotonic()
         assert_stored(store, "announced", write(data), began)
@@ -296,9 +298,10 @@ class CopyTests:
         assert keys(store.list(flag=Flag.PROCESSING)) == ["dst", "src"]
 
     def test_copy_onto_itself_returns_the_item_unchanged(self, store: DataStore) -> None:
+        began = time.monotonic()
         item = store.put("same", b"content", metadata={"m": "1"}, flags=[Flag.PENDING])
-        assert store.copy("same", "same") == item
-        assert store.get("same") == item
+        assert store.copy("same", "same") == store.get("same")
+        assert_stored(store, "same", item, began)
         assert store.read_bytes("same") == b"content"
         assert keys(store.list()) == ["same"]
         with pytest.raises(NotFound):
