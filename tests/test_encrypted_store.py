@@ -29,14 +29,14 @@ from persisty_blobs.stores.s3 import S3DataStoreFactory
 from persisty_blobs.testing import StoreConformance
 from persisty_blobs.testing.moto import moto_client
 
+from .test_s3_store import S3_RSS_BUDGET
+
 MiB = 1024 * 1024
 SEGMENT = 100  # three segments hold 44 + 84 + 84 bytes of plaintext
 GEOMETRY = Geometry(SEGMENT)
 
 
 class TestEncryptedOverMemory(StoreConformance):
-    content_in_process = True
-
     @pytest.fixture
     def store(self) -> Iterator[EncryptedStore]:
         with EncryptedStore(MemoryStore(), Keyring.generate(), segment_size=64 * 1024) as store:
@@ -44,8 +44,6 @@ class TestEncryptedOverMemory(StoreConformance):
 
 
 class TestEncryptedOverDirectory(StoreConformance):
-    nested_keys_coexist = False  # a file system's rule, which the layer keeps
-
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[EncryptedStore]:
         with EncryptedStore(DirectoryStore(tmp_path / "store"), Keyring.generate()) as store:
@@ -65,6 +63,7 @@ class TestEncryptedOverSqlAndS3(StoreConformance):
             endpoint = request.getfixturevalue("s3_endpoint")
             bucket = request.getfixturevalue("s3_bucket")
             client = moto_client(endpoint)
+            self.rss_budget = S3_RSS_BUDGET
             inner = S3Store(
                 bucket, "app", client=client, multipart_threshold=5 * MiB, part_size=5 * MiB
             )
