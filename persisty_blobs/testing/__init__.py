@@ -15,7 +15,9 @@ new, empty store; pytest then runs the whole suite against it::
 
 The suite reads ``store.capabilities`` (``persisty_blobs.driver.Capabilities``) and skips, with
 the reason, what a store declares it cannot do. It fails a test whose worker thread fails or
-hangs, whatever the project's warning filters. The bounded-memory test is marked ``slow``.
+hangs, whatever the project's warning filters. The bounded-memory test is marked ``slow``; it
+puts and reads 128 MiB in a child process whose RSS may grow by ``rss_budget`` (64 MiB; a
+subclass whose store uploads parts concurrently sets more).
 ``StoreConformance`` needs pytest, loaded when first named: ``persisty_blobs.testing.moto``
 works without it.
 """
