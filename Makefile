@@ -38,7 +38,7 @@ lint: $(VENV)/.dev-installed
 
 # Two workers (the machine's two cores); a test module stays on one worker, with its servers.
 test: lint
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench
