@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,39 @@ def test_an_etag_that_moved_without_the_content_is_no_change(
     assert report.bytes == len(b"edited offline")
     assert rotated.read_bytes("doc0") == b"edited offline"
     assert replicator.plan() == []
+
+
+def test_a_tree_restored_from_a_copy_is_hashed_not_copied_again(
+    tmp_path: Path, state: SyncState
+) -> None:
+    from persisty_blobs.stores import DirectoryStore
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(3):
+        (photos / f"p{index}.jpg").write_bytes(b"picture %d" % index)
+        os.utime(photos / f"p{index}.jpg", (1_600_000_000, 1_600_000_000))  # not racy
+    remote = MemoryStore()
+    with DirectoryStore(photos) as a:
+        synced(a, remote, state)
+    # Restored from a backup: the same files and times, new inodes (new etags); one file was
+    # edited before the backup, keeping its size and time.
+    os.rename(photos, tmp_path / "lost")
+    (tmp_path / "lost" / "p2.jpg").write_bytes(b"edited  p2")
+    os.utime(tmp_path / "lost" / "p2.jpg", (1_600_000_000, 1_600_000_000))
+    shutil.copytree(tmp_path / "lost", photos)
+    with DirectoryStore(photos) as a:
+        replicator = Replicator(a, remote, state)
+        assert kinds(replicator) == {
+            "p0.jpg": ActionKind.ADOPT,
+            "p1.jpg": ActionKind.ADOPT,
+            "p2.jpg": ActionKind.UPLOAD,
+        }
+        report = replicator.run()
+        assert report.ok
+        assert report.bytes == len(b"edited  p2")
+        assert remote.read_bytes("p2.jpg") == b"edited  p2"
+        assert replicator.plan() == []
 
 
 def test_flag_changes_move_without_content_and_b_wins_when_both_change(state: SyncState) -> None:

@@ -120,6 +120,11 @@ def _side(entry: Entry | None, base_etag: str | None, row: BaseRow | None) -> st
         return "deleted"
     if entry.etag != base_etag and not _same_content(entry, row):
         return "changed"
+    return _quiet(entry, row)
+
+
+def _quiet(entry: Entry, row: BaseRow) -> str:
+    """The state of a version that holds the base's content."""
     flags = _flags(entry)
     if flags is not None and row.flags is not None and flags != row.flags:
         return "flags"
@@ -205,17 +210,31 @@ class Differ:
     def _checked(
         self, state: str, side: str, entry: Entry | None, row: BaseRow | None, racy: bool
     ) -> str:
-        """A side that looks unchanged by a racy base etag: unchanged only if its content is
-        the base's."""
-        if not racy or state not in _QUIET:
-            return state
-        assert entry is not None
-        assert row is not None
+        """A side whose listing cannot tell whether its content is the base's is looked at:
+        one that looks unchanged by a racy base etag, and one whose etag moved, whose listing
+        has no checksum and whose size is the base's (a tree restored or copied elsewhere
+        keeps its files' times but not their inodes; an S3 object copied onto itself)."""
+        if racy and state in _QUIET:
+            assert entry is not None
+            assert row is not None
+            return state if self._holds_base(side, entry, row) else "changed"
+        if (
+            state == "changed"
+            and entry is not None
+            and row is not None
+            and entry.checksum is None
+            and entry.size == row.size
+            and row.checksum is not None
+            and self._holds_base(side, entry, row)
+        ):
+            return _quiet(entry, row)
+        return state
+
+    def _holds_base(self, side: str, entry: Entry, row: BaseRow) -> bool:
         try:
-            same = _equal(self.checksum(side, entry), row.checksum)
+            return _equal(self.checksum(side, entry), row.checksum)
         except _UNREADABLE:
-            same = False
-        return state if same else "changed"
+            return False
 
     def _rule(
         self, a: Entry | None, b: Entry | None, row: BaseRow | None, side_a: str, side_b: str
