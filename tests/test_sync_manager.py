@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from persisty_blobs import EncryptedStore, Flag, Keyring, TransientError
+from persisty_blobs import EncryptedStore, Flag, Keyring, PreconditionFailed, TransientError
 from persisty_blobs.stores.memory import MemoryStore
 from persisty_blobs.sync import (
     BlobManager,
@@ -108,6 +108,23 @@ def test_delete_while_the_remote_is_down_is_carried_out_by_a_later_sync(tmp_path
     assert manager.sync().ok
     assert not remote.exists("doc")
     assert manager.sync_progress()["PENDING_DELETE"] == 0
+
+
+def test_a_delete_of_an_item_another_client_changed_deletes_nothing(tmp_path: Path) -> None:
+    local, remote = MemoryStore(), MemoryStore()
+    manager = BlobManager(local, remote, state=SyncState(tmp_path / "s.db"))
+    manager.put("doc", b"mine")
+    assert manager.sync().ok
+    remote.put("doc", b"another client's edit")
+    with pytest.raises(PreconditionFailed):
+        manager.delete("doc")
+    assert local.read_bytes("doc") == b"mine"  # not half done
+    assert remote.read_bytes("doc") == b"another client's edit"
+    assert manager.sync().ok  # the edit comes here; the caller decides again
+    assert local.read_bytes("doc") == b"another client's edit"
+    manager.delete("doc")
+    assert not local.exists("doc")
+    assert not remote.exists("doc")
 
 
 def test_deletes_asked_for_are_not_stopped_by_the_guard_after_a_run_held_them(

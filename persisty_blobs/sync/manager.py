@@ -121,18 +121,23 @@ class BlobManager:
         return local.open(key)
 
     def delete(self, key: str, *, namespace: str = "") -> None:
-        """Delete locally and remotely; if the remote is down the delete stays
-        PENDING_DELETE and a later ``sync`` carries it out. The remote item is deleted only
-        if it is still the version this client last synced."""
-        self.local.namespace(namespace).delete(key)
+        """Delete locally and remotely. The remote item is deleted only if it is still the
+        version this client last synced: if another client changed it since, nothing is
+        deleted and ``PreconditionFailed`` says so (a sync brings that version here). If the
+        remote is down, the local item is deleted and the delete stays PENDING_DELETE: a later
+        ``sync`` carries it out."""
+        local = self.local.namespace(namespace)
         known = self.state.base(self.pair, namespace, key)
         if known is None:
             # Never synced from here: the remote item (if any) is someone else's version.
+            local.delete(key)
             self.state.settle(self.pair, [Outcome(namespace=namespace, key=key, forget=True)])
             return
+        # The remote first: a refusal leaves both sides as they were, not half deleted.
         try:
             self.remote.namespace(namespace).delete(key, if_match=known)
         except TransientError as error:
+            local.delete(key)
             self.state.mark(
                 self.pair,
                 namespace,
@@ -142,6 +147,7 @@ class BlobManager:
                 last_error=str(error),
             )
             return
+        local.delete(key)
         self.state.settle(self.pair, [Outcome(namespace=namespace, key=key, forget=True)])
 
     def set_flags(self, key: str, flags: Iterable[Flag | str], *, namespace: str = "") -> None:
