@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from persisty_blobs import DataStore, Flag, TransientError
+from persisty_blobs import driver as driver_module
 from persisty_blobs.stores.memory import MemoryStore
 from persisty_blobs.sync import ActionKind, Replicator, Status, SyncAborted, SyncState
 from persisty_blobs.sync import diff as diff_module
@@ -126,6 +128,33 @@ def test_a_keep_both_cut_short_is_finished_by_the_next_run(state: SyncState) -> 
     assert contents(a) == contents(b)
     assert sorted(contents(a).values()) == [b"a's edit", b"b's longer edit"]
     assert replicator.plan() == []
+
+
+def test_conflicts_of_one_second_keep_every_loser_under_its_own_name(
+    state: SyncState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    a.put("doc", b"base")
+    replicator = synced(a, b, state)
+    # Every edit in one second (ahead: a store's clock never goes back).
+    second = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+    monkeypatch.setattr(driver_module, "utc_now", lambda: second)
+    name = f"doc.conflict-a-{second.strftime('%Y%m%dT%H%M%SZ')}"
+    a.put("doc", b"a edit 1")
+    b.put("doc", b"b edit 1")
+    a.put(f"{name}-2", b"the user's own file")  # a name taken
+    assert replicator.run().ok
+    a.put("doc", b"a edit 2")
+    b.put("doc", b"b edit 2")
+    assert replicator.run().ok
+    assert replicator.plan() == []
+    assert contents(a) == contents(b)
+    kept = {key: value for (_, key), value in contents(a).items() if ".conflict-a-" in key}
+    assert kept == {
+        name: b"a edit 1",
+        f"{name}-2": b"the user's own file",
+        f"{name}-3": b"a edit 2",
+    }
 
 
 def test_manual_conflicts_wait_for_the_caller(state: SyncState) -> None:

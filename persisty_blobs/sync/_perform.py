@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from ..errors import (
     AlreadyExists,
+    BlobError,
     DecryptionError,
     IntegrityError,
     PreconditionFailed,
@@ -20,6 +21,9 @@ from . import _codec
 from ._transfer import Trash, conflict_key, copy_version, delete_version, set_flags_version
 from .model import Action, ActionKind, Status, Version
 from .state import Outcome
+
+#: How many conflict names from one second a keep-both tries before it fails.
+_CONFLICT_NAMES = 100
 
 __all__ = ["failure_status", "marked", "perform", "retry_limit"]
 
@@ -142,7 +146,7 @@ def _keep_both(
     version's time, so a retry names it the same."""
     assert action.a is not None
     assert action.b is not None
-    loser = conflict_key(action.key, "a", action.a.updated_at or datetime.now(UTC))
+    loser = _loser_key(action, a, b)
     _, kept_b = _copy(a, b, action.key, action.a, None, on_bytes, dst_key=loser)
     _, copy_a = _copy(a, a, action.key, action.a, None, None, dst_key=loser)  # moves nothing
     source_b, replaced = _copy(b, a, action.key, action.b, action.a, on_bytes)
@@ -150,6 +154,31 @@ def _keep_both(
         _base(action, replaced, source_b),
         _base(action, copy_a, kept_b, key=loser),
     ]
+
+
+def _loser_key(action: Action, a: DataStore, b: DataStore) -> str:
+    """The first conflict name from a's version's second under which neither side holds
+    anything but that version: a retry finds its own copies, and a name another conflict of
+    the same second took (or a file of the user's) is passed over."""
+    version = action.a
+    assert version is not None
+    when = version.updated_at or datetime.now(UTC)
+    for number in range(1, _CONFLICT_NAMES + 1):
+        name = conflict_key(action.key, "a", when, number)
+        if all(_free_for(side.get(name), version) for side in (a, b)):
+            return name
+    raise BlobError(
+        f"{_CONFLICT_NAMES} conflict copies from this version's second hold other content",
+        key=action.key,
+    )
+
+
+def _free_for(item: DataItem | None, version: Version) -> bool:
+    return item is None or (
+        version.checksum is not None
+        and item.checksum == version.checksum
+        and (version.flags is None or item.flags == version.flags)
+    )
 
 
 def _copy(

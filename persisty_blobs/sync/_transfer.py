@@ -44,10 +44,12 @@ def fitted(key: str, suffix: str = "", prefix: str = "") -> str:
     return f"{folder}/{name}" if folder else name
 
 
-def conflict_key(key: str, side: str, when: datetime) -> str:
+def conflict_key(key: str, side: str, when: datetime, number: int = 1) -> str:
     """Where the losing version of ``key`` is kept: named from the time of that version, so
-    a run interrupted and run again names it the same."""
-    return fitted(key, f".conflict-{side}-{when.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}")
+    a run interrupted and run again names it the same; the ``number``-th such name from the
+    second, where the first ones hold other content."""
+    stamp = when.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return fitted(key, f".conflict-{side}-{stamp}" + (f"-{number}" if number > 1 else ""))
 
 
 @dataclass(frozen=True)
