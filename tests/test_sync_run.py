@@ -239,6 +239,28 @@ def test_transfers_cut_short_by_ctrl_c_are_given_back_not_failed(state: SyncStat
     assert len(list(remote.scan())) == 200
 
 
+def test_ctrl_c_while_the_workers_start_ends_the_ones_started(
+    state: SyncState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = threading.Thread.start
+
+    def interrupted_after_the_first(thread: threading.Thread) -> None:
+        start(thread)
+        if thread.name == "pb-sync_0":
+            raise KeyboardInterrupt  # what the command line's SIGINT handler raises, here
+
+    remote = Faulty()  # its calls may wait: the run starts several workers
+    replicator = Replicator(filled(20, size=1000), remote, state, concurrency=4)
+    monkeypatch.setattr(threading.Thread, "start", interrupted_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        replicator.run()
+    monkeypatch.undo()
+    alive = [thread.name for thread in threading.enumerate() if thread.name.startswith("pb-")]
+    assert alive == [], "a worker left waiting keeps the process from exiting"
+    assert replicator.run().ok
+    assert len(list(remote.scan())) == 20
+
+
 def test_stores_whose_calls_never_wait_are_synced_on_one_thread(state: SyncState) -> None:
     threads: set[str] = set()
 

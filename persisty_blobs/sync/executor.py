@@ -131,9 +131,11 @@ class Executor:
             threading.Thread(target=self._work, args=(board,), name=f"pb-sync_{index}")
             for index in range(self._workers(deletes))
         ]
-        for worker in workers:
-            worker.start()
         try:
+            # Inside the try: a Ctrl-C while they start still closes the board, which ends
+            # the workers already started.
+            for worker in workers:
+                worker.start()
             self._steer(board, deletes)
         finally:
             with board.lock:
@@ -142,7 +144,8 @@ class Executor:
                 board.ready.clear()
                 board.work.notify_all()
             for worker in workers:
-                worker.join()
+                if worker.ident is not None:  # started
+                    worker.join()
             unstarted += [claim for _, _, claim in board.delayed]
             try:
                 # Stopped early (an error, Ctrl-C): what succeeded is kept; what failed

@@ -42,6 +42,7 @@ from ._recovery import Journal, clean_interrupted_writes, owned_name
 from ._sidecars import Sidecar, SidecarStore, etag_of
 from ._time import updated_at
 from ._walk import Found, walk
+from ._writer import DirectoryWriter
 
 __all__ = ["DirectoryDriver"]
 
@@ -249,8 +250,6 @@ class DirectoryDriver(Driver):
     # Writing (callers hold the exclusive lock where noted) ----------------------------------
 
     def new_writer(self, namespace: str, key: str, header: ItemHeader) -> DriverWriter:
-        from ._writer import DirectoryWriter  # the writer calls back into this module
-
         return DirectoryWriter(self, namespace, key, replacing=not header.if_none_match)
 
     @contextlib.contextmanager

@@ -9,17 +9,20 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from typing import TYPE_CHECKING
 
 from ... import driver as driver_module
 from ...driver import DriverWriter, WriteSpec
 from ...errors import from_os_error
 from ...item import DataItem
-from ._driver import DirectoryDriver
 from ._fileio import write_all
 from ._folders import FolderChain, make_folders
 from ._names import temp_name
 from ._recovery import JournalFile
 from ._time import mtime_ns_of
+
+if TYPE_CHECKING:
+    from ._driver import DirectoryDriver
 
 __all__ = ["DirectoryWriter"]
 
