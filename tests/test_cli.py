@@ -174,6 +174,9 @@ def test_exit_statuses_and_errors(shell: Shell) -> None:
     assert "of its own" in shell.error("sync", "--trash", "", source, target, status=2)
     assert "of its own" in shell.error("sync", "-n", "p", "--trash", "p", source, target, status=2)
     assert "keyring" in shell.error("sync", "--encrypt", "absent.json", source, target, status=1)
+    nested = f"{source}/backup"
+    assert "overlap" in shell.error("sync", source, nested, status=2)
+    assert "the same prefix" in shell.error("sync", source, "d:notes/", status=2)
     assert not (shell.cwd / "src").exists()
     assert not (shell.cwd / "dst").exists()
     assert not list((shell.cwd / "state").glob("sync/*.db"))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import click
@@ -37,8 +39,14 @@ def _pair(
     source, target = split_locations(arguments, 2, 2)
     if not (source.is_store and target.is_store):
         raise click.UsageError("both SRC and DST are stores (NAME:prefix or URL [PREFIX])")
-    if source.path and target.path and source.path != target.path:
-        raise click.UsageError("the same keys on both sides: give one prefix (or the same two)")
+    if source.path != target.path:
+        # One prefix for both sides would also move the other side's keys under it (a folder
+        # synced to s3:notes/ would gain a notes/ folder of its own and upload nothing else).
+        raise click.UsageError(
+            "SRC and DST name the same keys: give both the same prefix (home:docs/ "
+            "backup:docs/), or none and root a store there (file:///home/me/notes, "
+            "s3://bucket/notes)"
+        )
     for name in namespaces:
         try:
             validate_namespace(name)
@@ -46,13 +54,36 @@ def _pair(
             raise click.UsageError(f"{name!r} is no namespace name: {error}") from None
     check_location(source)
     check_location(target)
+    _refuse_nested_folders(source, target)
     keyring = None if encrypt is None else load_keyring(encrypt)
     a, b = open_location(source), open_location(target)
     if keyring is not None:
         from ..crypto import EncryptedStore
 
         b = EncryptedStore(b, keyring)
-    return _state_path(source, target), a, b, source.path or target.path
+    return _state_path(source, target), a, b, source.path
+
+
+def _refuse_nested_folders(source: Location, target: Location) -> None:
+    """Two folders one of which holds the other would copy each into itself at every sync
+    (rclone refuses such "overlapping remotes" too)."""
+    folders = [_folder(location) for location in (source, target)]
+    first, second = folders
+    if first is None or second is None or first == second:
+        return
+    if first in second.parents or second in first.parents:
+        raise click.UsageError(
+            f"{source.text!r} and {target.text!r} overlap: one folder holds the other, "
+            "so each run would copy the tree into itself again"
+        )
+
+
+def _folder(location: Location) -> Path | None:
+    assert location.url is not None
+    parts = urllib.parse.urlsplit(location.url)
+    if parts.scheme != "file":
+        return None
+    return Path(urllib.parse.unquote(parts.path)).resolve()
 
 
 def _state_path(source: Location, target: Location) -> str:
@@ -80,7 +111,7 @@ namespaces_option = click.option(
 @click.command(
     epilog="\b\nExamples:\n  persisty-blobs sync file:///home/me/photos photos:\n"
     "  persisty-blobs sync --direction push --dry-run laptop:docs/ server:docs/\n"
-    "  persisty-blobs sync --encrypt ~/.keys/backup.json ./notes s3:notes/"
+    "  persisty-blobs sync --encrypt ~/.keys/backup.json file:///home/me/notes s3://bucket/notes"
 )
 @click.argument("arguments", nargs=-1, required=True)
 @click.option(
@@ -219,8 +250,9 @@ def _print_plan(actions: list[Any], as_json: bool) -> None:
 
 
 @click.command(
-    epilog="\b\nExamples:\n  persisty-blobs check ./photos photos:\n"
-    "  persisty-blobs check --json --encrypt backup.json ./notes s3:notes/ | jq .key"
+    epilog="\b\nExamples:\n  persisty-blobs check file:///home/me/photos photos:\n"
+    "  persisty-blobs check --json --encrypt backup.json file:///home/me/notes s3://bucket/notes"
+    " | jq .key"
 )
 @click.argument("arguments", nargs=-1, required=True)
 @encrypt_option
