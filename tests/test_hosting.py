@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -60,6 +61,31 @@ def test_requests_without_a_valid_token_get_401(server: tuple[str, Path]) -> Non
         assert httpx.get(f"{url}/v1/items/x", headers=headers).status_code == 401
     with pytest.raises(PermissionDenied):
         HttpStore(url, token="wrong")
+
+
+def test_a_password_in_a_url_is_never_shown(server: tuple[str, Path]) -> None:
+    import sqlalchemy as sa
+
+    from persisty_blobs.sync import SyncState
+
+    from .conftest import server_url
+
+    url, _ = server
+    # The URL's credentials go to the server in place of the token (httpx's rule): refused.
+    with pytest.raises(PermissionDenied) as refused:
+        HttpStore(url.replace("://", "://proxy:s3cret@"), token=token())
+    assert "proxy@127.0.0.1" in str(refused.value)
+    assert "s3cret" not in str(refused.value)
+    database = sa.make_url(server_url("postgresql")).set(password="s3cret")  # trust: any works
+    prefix = f"shown{secrets.token_hex(4)}"
+    state = SyncState(database.render_as_string(hide_password=False), table_prefix=prefix)
+    try:
+        assert "s3cret" not in repr(state)
+    finally:
+        with state.engine.begin() as connection:
+            for table in (state.tables.items, state.tables.runs, state.tables.schema):
+                table.drop(connection)
+        state.close()
 
 
 def test_a_sync_state_tells_two_users_stores_at_one_url_apart(

@@ -205,7 +205,7 @@ def sync(
     if report.deletes_skipped and not as_json:
         click.echo(
             f"persisty-blobs: {report.deletes_skipped} deletes held back because a transfer "
-            "failed; the next sync carries them out",
+            "failed; the first sync whose transfers all succeed carries them out",
             err=True,
         )
     for namespace, key, kind, error in report.failures:

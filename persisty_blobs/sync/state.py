@@ -49,7 +49,7 @@ class SyncState(QueueOperations):
         self.owner = f"{secrets.token_hex(6)}@{local_owner() or 'unknown'}"
 
     def __repr__(self) -> str:
-        return f"SyncState({self.url!r})"
+        return f"SyncState({self._engine.url.render_as_string(hide_password=True)!r})"
 
     def close(self) -> None:
         self._engine.dispose()
