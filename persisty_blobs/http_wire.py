@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from . import errors
 from .item import DataItem, Entry, Flag
+from .keys import validate_key, validate_namespace
 
 __all__ = [
     "STATUS",
@@ -157,12 +158,58 @@ def _parsing(parse: _Parse) -> _Parse:
     def checked(*args: Any, **kwargs: Any) -> Any:
         try:
             return parse(*args, **kwargs)
-        except (KeyError, ValueError, TypeError, AttributeError) as error:
+        except (KeyError, ValueError, TypeError, AttributeError, errors.InvalidKey) as error:
             raise errors.IntegrityError(
                 f"a malformed answer from the server ({type(error).__name__}: {error})"
             ) from None
 
     return checked  # type: ignore[return-value]
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is no string")
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _moment(text: Any) -> datetime:
+    """A time with its zone: a naive one cannot be compared with the others."""
+    moment = datetime.fromisoformat(_text(text))
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return moment
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} is no size")
+    return value
+
+
+@_parsing
+def page_from_json(answer: Any, field: str, limit: int | None = None) -> list[Any]:
+    """The list ``field`` of an answer, no longer than ``limit``: a server that ignores the
+    limit is answering another question."""
+    found = answer[field]
+    if not isinstance(found, list):
+        raise TypeError(f"{field!r} is no list")
+    if limit is not None and len(found) > limit:
+        raise ValueError(f"{len(found)} {field}, asked for {limit}")
+    return found
+
+
+@_parsing
+def namespaces_from_json(answer: Any) -> list[str]:
+    return [validate_namespace(name) for name in page_from_json(answer, "namespaces")]
+
+
+@_parsing
+def count_from_json(answer: Any) -> int:
+    return _size(answer["count"])
 
 
 @_parsing
@@ -177,7 +224,7 @@ def item_from_headers(
         size=int(headers["x-persisty-size"]) if size is None else size,
         etag=headers["etag"].strip('"'),
         content_type=headers.get("content-type", "application/octet-stream"),
-        updated_at=datetime.fromisoformat(headers["x-persisty-updated-at"]),
+        updated_at=_moment(headers["x-persisty-updated-at"]),
         checksum=headers.get("x-persisty-checksum"),
         metadata=metadata_from_headers(headers),
         flags=_flags(headers.get("x-persisty-flags")),
@@ -200,15 +247,20 @@ def item_to_json(item: DataItem) -> dict[str, Any]:
 
 @_parsing
 def item_from_json(data: dict[str, Any]) -> DataItem:
+    metadata = data["metadata"]
+    if not isinstance(metadata, dict) or not all(
+        isinstance(name, str) and isinstance(value, str) for name, value in metadata.items()
+    ):
+        raise TypeError("the metadata is no mapping of strings")
     return DataItem(
-        key=data["key"],
-        namespace=data["namespace"],
-        size=int(data["size"]),
-        etag=data["etag"],
-        content_type=data["content_type"],
-        updated_at=datetime.fromisoformat(data["updated_at"]),
-        checksum=data["checksum"],
-        metadata=data["metadata"],
+        key=validate_key(data["key"]),
+        namespace=validate_namespace(data["namespace"]) if data["namespace"] else "",
+        size=_size(data["size"]),
+        etag=_text(data["etag"]),
+        content_type=_text(data["content_type"]),
+        updated_at=_moment(data["updated_at"]),
+        checksum=_optional_text(data["checksum"]),
+        metadata=metadata,
         flags=frozenset(Flag(flag) for flag in data["flags"]),
     )
 
@@ -228,10 +280,10 @@ def entry_to_json(entry: Entry) -> dict[str, Any]:
 def entry_from_json(data: dict[str, Any]) -> Entry:
     flags = data["flags"]
     return Entry(
-        key=data["key"],
-        size=int(data["size"]),
-        etag=data["etag"],
-        updated_at=datetime.fromisoformat(data["updated_at"]),
-        checksum=data["checksum"],
+        key=validate_key(data["key"]),
+        size=_size(data["size"]),
+        etag=_text(data["etag"]),
+        updated_at=_moment(data["updated_at"]),
+        checksum=_optional_text(data["checksum"]),
         flags=None if flags is None else frozenset(Flag(flag) for flag in flags),
     )

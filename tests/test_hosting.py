@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import os
 import secrets
 import socket
@@ -22,7 +23,13 @@ from typing import Any
 import httpx
 import pytest
 
-from persisty_blobs import DataStore, IntegrityError, PermissionDenied, QuotaExceeded
+from persisty_blobs import (
+    DataStore,
+    IntegrityError,
+    PermissionDenied,
+    QuotaExceeded,
+    TransientError,
+)
 from persisty_blobs.server import HostedDataStoreFactory
 from persisty_blobs.stores import DirectoryStore
 from persisty_blobs.stores.http import HttpStore
@@ -435,3 +442,83 @@ def test_a_server_that_lies_about_ranges_gives_an_error_not_wrong_bytes() -> Non
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _Malformed(http.server.BaseHTTPRequestHandler):
+    """A peer that answers every listing with ``answer``, a byte per ``pause`` seconds if set."""
+
+    answer = b"{}"
+    pause = 0.0
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/v1/info"):
+            self._answer(b'{"version": 1, "chunk_size": 1024, "capabilities": {}}', 0.0)
+        else:
+            self._answer(self.answer, self.pause)
+
+    def _answer(self, body: bytes, pause: float) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        if not pause:
+            self.wfile.write(body)
+            return
+        for byte in body:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(pause)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def malformed() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Malformed)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        _Malformed.answer, _Malformed.pause = b"{}", 0.0
+        server.shutdown()
+        server.server_close()
+
+
+_ENTRY = {"key": "a", "size": 1, "etag": "e", "updated_at": "2026-01-01T00:00:00+00:00"}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {},
+        {"entries": None},
+        {"entries": {"a": 1}},
+        {"entries": [{**_ENTRY, "key": 5, "checksum": None, "flags": None}]},
+        {"entries": [{**_ENTRY, "key": "../escape", "checksum": None, "flags": None}]},
+        {"entries": [{**_ENTRY, "updated_at": "2026-01-01T00:00:00", "checksum": None}]},
+        {"entries": [{**_ENTRY, "size": -1, "checksum": None, "flags": None}]},
+        {
+            "entries": [
+                {**_ENTRY, "key": f"k{i:05}", "checksum": None, "flags": None} for i in range(1001)
+            ]
+        },  # a peer that ignores the limit
+    ],
+)
+def test_a_peer_that_answers_a_listing_wrongly_gives_an_integrity_error(
+    malformed: str, answer: dict[str, Any]
+) -> None:
+    _Malformed.answer = json.dumps(answer).encode()
+    with HttpStore(malformed, token="t") as store, pytest.raises(IntegrityError, match="malformed"):
+        list(store.scan())
+
+
+def test_a_peer_that_trickles_its_answer_times_out(malformed: str) -> None:
+    _Malformed.answer, _Malformed.pause = b" " * 100 + b"{}", 0.05
+    with HttpStore(malformed, token="t", timeout=0.2) as store:
+        started = time.monotonic()
+        with pytest.raises(TransientError, match="read timeouts"):
+            store.count()
+        assert time.monotonic() - started < 3  # each byte came within the read timeout

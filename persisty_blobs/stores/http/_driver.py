@@ -30,6 +30,12 @@ from ._writer import HttpWriter
 __all__ = ["HttpDriver", "HttpStore"]
 
 _RETRY_STATUS = {502, 503, 504}
+#: The most an answer other than content may hold: a page of 1,000 items with the largest
+#: keys and metadata is a few MiB; a server that ignores ``limit`` sends more.
+_ANSWER_BYTES = 32 * 1024 * 1024
+#: How many read timeouts an answer other than content may take in all: ``timeout`` bounds
+#: each read, and a server that trickles a byte per read would never time out.
+_ANSWER_TIMEOUTS = 4
 
 
 class HttpStore(DataStore):
@@ -128,7 +134,8 @@ class HttpDriver(Driver):
         body: Any = None,
         retry: bool = True,
     ) -> Any:
-        """The response; transport failures and 5xx answers are retried when ``retry``."""
+        """The response; transport failures and 5xx answers are retried when ``retry``. Unless
+        ``stream``, its body is read, within ``_ANSWER_BYTES`` and ``_ANSWER_TIMEOUTS``."""
         attempts = self._retries if retry else 1
         for attempt in range(attempts):
             try:
@@ -139,7 +146,9 @@ class HttpDriver(Driver):
                     headers=headers,
                     **({} if body is None else {"json": body}),
                 )
-                response = self.client.send(request, stream=stream)
+                response = self.client.send(request, stream=True)
+                if not stream:
+                    response = self._read_answer(response, method, key)
             except httpx.TransportError as error:
                 if attempt + 1 == attempts:
                     raise TransientError(
@@ -153,6 +162,36 @@ class HttpDriver(Driver):
                 response.close()
             time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
+
+    def _read_answer(self, response: Any, method: str, key: str | None) -> Any:
+        """``response`` with its body read, or ``IntegrityError`` (too large) or
+        ``TransientError`` (too slow)."""
+        deadline = time.monotonic() + _ANSWER_TIMEOUTS * (self._timeout.read or 60.0)
+        body = bytearray()
+        try:
+            for chunk in response.iter_bytes():  # decoded: a small compressed bomb counts whole
+                body += chunk
+                if len(body) > _ANSWER_BYTES:
+                    raise IntegrityError(
+                        f"the server's answer to {method} is over {_ANSWER_BYTES} bytes",
+                        key=key,
+                        store=self.name,
+                    )
+                if time.monotonic() > deadline:
+                    raise TransientError(
+                        f"the server's answer to {method} took over "
+                        f"{_ANSWER_TIMEOUTS} read timeouts",
+                        key=key,
+                        store=self.name,
+                    )
+        finally:
+            response.close()
+        headers = response.headers.copy()
+        for name in ("content-encoding", "content-length"):
+            headers.pop(name, None)
+        return httpx.Response(
+            response.status_code, headers=headers, content=bytes(body), request=response.request
+        )
 
     def _check(self, response: Any, key: str | None) -> Any:
         if response.status_code < 400:
@@ -297,7 +336,8 @@ class HttpDriver(Driver):
                 flag=None if flag is None else flag.value,
             ),
         )
-        return [http_wire.item_from_json(item) for item in page["items"]]
+        items = http_wire.page_from_json(page, "items", limit)
+        return [http_wire.item_from_json(item) for item in items]
 
     def scan_page(self, namespace: str, prefix: str, after: str | None, limit: int) -> list[Entry]:
         page = self._json(
@@ -305,7 +345,8 @@ class HttpDriver(Driver):
             "/v1/scan",
             self._where(namespace, prefix=prefix or None, after=after, limit=limit),
         )
-        return [http_wire.entry_from_json(entry) for entry in page["entries"]]
+        entries = http_wire.page_from_json(page, "entries", limit)
+        return [http_wire.entry_from_json(entry) for entry in entries]
 
     def count(self, namespace: str, prefix: str, flag: Flag | None) -> int:
         answer = self._json(
@@ -315,7 +356,7 @@ class HttpDriver(Driver):
                 namespace, prefix=prefix or None, flag=None if flag is None else flag.value
             ),
         )
-        return int(answer["count"])
+        return http_wire.count_from_json(answer)
 
     def set_flags(self, namespace: str, key: str, flags: frozenset[Flag]) -> None:
         self._json(
@@ -327,8 +368,7 @@ class HttpDriver(Driver):
         )
 
     def namespaces(self) -> list[str]:
-        names: list[str] = self._json("GET", "/v1/namespaces", {})["namespaces"]
-        return names
+        return http_wire.namespaces_from_json(self._json("GET", "/v1/namespaces", {}))
 
     def copy(self, namespace: str, src_key: str, dst_key: str) -> DataItem:
         # Not retried: a lost answer to a copy that happened would copy again, harmlessly,
