@@ -220,6 +220,21 @@ def test_a_wrong_key_is_a_decryption_error_not_tampering(inner: MemoryStore) -> 
     assert (lost.value.key, lost.value.store) == ("plain", repr(stranger))
 
 
+def test_a_store_sealed_under_another_ring_takes_no_writes_from_this_one(
+    inner: MemoryStore,
+) -> None:
+    mine = Keyring.generate()
+    EncryptedStore(inner, mine).put("diary", b"mine")
+    stranger = EncryptedStore(inner, Keyring.generate())  # a wrong keyring file
+    with pytest.raises(DecryptionError, match="wrong keyring"):
+        stranger.put("note", b"would be readable by neither ring alone")
+    assert [entry.key for entry in inner.scan()] == ["diary"]
+    stranger.namespace("theirs").put("note", b"a namespace of its own")
+    rotated = EncryptedStore(inner, mine.rotated(os.urandom(32)))  # keeps the old key
+    rotated.put("note", b"after a rotation")
+    assert rotated.read_bytes("diary") == b"mine"
+
+
 def test_ranged_reads_decrypt_only_the_covering_segments(
     store: EncryptedStore, inner: MemoryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -341,7 +356,11 @@ def unreadable_items(store: EncryptedStore, inner: MemoryStore) -> list[str]:
         store.put(name, name.encode() * 50)
     tamper_metadata(inner, "b-segment", persisty_segment="²")
     tamper_metadata(inner, "c-seal", persisty_seal="AAAA")
-    EncryptedStore(inner, Keyring.generate()).put("d-key", b"another ring's")
+    elsewhere = MemoryStore()  # another ring's item, put here as it is
+    EncryptedStore(elsewhere, Keyring.generate()).put("d-key", b"another ring's")
+    sealed = elsewhere.get("d-key")
+    assert sealed is not None
+    inner.put("d-key", elsewhere.read_bytes("d-key"), metadata=sealed.metadata)
     inner.put("e-foreign", b"written by another program")
     item = inner.get("f-size")
     assert item is not None

@@ -96,6 +96,7 @@ class _EncryptedDriver(ForwardingDriver):
         self.keyring = keyring
         self.geometry = geometry
         self.chunk_size = geometry.plain
+        self._ring_checked: set[str] = set()  # namespaces whose items this ring can open
         # A ciphertext is bound to its key, and a URL would hand out ciphertext.
         self.capabilities = dataclasses.replace(
             self.inner.capabilities,
@@ -190,6 +191,7 @@ class _EncryptedDriver(ForwardingDriver):
         return item, raw
 
     def new_writer(self, namespace: str, key: str, header: ItemHeader) -> DriverWriter:
+        self._check_ring(namespace)
         return EncryptingWriter(
             self.inner,
             self.keyring,
@@ -200,6 +202,22 @@ class _EncryptedDriver(ForwardingDriver):
             header,
             self.plain_item,
         )
+
+    def _check_ring(self, namespace: str) -> None:
+        """Refuse to write where the items are sealed under a key this ring lacks: written
+        under another ring (a sync given the wrong keyring file), the store would be readable
+        by neither ring alone. The namespace's first item tells, once per store."""
+        if namespace in self._ring_checked:
+            return
+        for inner in self.inner.list_page(namespace, "", None, 1, None):
+            key_id = inner.metadata.get(KEY_ID)
+            if key_id is not None and key_id not in self.keyring.ids:
+                raise DecryptionError(
+                    f"the items here are sealed under key {key_id!r}, which the keyring lacks: "
+                    "a wrong keyring? (writing under it would split the store between two)",
+                    store=self.name,
+                )
+        self._ring_checked.add(namespace)
 
     def list_page(
         self, namespace: str, prefix: str, after: str | None, limit: int, flag: Flag | None
