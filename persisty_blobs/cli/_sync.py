@@ -139,6 +139,12 @@ namespaces_option = click.option(
 @click.option("--dry-run", is_flag=True, help="Print the plan as a table; change nothing.")
 @click.option("--trash", metavar="NS", help="Keep what a run deletes or overwrites in NS.")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--resync",
+    is_flag=True,
+    help="Forget what the two sides last agreed on and start afresh: equal items are adopted, "
+    "an item on one side is copied, one that differs is kept both ways; nothing is deleted.",
+)
 @encrypt_option
 @namespaces_option
 @json_option
@@ -151,17 +157,21 @@ def sync(
     dry_run: bool,
     trash: str | None,
     concurrency: int,
+    resync: bool,
     encrypt: str | None,
     namespaces: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Replicate SRC and DST in every namespace, resuming where the last run stopped."""
-    from ..sync import Replicator, SyncState
+    from ..sync import Replicator, SyncAborted, SyncState
 
     if trash is not None and (not trash or trash in namespaces):
         raise click.UsageError("--trash names a namespace of its own, never synced")
     path, a, b, prefix = _pair(arguments, encrypt, (*namespaces, *([trash] if trash else [])))
-    state = SyncState(path)
+    if resync and not dry_run:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(path + suffix).unlink(missing_ok=True)
+    state = SyncState(":memory:" if resync and dry_run else path)
     click.get_current_context().call_on_close(state.close)
     replicator = Replicator(
         a,
@@ -181,7 +191,12 @@ def sync(
         _print_plan(replicator.plan(), as_json)
         return
     with Meter("sync") as meter:
-        report = replicator.run(progress=lambda event: _on_event(meter, event))
+        try:
+            report = replicator.run(progress=lambda event: _on_event(meter, event))
+        except SyncAborted as refused:
+            if str(refused).startswith("the state's pair"):  # not the stores it synced
+                raise CliFailure(f"{refused}\n--resync starts these two afresh") from None
+            raise
     done = {kind.value: count for kind, count in sorted(report.done.items())}
     summary: dict[str, object] = {
         "done": done,
