@@ -209,7 +209,9 @@ def sync(
     if as_json:
         echo_json(summary)
     elif not quiet():
-        counts = ", ".join(f"{kind} {count}" for kind, count in done.items()) or "nothing to do"
+        counts = ", ".join(f"{kind} {count}" for kind, count in done.items()) or (
+            "nothing done" if report.failures else "nothing to do"
+        )
         click.echo(f"synced: {counts}; {report.bytes} bytes in {report.seconds:.1f} s")
     if report.conflicts and not as_json:
         click.echo(
