@@ -1,5 +1,5 @@
-"""A 1 GiB put and get through HttpStore in its own process; prints the peak RSS in bytes:
-``python -m tests.http_transfer_worker URL TOKEN SIZE``."""
+"""A put and a get of SIZE bytes through HttpStore in its own process; prints the peak RSS
+in bytes: ``python -m tests.http_transfer_worker URL TOKEN SIZE``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""HttpStore passes the whole conformance suite against a live uvicorn server, over a
-directory store and over a SQL store, and as the inner store of an EncryptedStore."""
+"""HttpStore passes the whole conformance suite against a live uvicorn server over a SQL
+store, and as the inner store of an EncryptedStore over a directory store (which runs every
+call of the HTTP layer over the directory's capabilities too)."""
 
 from __future__ import annotations
 
@@ -25,13 +26,6 @@ def directory_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with served(tmp_path_factory.mktemp("served-sql"), "sqlite") as url:
         yield url
-
-
-class TestHttpOverDirectory(StoreConformance):
-    @pytest.fixture
-    def store(self, directory_server: str) -> Iterator[DataStore]:
-        with HttpStore(directory_server, token=token()) as store:
-            yield store
 
 
 class TestHttpOverSqlite(StoreConformance):
