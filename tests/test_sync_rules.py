@@ -39,6 +39,19 @@ def kinds(replicator: Replicator) -> dict[str, ActionKind]:
     return {action.key: action.kind for action in replicator.plan()}
 
 
+def only_uploaded(
+    replicator: Replicator, target: DataStore, key: str, content: bytes, adopted: list[str]
+) -> None:
+    """The plan uploads ``key`` and adopts the new etags of ``adopted``; the run moves
+    ``content`` alone, and leaves nothing to do."""
+    assert kinds(replicator) == {key: ActionKind.UPLOAD} | dict.fromkeys(adopted, ActionKind.ADOPT)
+    report = replicator.run()
+    assert report.ok
+    assert report.bytes == len(content)
+    assert target.read_bytes(key) == content
+    assert replicator.plan() == []
+
+
 def test_first_sync_copies_both_ways_and_then_nothing_is_planned(state: SyncState) -> None:
     a, b = MemoryStore(), MemoryStore()
     a.put("only-a", b"A", metadata={"who": "a"}, flags=[Flag.PENDING])
@@ -221,16 +234,7 @@ def test_an_etag_that_moved_without_the_content_is_no_change(
     for index in range(3):  # another device rotates the remote's keys: new ciphertext
         rotated.reencrypt(f"doc{index}")
     replicator = Replicator(a, rotated, state, conflict=policy)  # the new ring too
-    assert kinds(replicator) == {
-        "doc0": ActionKind.UPLOAD,
-        "doc1": ActionKind.ADOPT,
-        "doc2": ActionKind.ADOPT,
-    }
-    report = replicator.run()
-    assert report.ok
-    assert report.bytes == len(b"edited offline")
-    assert rotated.read_bytes("doc0") == b"edited offline"
-    assert replicator.plan() == []
+    only_uploaded(replicator, rotated, "doc0", b"edited offline", adopted=["doc1", "doc2"])
 
 
 def test_a_tree_restored_from_a_copy_is_hashed_not_copied_again(
@@ -254,16 +258,7 @@ def test_a_tree_restored_from_a_copy_is_hashed_not_copied_again(
     shutil.copytree(tmp_path / "lost", photos)
     with DirectoryStore(photos) as a:
         replicator = Replicator(a, remote, state)
-        assert kinds(replicator) == {
-            "p0.jpg": ActionKind.ADOPT,
-            "p1.jpg": ActionKind.ADOPT,
-            "p2.jpg": ActionKind.UPLOAD,
-        }
-        report = replicator.run()
-        assert report.ok
-        assert report.bytes == len(b"edited  p2")
-        assert remote.read_bytes("p2.jpg") == b"edited  p2"
-        assert replicator.plan() == []
+        only_uploaded(replicator, remote, "p2.jpg", b"edited  p2", adopted=["p0.jpg", "p1.jpg"])
 
 
 def test_flag_changes_move_without_content_and_b_wins_when_both_change(state: SyncState) -> None:
