@@ -224,15 +224,16 @@ def test_a_store_sealed_under_another_ring_takes_no_writes_from_this_one(
     inner: MemoryStore,
 ) -> None:
     mine = Keyring.generate()
-    EncryptedStore(inner, mine).put("diary", b"mine")
+    EncryptedStore(inner, mine).put("docs/diary", b"mine")
     stranger = EncryptedStore(inner, Keyring.generate())  # a wrong keyring file
     with pytest.raises(DecryptionError, match="wrong keyring"):
-        stranger.put("note", b"would be readable by neither ring alone")
-    assert [entry.key for entry in inner.scan()] == ["diary"]
-    stranger.namespace("theirs").put("note", b"a namespace of its own")
+        stranger.put("docs/note", b"would be readable by neither ring alone")
+    assert [entry.key for entry in inner.scan()] == ["docs/diary"]
+    stranger.put("pics/cat", b"a folder of its own")  # two rings' folders in one store
+    stranger.namespace("theirs").put("docs/note", b"a namespace of its own")
     rotated = EncryptedStore(inner, mine.rotated(os.urandom(32)))  # keeps the old key
-    rotated.put("note", b"after a rotation")
-    assert rotated.read_bytes("diary") == b"mine"
+    rotated.put("docs/note", b"after a rotation")
+    assert rotated.read_bytes("docs/diary") == b"mine"
 
 
 def test_ranged_reads_decrypt_only_the_covering_segments(

@@ -288,6 +288,19 @@ def test_a_run_whose_planner_went_silent_is_planned_again(state: SyncState) -> N
     assert contents(a) == contents(b)
 
 
+def test_a_pair_recorded_with_a_password_in_a_url_is_the_same_pair(state: SyncState) -> None:
+    # Names of HttpStores once showed their URL's password; they leave it out now.
+    shown = "MemoryStore() <-> HttpStore('http://me@host:1', store ab12)"
+    _runs.begin_run(state, "phone", shown.replace("me@", "me:s3cret@"))
+    _runs.begin_run(state, "phone", shown)  # not refused
+    with state.engine.connect() as connection:
+        recorded = connection.execute(state.tables.runs.select()).mappings().one()["sides"]
+    assert recorded == shown  # the password is gone from the state too
+    with pytest.raises(SyncAborted) as other:
+        _runs.begin_run(state, "phone", shown.replace("host:1", "elsewhere:1"))
+    assert "s3cret" not in str(other.value)
+
+
 def test_leases_last_through_a_long_listing_and_a_long_transfer(
     state: SyncState, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -96,7 +96,8 @@ class _EncryptedDriver(ForwardingDriver):
         self.keyring = keyring
         self.geometry = geometry
         self.chunk_size = geometry.plain
-        self._ring_checked: set[str] = set()  # namespaces whose items this ring can open
+        #: (namespace, folder) whose items this ring can open.
+        self._ring_checked: set[tuple[str, str]] = set()
         # A ciphertext is bound to its key, and a URL would hand out ciphertext.
         self.capabilities = dataclasses.replace(
             self.inner.capabilities,
@@ -191,7 +192,7 @@ class _EncryptedDriver(ForwardingDriver):
         return item, raw
 
     def new_writer(self, namespace: str, key: str, header: ItemHeader) -> DriverWriter:
-        self._check_ring(namespace)
+        self._check_ring(namespace, key)
         return EncryptingWriter(
             self.inner,
             self.keyring,
@@ -203,13 +204,16 @@ class _EncryptedDriver(ForwardingDriver):
             self.plain_item,
         )
 
-    def _check_ring(self, namespace: str) -> None:
+    def _check_ring(self, namespace: str, key: str) -> None:
         """Refuse to write where the items are sealed under a key this ring lacks: written
         under another ring (a sync given the wrong keyring file), the store would be readable
-        by neither ring alone. The namespace's first item tells, once per store."""
-        if namespace in self._ring_checked:
+        by neither ring alone. The first item of the key's folder tells, once per store (two
+        folders of one store may well be two rings' own)."""
+        folder = key.rpartition("/")[0]
+        place = (namespace, f"{folder}/" if folder else "")
+        if place in self._ring_checked:
             return
-        for inner in self.inner.list_page(namespace, "", None, 1, None):
+        for inner in self.inner.list_page(namespace, place[1], None, 1, None):
             key_id = inner.metadata.get(KEY_ID)
             if key_id is not None and key_id not in self.keyring.ids:
                 raise DecryptionError(
@@ -217,7 +221,7 @@ class _EncryptedDriver(ForwardingDriver):
                     "a wrong keyring? (writing under it would split the store between two)",
                     store=self.name,
                 )
-        self._ring_checked.add(namespace)
+        self._ring_checked.add(place)
 
     def list_page(
         self, namespace: str, prefix: str, after: str | None, limit: int, flag: Flag | None

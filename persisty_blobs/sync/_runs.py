@@ -37,6 +37,8 @@ __all__ = [
 
 LEASE_SECONDS = 30.0
 _WITHOUT_STORE_ID = re.compile(r", store [0-9a-f]+\)")
+#: The password an HttpStore's name showed before names left it out (``user:password@``).
+_PASSWORD = re.compile(r"(HttpStore\('[a-z+]+://[^/@':]*):[^/@']*@")
 
 
 def begin_run(state: SyncState, pair: str, sides: str) -> tuple[str, bool]:
@@ -60,12 +62,16 @@ def begin_run(state: SyncState, pair: str, sides: str) -> tuple[str, bool]:
             query = query.with_for_update()
         row = connection.execute(query).mappings().one()
         # A state from before the stores were recorded, or before an HttpStore named the
-        # store it reaches: taken as these stores, and recorded so.
-        if not row["sides"] or row["sides"] == _WITHOUT_STORE_ID.sub(")", sides):
+        # store it reaches or left its URL's password out: taken as these stores, recorded so.
+        recorded = _PASSWORD.sub(r"\1@", row["sides"] or "")
+        if row["sides"] == sides:
+            pass
+        elif not recorded or recorded in (sides, _WITHOUT_STORE_ID.sub(")", sides)):
+            # Rewritten: a password the old name showed goes with it.
             connection.execute(sa.update(runs).where(runs.c.pair == pair).values(sides=sides))
-        elif row["sides"] != sides:
+        else:
             raise SyncAborted(
-                f"the state's pair {pair!r} syncs {row['sides']}, not {sides}: give this pair "
+                f"the state's pair {pair!r} syncs {recorded}, not {sides}: give this pair "
                 "another name (or another state), or its base would turn into deletes"
             )
         live = row["phase"] in ("planning", "executing") and _leased(row, now)
