@@ -127,6 +127,18 @@ def test_a_delete_of_an_item_another_client_changed_deletes_nothing(tmp_path: Pa
     assert not remote.exists("doc")
 
 
+def test_a_delete_of_an_item_another_client_deleted_is_done(tmp_path: Path) -> None:
+    local, remote = MemoryStore(), MemoryStore()
+    manager = BlobManager(local, remote, state=SyncState(tmp_path / "s.db"))
+    manager.put("doc", b"mine")
+    assert manager.sync().ok
+    remote.delete("doc")  # another client's delete
+    manager.delete("doc")
+    assert not local.exists("doc")
+    assert manager.sync().ok
+    assert manager.count() == 0
+
+
 def test_deletes_asked_for_are_not_stopped_by_the_guard_after_a_run_held_them(
     tmp_path: Path,
 ) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, BinaryIO
 
-from ..errors import InvalidArgument, NotFound, TransientError
+from ..errors import InvalidArgument, NotFound, PreconditionFailed, TransientError
 from ..item import DataItem, Flag
 from ..store import DataStore
 from . import _codec
@@ -134,8 +134,13 @@ class BlobManager:
             self.state.settle(self.pair, [Outcome(namespace=namespace, key=key, forget=True)])
             return
         # The remote first: a refusal leaves both sides as they were, not half deleted.
+        remote = self.remote.namespace(namespace)
         try:
-            self.remote.namespace(namespace).delete(key, if_match=known)
+            remote.delete(key, if_match=known)
+        except PreconditionFailed:
+            if remote.exists(key):
+                raise  # another client's version: theirs to keep
+            # Deleted there already: what is asked for is done there.
         except TransientError as error:
             local.delete(key)
             self.state.mark(
