@@ -127,10 +127,20 @@ def test_keep_both_keeps_the_loser_under_a_conflict_name_on_both_sides(state: Sy
     assert replicator.plan() == []
 
 
-def test_a_keep_both_cut_short_is_finished_by_the_next_run(state: SyncState) -> None:
-    a, b = Faulty(), MemoryStore()
+@pytest.mark.parametrize("listed", ["with checksums", "without (another program's file)"])
+def test_a_keep_both_cut_short_is_finished_by_the_next_run(
+    state: SyncState, tmp_path: Path, listed: str
+) -> None:
+    from persisty_blobs.stores import DirectoryStore
+
+    folder = tmp_path / "a"
+    a = Faulty(MemoryStore() if listed == "with checksums" else DirectoryStore(folder))
+    b = MemoryStore()
     replicator = synced(a, b, state, max_attempts=2)
-    a.put("doc.txt", b"a's edit")
+    if listed == "with checksums":
+        a.put("doc.txt", b"a's edit")
+    else:  # listed without a checksum, and of another size than b's: nothing hashes it
+        (folder / "doc.txt").write_bytes(b"a's edit")
     b.put("doc.txt", b"b's longer edit")
     # b takes the loser's copy; a refuses its own copy, then comes back
     a.fault = lambda operation, key: TransientError("down") if operation == "write" else None

@@ -18,7 +18,14 @@ from ..errors import (
 from ..item import DataItem
 from ..store import DataStore
 from . import _codec
-from ._transfer import Trash, conflict_key, copy_version, delete_version, set_flags_version
+from ._transfer import (
+    Trash,
+    checksum_of,
+    conflict_key,
+    copy_version,
+    delete_version,
+    set_flags_version,
+)
 from .model import Action, ActionKind, Status, Version
 from .state import Outcome
 
@@ -163,9 +170,12 @@ def _loser_key(action: Action, a: DataStore, b: DataStore) -> str:
     version = action.a
     assert version is not None
     when = version.updated_at or datetime.now(UTC)
+    # Known, or a retry would not know its own copies (sizes that differ decide a conflict
+    # without hashing).
+    checksum = version.checksum or checksum_of(a, action.key, version.etag)
     for number in range(1, _CONFLICT_NAMES + 1):
         name = conflict_key(action.key, "a", when, number)
-        if all(_free_for(side.get(name), version) for side in (a, b)):
+        if all(_free_for(side.get(name), checksum, version.flags) for side in (a, b)):
             return name
     raise BlobError(
         f"{_CONFLICT_NAMES} conflict copies from this version's second hold other content",
@@ -173,11 +183,11 @@ def _loser_key(action: Action, a: DataStore, b: DataStore) -> str:
     )
 
 
-def _free_for(item: DataItem | None, version: Version) -> bool:
+def _free_for(item: DataItem | None, checksum: str | None, flags: frozenset[str] | None) -> bool:
     return item is None or (
-        version.checksum is not None
-        and item.checksum == version.checksum
-        and (version.flags is None or item.flags == version.flags)
+        checksum is not None
+        and item.checksum == checksum
+        and (flags is None or item.flags == flags)
     )
 
 

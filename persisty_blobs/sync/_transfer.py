@@ -10,13 +10,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import PreconditionFailed
+from ..errors import NotFound, PreconditionFailed
 from ..item import DataItem
 from ..keys import MAX_KEY_BYTES
 from ..store import DataStore
 from .model import Version
 
-__all__ = ["Trash", "conflict_key", "copy_version", "delete_version", "set_flags_version"]
+__all__ = [
+    "Trash",
+    "checksum_of",
+    "conflict_key",
+    "copy_version",
+    "delete_version",
+    "set_flags_version",
+]
 
 _BLOCK = 1024 * 1024
 #: The longest file name most file systems take.
@@ -134,6 +141,26 @@ def _hash_first(source: DataStore, target: DataStore) -> bool:
     """Whether to learn an unknown checksum before the copy: only where the target then
     takes it in one request, and reading the source twice costs no round trip."""
     return target.capabilities.writes_want_checksum and not source.capabilities.reads_wait
+
+
+def checksum_of(store: DataStore, key: str, etag: str) -> str | None:
+    """The checksum of ``store``'s version ``etag`` of ``key``: the item's, else its content
+    hashed; None if that version is gone (the next run sees what replaced it)."""
+    item = store.get(key)
+    if item is None:
+        return None
+    if item.etag == etag and item.checksum is not None:
+        return item.checksum
+    digest = hashlib.sha256()
+    try:
+        with store.open(key) as reader:
+            if reader.item.etag != etag:
+                return None
+            while block := reader.read(1024 * 1024):
+                digest.update(block)
+    except NotFound:
+        return None
+    return f"sha256:{digest.hexdigest()}"
 
 
 def _checksum_first(source: DataStore, key: str, opened: DataItem) -> str | None:

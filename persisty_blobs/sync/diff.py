@@ -17,17 +17,17 @@ flags) is copied without the content; when both sides changed flags, b's win.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from ..errors import DecryptionError, IntegrityError, NotFound, PermissionDenied
+from ..errors import DecryptionError, IntegrityError, PermissionDenied
 from ..item import Entry
 from ..store import DataStore
 from . import _codec
+from ._transfer import checksum_of
 from .model import Action, ActionKind, Priority, Status, Version
 from .state import BaseRow
 
@@ -337,25 +337,7 @@ class Differ:
         hashed."""
         if entry.checksum is not None:
             return entry.checksum
-        found = self._item_checksum(self.a if side == "a" else self.b, entry)
+        found = checksum_of(self.a if side == "a" else self.b, entry.key, entry.etag)
         if found is not None:
             self._hashed[side] = found
         return found
-
-    @staticmethod
-    def _item_checksum(store: DataStore, entry: Entry) -> str | None:
-        item = store.get(entry.key)
-        if item is not None and item.etag == entry.etag and item.checksum is not None:
-            return item.checksum
-        if item is None:
-            return None  # deleted since the listing: the next run sees it gone
-        digest = hashlib.sha256()
-        try:
-            with store.open(entry.key) as reader:
-                if reader.item.etag != entry.etag:
-                    return None  # changed since the listing: the next run sees the new version
-                while block := reader.read(1024 * 1024):
-                    digest.update(block)
-        except NotFound:
-            return None
-        return f"sha256:{digest.hexdigest()}"
