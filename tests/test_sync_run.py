@@ -301,6 +301,26 @@ def test_a_pair_recorded_with_a_password_in_a_url_is_the_same_pair(state: SyncSt
     assert "s3cret" not in str(other.value)
 
 
+def test_a_pair_forgotten_starts_afresh_keeps_its_trash_and_waits_for_a_live_run(
+    state: SyncState,
+) -> None:
+    a, b = filled(3), MemoryStore()
+    assert Replicator(a, b, state, trash="old").run().ok
+    b.namespace("old").put("kept", b"a trash copy")  # what a run kept there
+    a.delete("item-0000")
+    _runs.forget_pair(state, "default")
+    report = Replicator(a, b, state).run()  # no trash named: it is still the trash
+    assert report.ok
+    assert report.count(ActionKind.ADOPT) == 2
+    assert "old" not in a.namespaces()
+    assert b.exists("item-0000")  # a pair forgotten deletes nothing: it copies back
+    assert a.exists("item-0000")
+    _, planner = _runs.begin_run(state, "default", f"{a!r} <-> {b!r}")  # a live run elsewhere
+    assert planner
+    with pytest.raises(SyncAborted, match="in progress"):
+        _runs.forget_pair(state, "default")
+
+
 def test_leases_last_through_a_long_listing_and_a_long_transfer(
     state: SyncState, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,6 +29,7 @@ from ._progress import Meter, quiet
 __all__ = ["check", "sync"]
 
 _POLICIES = ["keep-both", "prefer-a", "prefer-b", "newer", "manual"]
+_PAIR = "cli"  # one pair per state file: the file is named after the two locations
 
 
 def _pair(
@@ -163,21 +164,22 @@ def sync(
     as_json: bool,
 ) -> None:
     """Replicate SRC and DST in every namespace, resuming where the last run stopped."""
-    from ..sync import Replicator, SyncAborted, SyncState
+    from ..sync import Replicator, SyncAborted, SyncState, _runs
 
     if trash is not None and (not trash or trash in namespaces):
         raise click.UsageError("--trash names a namespace of its own, never synced")
+    if resync and dry_run:
+        raise click.UsageError("--resync forgets the pair's state at once: it has no dry run")
     path, a, b, prefix = _pair(arguments, encrypt, (*namespaces, *([trash] if trash else [])))
-    if resync and not dry_run:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(path + suffix).unlink(missing_ok=True)
-    state = SyncState(":memory:" if resync and dry_run else path)
+    state = SyncState(path)
     click.get_current_context().call_on_close(state.close)
+    if resync:
+        _runs.forget_pair(state, _PAIR)
     replicator = Replicator(
         a,
         b,
         state,
-        pair="cli",
+        pair=_PAIR,
         direction=direction,  # type: ignore[arg-type]
         namespaces=list(namespaces) or None,
         prefix=prefix,

@@ -28,6 +28,7 @@ __all__ = [
     "LEASE_SECONDS",
     "begin_run",
     "end_run",
+    "forget_pair",
     "held",
     "remember_trash",
     "renew_run",
@@ -157,6 +158,22 @@ def run_phase(state: SyncState, pair: str, run_id: str) -> str | None:
 
 def end_run(state: SyncState, pair: str, run_id: str) -> None:
     renew_run(state, pair, run_id, "done")
+
+
+def forget_pair(state: SyncState, pair: str) -> None:
+    """Forget what ``pair``'s sides last agreed on, and which stores they were (rclone's
+    ``--resync``): its next run adopts equal items and deletes nothing. Its trash is still
+    its trash. Refused while a run of the pair is live."""
+    runs, items = state.tables.runs, state.tables.items
+    with state.engine.begin() as connection:
+        lock_for_writing(connection, state.tables)
+        row = connection.execute(sa.select(runs).where(runs.c.pair == pair)).mappings().first()
+        if row is None:
+            return
+        if row["phase"] in ("planning", "executing") and _leased(row, time.time()):
+            raise SyncAborted(f"a run of the pair {pair!r} is in progress; try when it ends")
+        connection.execute(sa.delete(items).where(items.c.pair == pair))
+        connection.execute(sa.update(runs).where(runs.c.pair == pair).values(sides=""))
 
 
 def remember_trash(state: SyncState, pair: str, name: str) -> None:
