@@ -21,7 +21,7 @@ from ..store import DataStore
 from ._support import WORKER_TIMEOUT, Workers, payload
 
 BIG_ITEM = 128 * 1024 * 1024  # more than any RSS budget: a buffered item cannot pass
-FORK_ROUNDS = 200  # each process: hundreds of requests on what the fork left it
+FORK_ROUNDS = 100  # each process: a hundred and more requests on what the fork left it
 WRITE_EVERY = 10  # a durable write costs tens of reads on a disk or a server
 
 
