@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
@@ -49,8 +50,8 @@ def _put_and_read_big_item(store: DataStore, report: Connection) -> None:
                 digest.update(part)
         peak_kib = _status_kib("VmHWM")
         report.send((item.size, digest.hexdigest(), (peak_kib - start_kib) * 1024))
-    except BaseException as exc:
-        report.send(repr(exc))
+    except BaseException:
+        report.send(traceback.format_exc())  # where it failed: the stack dies with the child
 
 
 def _exercise(store: DataStore, owner: str, shared: dict[str, bytes]) -> str | None:
