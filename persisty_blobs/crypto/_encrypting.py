@@ -110,6 +110,10 @@ class EncryptingWriter(DriverWriter):
         sealed = memoryview(self._ciphertext)[: self._filled + TAG_SIZE]
         self._encrypter.encrypt_into(plain, sealed, last=last)
         self._inner.write(sealed)
+        if self._capacity != self._geometry.plain:
+            # After the shorter first segment the buffer would grow in place, which a buffer
+            # still viewed cannot do, and cryptography may let go of its view only later.
+            self._segment = bytearray()
         self._filled, self._capacity = 0, self._geometry.plain
 
     def commit(self, spec: WriteSpec) -> DataItem:
