@@ -30,7 +30,7 @@ from persisty_blobs.testing import StoreConformance
 from persisty_blobs.testing._support import pieces
 from persisty_blobs.testing.moto import moto_client
 
-from .test_s3_store import S3_RSS_BUDGET
+from .test_s3_store import S3_RSS_BUDGET, new_store
 
 MiB = 1024 * 1024
 SEGMENT = 100  # three segments hold 44 + 84 + 84 bytes of plaintext
@@ -60,14 +60,7 @@ class TestEncryptedOverS3(StoreConformance):
 
     @pytest.fixture
     def store(self, s3_endpoint: str, s3_bucket: str) -> Iterator[EncryptedStore]:
-        inner = S3Store(
-            s3_bucket,
-            "app",
-            client=moto_client(s3_endpoint),
-            multipart_threshold=5 * MiB,
-            part_size=5 * MiB,
-        )
-        with EncryptedStore(inner, Keyring.generate()) as store:
+        with EncryptedStore(new_store(s3_endpoint, s3_bucket), Keyring.generate()) as store:
             yield store
 
     def test_overwriters_and_readers_never_see_a_mix(self, store: DataStore) -> None:
@@ -480,13 +473,7 @@ def test_scan_over_a_listing_without_metadata_has_no_checksum(
 def test_over_s3_scan_is_one_listing_and_multipart_items_have_their_checksum(
     s3_endpoint: str, s3_bucket: str
 ) -> None:
-    inner = S3Store(
-        s3_bucket,
-        "app",
-        client=moto_client(s3_endpoint),
-        multipart_threshold=5 * MiB,
-        part_size=5 * MiB,
-    )
+    inner = new_store(s3_endpoint, s3_bucket)
     store = EncryptedStore(inner, Keyring.generate())
     plaintexts = {"big": os.urandom(6 * MiB), "small": os.urandom(3000)}
     for key, plaintext in plaintexts.items():
