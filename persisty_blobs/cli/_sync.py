@@ -68,8 +68,7 @@ def _pair(
 def _refuse_nested_folders(source: Location, target: Location) -> None:
     """Two folders one of which holds the other would copy each into itself at every sync
     (rclone refuses such "overlapping remotes" too)."""
-    folders = [_folder(location) for location in (source, target)]
-    first, second = folders
+    first, second = _folder(source), _folder(target)
     if first is None or second is None or first == second:
         return
     if first in second.parents or second in first.parents:

@@ -65,16 +65,14 @@ def begin_run(state: SyncState, pair: str, sides: str) -> tuple[str, bool]:
         # A state from before the stores were recorded, or before an HttpStore named the
         # store it reaches or left its URL's password out: taken as these stores, recorded so.
         recorded = _PASSWORD.sub(r"\1@", row["sides"] or "")
-        if row["sides"] == sides:
-            pass
-        elif not recorded or recorded in (sides, _WITHOUT_STORE_ID.sub(")", sides)):
+        if row["sides"] != sides:
+            if recorded and recorded not in (sides, _WITHOUT_STORE_ID.sub(")", sides)):
+                raise SyncAborted(
+                    f"the state's pair {pair!r} syncs {recorded}, not {sides}: give this pair "
+                    "another name (or another state), or its base would turn into deletes"
+                )
             # Rewritten: a password the old name showed goes with it.
             connection.execute(sa.update(runs).where(runs.c.pair == pair).values(sides=sides))
-        else:
-            raise SyncAborted(
-                f"the state's pair {pair!r} syncs {recorded}, not {sides}: give this pair "
-                "another name (or another state), or its base would turn into deletes"
-            )
         live = row["phase"] in ("planning", "executing") and _leased(row, now)
         if live:
             return str(row["run_id"]), False
