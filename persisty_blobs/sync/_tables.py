@@ -14,6 +14,8 @@ from ..errors import BlobError, InvalidArgument, TransientError, Unsupported
 __all__ = ["SCHEMA_VERSION", "Tables", "connect", "lock_for_writing"]
 
 SCHEMA_VERSION = 5
+#: The dialects whose indexes can leave rows out (a state runs on no other).
+_PARTIAL = ("sqlite", "postgresql")
 
 
 def _key_type(length: int) -> Any:
@@ -28,7 +30,7 @@ class Tables:
     runs: sa.Table
 
 
-def _define(prefix: str) -> tuple[sa.MetaData, Tables]:
+def _define(prefix: str, dialect: str) -> tuple[sa.MetaData, Tables]:
     metadata = sa.MetaData()
     schema = sa.Table(
         f"{prefix}_schema", metadata, sa.Column("version", sa.Integer, nullable=False)
@@ -60,15 +62,18 @@ def _define(prefix: str) -> tuple[sa.MetaData, Tables]:
     )
     # The queued actions of a run in the order they are claimed; a finished one (action NULL)
     # leaves it, so the last claim of a large run walks no more rows than the first.
-    queued = items.c.action.is_not(None)
+    # Only the engine's own dialect is named: naming another imports that dialect, which a
+    # SQLite state's every first opening would pay for.
+    partial: dict[str, Any] = {}
+    if dialect in _PARTIAL:
+        partial[f"{dialect}_where"] = items.c.action.is_not(None)
     sa.Index(
         f"{prefix}_claims",
         items.c.pair,
         items.c.run_id,
         items.c.priority.desc(),
         items.c.key,
-        sqlite_where=queued,
-        postgresql_where=queued,
+        **partial,
     )
     runs = sa.Table(
         f"{prefix}_runs",
@@ -108,7 +113,7 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
-    metadata, tables = _define(prefix)
+    metadata, tables = _define(prefix, engine.dialect.name)
     try:
         with engine.begin() as connection:
             # Processes opening a new or older state at once would race to create or change
