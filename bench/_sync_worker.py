@@ -5,13 +5,15 @@
 ``python -m bench._sync_worker cli SRC DST_URL STATE_DIR``: one ``persisty-blobs sync``.
 ``python -m bench._sync_worker plan COUNT STATE``: the plan of COUNT unchanged items between
 two memory stores (setup untimed).
-``python -m bench._sync_worker pycopy SRC DST DURABLE``: plain Python copies, fsynced or not.
+``python -m bench._sync_worker pycopy SRC DST DURABLE HASHED``: plain Python copies, fsynced or
+not, hashed or not.
 ``python -m bench._sync_worker listing DIR...``: the trees listed as plainly as this store can.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import resource
@@ -26,6 +28,8 @@ from ._harness import peak_rss
 
 if TYPE_CHECKING:
     from persisty_blobs import DataStore
+
+_BLOCK = 1024 * 1024
 
 
 def _peak_rss(children: bool = False) -> int:
@@ -140,10 +144,12 @@ def plan(count: str, state_path: str) -> dict[str, Any]:
     return {"seconds": seconds, "peak_rss": _peak_rss(), "setup_rss": rss_before}
 
 
-def pycopy(source: str, target: str, durable: str = "0") -> dict[str, Any]:
+def pycopy(source: str, target: str, durable: str = "0", hashed: str = "0") -> dict[str, Any]:
     """The least a Python sync can do: every file read, written to a temp file beside its
-    target (fsynced if ``durable`` is "1") and renamed (atomic, no hash, no record); the
-    fastest of 1, 2 and 4 threads (more threads than cores can lose to the GIL)."""
+    target (fsynced if ``durable`` is "1") and renamed (atomic, no record); hashed as it is
+    copied if ``hashed`` is "1" (SHA-256, as a store records every item's checksum; rclone
+    checks an MD5 of each copy); the fastest of 1, 2 and 4 threads (more threads than cores
+    can lose to the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
     paths = [os.path.join(folder, name) for folder, _, names in os.walk(source) for name in names]
@@ -154,11 +160,13 @@ def pycopy(source: str, target: str, durable: str = "0") -> dict[str, Any]:
         def copy(path: str, copy_root: str = copy_root) -> None:
             destination = os.path.join(copy_root, os.path.relpath(path, source))
             os.makedirs(os.path.dirname(destination), exist_ok=True)
-            with open(path, "rb") as reader:
-                data = reader.read()
+            digest = hashlib.sha256() if hashed == "1" else None
             temp = destination + ".tmp"
-            with open(temp, "wb") as writer:
-                writer.write(data)
+            with open(path, "rb", buffering=0) as reader, open(temp, "wb") as writer:
+                while block := reader.read(_BLOCK):
+                    if digest is not None:
+                        digest.update(block)
+                    writer.write(block)
                 if durable == "1":
                     writer.flush()
                     os.fsync(writer.fileno())

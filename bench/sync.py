@@ -3,9 +3,9 @@
 10,000 files of 10 KiB and 100 files of 10 MiB, directory -> directory and directory -> S3
 (moto on loopback): the first sync, a sync with nothing changed, and a sync after 1% of the
 files changed and 1% were deleted. Each step runs in its own process. Beside the first copy to
-a directory, the bounds: plain Python copies, with and without fsync; beside the unchanged
-sync, a plain Python listing of both trees. Also the plan of many unchanged items between two
-memory stores, to show how its cost grows.
+a directory, the bounds: plain Python copies, with and without fsync, hashed and not; beside
+the unchanged sync, a plain Python listing of both trees. Also the plan of many unchanged
+items between two memory stores, to show how its cost grows.
 """
 
 from __future__ import annotations
@@ -155,13 +155,7 @@ def _pair(
                 rows.append(_row(f"{label}, {target}{suffix}, {phase}", mine, other))
                 print(_line(rows[-1]), flush=True)
             if target == "directory" and phase == "first":
-                for durable, fsynced in (("1", " + fsync"), ("0", "")):
-                    copies = str(root / f"ours-pycopy{durable}")
-                    bound = step("pycopy", str(ours), copies, durable, env=env)
-                    threads = bound["threads"]
-                    name = f"{label}, bound: plain Python copies{fsynced}, {threads} thread(s)"
-                    rows.append(_row(name, bound, other))
-                    print(_line(rows[-1]), flush=True)
+                rows += _copy_bounds(label, ours, root, other, env)
             if target == "directory" and phase == "no change":
                 bound = step("listing", str(ours), str(root / "ours-copy"), env=env)
                 rows.append(_row(f"{label}, bound: plain Python listing of both", bound, other))
@@ -176,6 +170,23 @@ def _pair(
                 )
                 rows.append(_row(f"{label}, directory (CLI), {phase}", command, other))
                 print(_line(rows[-1]), flush=True)
+    return rows
+
+
+def _copy_bounds(
+    label: str, ours: Path, root: Path, other: dict[str, Any], env: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The first copy's bounds: plain Python copies with and without an fsync per file, each
+    without and with a SHA-256 of what it copies."""
+    rows = []
+    for hashed, hashing in (("0", ""), ("1", " + SHA-256")):
+        for durable, fsynced in (("1", " + fsync"), ("0", "")):
+            copies = str(root / f"ours-pycopy{durable}{hashed}")
+            bound = step("pycopy", str(ours), copies, durable, hashed, env=env)
+            threads = bound["threads"]
+            name = f"{label}, bound: plain Python copies{hashing}{fsynced}, {threads} thread(s)"
+            rows.append(_row(name, bound, other))
+            print(_line(rows[-1]), flush=True)
     return rows
 
 
