@@ -386,6 +386,99 @@ def test_a_local_blob_without_a_record_is_adopted(setup: Setup) -> None:
     assert setup.peer.read_bytes("orphan") == b"saved before a crash"
 
 
+def test_a_resave_that_died_before_its_record_is_uploaded(setup: Setup) -> None:
+    queue = setup.queue()
+    queue.save(b"version 1", media_type="text/plain", id="doc")
+    queue.sync_now()
+    # A save of version 2 that died between writing the content and recording it.
+    setup.local.namespace(NS).put("doc", b"version 2", content_type="text/plain")
+    restarted = setup.queue()
+    restarted.sync_now()
+    assert restarted.state("doc") is State.SYNCED
+    assert setup.peer.read_bytes("doc") == b"version 2"
+    record = restarted.attachment("doc")
+    assert record is not None
+    assert record.checksum == digest(b"version 2")
+
+
+def test_a_save_after_a_delete_outlives_the_pass_that_finishes_the_delete(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = setup.queue()
+    queue.save(b"old", media_type="text/plain", id="doc")
+    queue.sync_now()
+    queue.delete("doc")
+    local = queue.local
+
+    class PassAfterTheWrite:
+        """The local store, where a pass runs just after a save's write, before its record."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(local, name)
+
+        def put(self, *args: Any, **kwargs: Any) -> Any:
+            written = local.put(*args, **kwargs)
+            queue.sync_now()  # finishes the delete queued before this save
+            return written
+
+    monkeypatch.setattr(queue, "local", PassAfterTheWrite())
+    queue.save(b"new", media_type="text/plain", id="doc")
+    monkeypatch.undo()
+    assert setup.local.namespace(NS).read_bytes("doc") == b"new"
+    queue.sync_now()
+    assert queue.state("doc") is State.SYNCED
+    assert setup.peer.read_bytes("doc") == b"new"
+
+
+def test_a_save_after_a_delete_that_died_after_the_remote_delete_is_uploaded(
+    setup: Setup,
+) -> None:
+    queue = setup.queue()
+    queue.save(b"version 1", media_type="text/plain", id="doc")
+    queue.sync_now()
+    queue.delete("doc")
+    setup.peer.delete("doc")  # the pass deleted it remotely, then died before recording it
+    restarted = setup.queue()
+    restarted.save(b"version 2", media_type="text/plain", id="doc")
+    restarted.sync_now()
+    assert restarted.state("doc") is State.SYNCED
+    assert setup.peer.read_bytes("doc") == b"version 2"
+
+
+def test_a_save_over_an_upload_that_died_before_its_record_replaces_it(setup: Setup) -> None:
+    queue = setup.queue()
+    queue.save(b"version 1", media_type="text/plain", id="doc")
+    queue.sync_now()
+    queue.save(b"version 2", media_type="text/plain", id="doc")
+    setup.peer.put("doc", b"version 2")  # a pass sent it, then died before recording it
+    restarted = setup.queue()
+    restarted.save(b"version 3", media_type="text/plain", id="doc")
+    restarted.sync_now()
+    assert restarted.state("doc") is State.SYNCED
+    assert setup.peer.read_bytes("doc") == b"version 3"
+    restarted.save(b"version 4", media_type="text/plain", id="doc")
+    setup.peer.put("doc", b"version 4")
+    restarted.delete("doc")
+    restarted.sync_now()
+    assert (restarted.state("doc"), setup.peer.get("doc")) == (None, None)
+
+
+def test_records_of_an_earlier_release_gain_the_new_column(tmp_path: Path) -> None:
+    manager = BlobManager(
+        DirectoryStore(tmp_path / "here"),
+        DirectoryStore(tmp_path / "there"),
+        state=SyncState(tmp_path / "state.db"),
+    )
+    AttachmentQueue(manager).save(b"kept", media_type="text/plain", id="doc")
+    with manager.state.engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE pbsync_attachments DROP COLUMN unrecorded_checksum")
+    queue = AttachmentQueue(manager)
+    queue.sync_now()
+    assert queue.state("doc") is State.SYNCED
+    assert manager.remote.namespace(NS).read_bytes("doc") == b"kept"
+    manager.close()
+
+
 def test_bad_arguments_are_refused_before_anything_is_written(setup: Setup) -> None:
     queue = setup.queue()
     with pytest.raises(InvalidMetadata):

@@ -94,16 +94,27 @@ class AttachmentQueue:
         validate_content_type(media_type)
         validate_metadata(metadata)
         rank = int(Priority.of(priority))
-        self.local.put(key, data, content_type=media_type, metadata=metadata)
+        saving = self._worker.saving
         with self._lock:
-            item = self.local.get(key)
-            existing = self.records.get(key)
-            if item is None:  # a delete of this id came after the write: the delete won
-                if existing is None:
-                    raise NotFound("deleted while it was saved", key=key, store=repr(self.local))
-                return attachment(existing)
-            row = local_row(item, existing, priority=rank)
-            self.records.upsert([row])
+            saving[key] += 1
+        try:
+            self.local.put(key, data, content_type=media_type, metadata=metadata)
+            with self._lock:
+                item = self.local.get(key)
+                existing = self.records.get(key)
+                if item is None:  # a delete of this id came after the write: the delete won
+                    if existing is None:
+                        raise NotFound(
+                            "deleted while it was saved", key=key, store=repr(self.local)
+                        )
+                    return attachment(existing)
+                row = local_row(item, existing, priority=rank)
+                self.records.upsert([row])
+        finally:
+            with self._lock:
+                saving[key] -= 1
+                if not saving[key]:
+                    del saving[key]
         self._wake.set()
         return attachment(Record.from_row(row))
 

@@ -47,6 +47,10 @@ class Record:
     attempts: int
     next_attempt: float
     last_error: str | None
+    #: The checksum of a version a save replaced while its upload was queued: a pass may have
+    #: sent it and died before recording it, so the remote may hold it under an etag this
+    #: record never learned. Such a version is this device's own, replaced or deleted freely.
+    unrecorded_checksum: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Record:
@@ -80,6 +84,7 @@ def _table(name: str) -> sa.Table:
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("next_attempt", sa.Float, nullable=False),
         sa.Column("last_error", sa.Text),
+        sa.Column("unrecorded_checksum", sa.String(80)),
         sa.Index(f"{name}_due", "pair", "namespace", "state", "next_attempt"),
     )
 
@@ -93,6 +98,7 @@ class Records:
         prefix = state.tables.items.name.removesuffix("_items")
         self.table = _table(f"{prefix}_attachments")
         self.table.metadata.create_all(self.engine, checkfirst=True)
+        _add_missing_columns(self.engine, self.table)
         self.pair, self.namespace = pair, namespace
         self._get = sa.select(self.table).where(self._one(sa.bindparam("id")))
 
@@ -225,6 +231,32 @@ class Records:
         with self.engine.connect() as connection:
             return [(row.id, row.revision) for row in connection.execute(query)]
 
-    def known_ids(self) -> set[str]:
+    def local_etags(self) -> dict[str, str | None]:
+        """Each record's id and the etag of the local content it describes (None: none, or a
+        queued delete)."""
+        table = self.table
+        query = sa.select(table.c.id, table.c.local_etag, table.c.state).where(self._mine())
+        deleting = AttachmentState.QUEUED_DELETE.value
         with self.engine.connect() as connection:
-            return set(connection.execute(sa.select(self.table.c.id).where(self._mine())).scalars())
+            return {
+                row.id: None if row.state == deleting else row.local_etag
+                for row in connection.execute(query)
+            }
+
+
+def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
+    """Add the columns a table made by an earlier release lacks (each nullable)."""
+    for _ in range(2):  # another process may add one at the same moment
+        present = {column["name"] for column in sa.inspect(engine).get_columns(table.name)}
+        missing = [column for column in table.columns if column.name not in present]
+        if not missing:
+            return
+        try:
+            with engine.begin() as connection:
+                for column in missing:
+                    kind = column.type.compile(engine.dialect)
+                    connection.exec_driver_sql(
+                        f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"
+                    )
+        except sa.exc.DBAPIError:
+            continue

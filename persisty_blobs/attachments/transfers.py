@@ -34,16 +34,25 @@ def upload(
     saved: Version,
     replaces: str | None,
     on_bytes: Progress,
+    unrecorded: str | None = None,
 ) -> tuple[DataItem, DataItem]:
     """Copy the local version ``saved`` to the remote, over the remote version ``replaces``
     (None: only if absent). A remote that already holds the same content (an upload that
-    finished before its result was recorded) counts as done. Returns (local item, remote
-    item)."""
+    finished before its result was recorded) counts as done; one that holds nothing any more,
+    or the ``unrecorded`` version (see ``Record.unrecorded_checksum``), is written over.
+    Returns (local item, remote item)."""
     target = None if replaces is None else Version(etag=replaces, size=0, checksum=None, flags=None)
     try:
         return copy_version(local, remote, id, saved, target, on_bytes=on_bytes)
     except (AlreadyExists, PreconditionFailed):
         there = remote.get(id)
+        if there is None and replaces is not None:
+            # The version it was to replace is gone (deleted here before a crash recorded
+            # it, or by another device): the content saved since goes up anew.
+            return copy_version(local, remote, id, saved, None, on_bytes=on_bytes)
+        if there is not None and _is(there, unrecorded):
+            # This device's own earlier version, sent before a crash recorded it.
+            return copy_version(local, remote, id, saved, _version(there), on_bytes=on_bytes)
         if there is None or there.checksum is None or there.checksum != saved.checksum:
             raise
         item = local.get(id)
@@ -77,13 +86,33 @@ def download(
     return copy, source
 
 
-def delete_remote(remote: DataStore, id: str, etag: str | None, checksum: str | None) -> None:
-    """Delete the remote copy: only the version the record knows; when it knows none (an
-    upload whose result was never recorded), only content equal to ours; when it never had
-    content here, whatever the id holds, as the app asked."""
-    if etag is None:
-        there = remote.get(id)
-        if there is None or (checksum is not None and there.checksum != checksum):
-            return  # nothing there, or another device's version: not ours to delete
-        etag = there.etag
-    remote.delete(id, if_match=etag)
+def delete_remote(
+    remote: DataStore,
+    id: str,
+    etag: str | None,
+    checksum: str | None,
+    unrecorded: str | None = None,
+) -> None:
+    """Delete the remote copy: only the version the record knows, or content equal to ours
+    (an upload whose result was never recorded: ``checksum``, or ``unrecorded``); when the
+    record never had content here, whatever the id holds, as the app asked."""
+    if etag is not None:
+        try:
+            remote.delete(id, if_match=etag)
+            return
+        except PreconditionFailed:
+            pass  # gone, or replaced: by this device before a crash, or by another
+    there = remote.get(id)
+    if there is None:
+        return
+    anything = etag is None and checksum is None
+    if anything or _is(there, checksum) or _is(there, unrecorded):
+        remote.delete(id, if_match=there.etag)
+    elif etag is not None:
+        raise PreconditionFailed(
+            "the remote holds another device's version", key=id, store=repr(remote)
+        )
+
+
+def _is(item: DataItem, checksum: str | None) -> bool:
+    return checksum is not None and item.checksum == checksum

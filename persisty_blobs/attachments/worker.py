@@ -10,6 +10,7 @@ writer), and the next pass finds its record still queued and runs it again.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import logging
@@ -94,6 +95,9 @@ class Worker:
         self.cache_limit, self.on_error = cache_limit, on_error
         self.concurrency, self.retry_delay = concurrency, retry_delay
         self._busy: set[str] = set()
+        #: Ids being saved now (``AttachmentQueue.save``, between its write and its record):
+        #: a pass finishing an earlier delete of one leaves its content alone.
+        self.saving: collections.Counter[str] = collections.Counter()
         self._strays: set[Future[Any]] = set()
         self._adopted = False
 
@@ -162,14 +166,26 @@ class Worker:
                 if record.state is AttachmentState.QUEUED_UPLOAD:
                     saved = saved_version(id, record.local_etag, record.size, record.checksum)
                     local_item, remote_item = upload(
-                        self.local, self.remote, id, saved, record.remote_etag, moved
+                        self.local,
+                        self.remote,
+                        id,
+                        saved,
+                        record.remote_etag,
+                        moved,
+                        record.unrecorded_checksum,
                     )
                 elif record.state is AttachmentState.QUEUED_DOWNLOAD:
                     local_item, remote_item = download(
                         self.remote, self.local, id, record.checksum, moved
                     )
                 else:
-                    delete_remote(self.remote, id, record.remote_etag, record.checksum)
+                    delete_remote(
+                        self.remote,
+                        id,
+                        record.remote_etag,
+                        record.checksum,
+                        record.unrecorded_checksum,
+                    )
                     if not cancel.is_set():
                         self._deleted(record)
                     return None
@@ -224,6 +240,7 @@ class Worker:
                         "revision": found.revision,
                         **content_row(local_item),
                         "remote_etag": remote_item.etag,
+                        "unrecorded_checksum": None,
                         "state": state.value,
                         "archived_at": now if state is AttachmentState.ARCHIVED else None,
                         "attempts": 0,
@@ -257,7 +274,9 @@ class Worker:
             current = self.records.get(record.id)
             if current is None:
                 return
-            if current.revision != record.revision:  # saved again meanwhile: it stays
+            if current.revision != record.revision or self.saving[record.id]:
+                # Saved again meanwhile (or being saved): it stays, and the remote holds
+                # nothing its upload must replace.
                 self.records.update(record.id, {"remote_etag": None})
                 return
             self.local.delete(record.id)  # a crash may have come between record and delete
@@ -306,17 +325,19 @@ class Worker:
             self._forget(id)
 
     def adopt(self) -> None:
-        """Local blobs without a record (a save that died between its write and its record)
-        are adopted: queued for upload, as the save would have."""
-        known = self.records.known_ids()
+        """Local content its record does not describe (a save that died between its write
+        and its record: none yet, or the one of the version before) is adopted: queued for
+        upload, as the save would have. A queued delete's content is left to the pass."""
+        known = self.records.local_etags()
         for entry in self.local.scan():
-            if entry.key in known:
+            if entry.key in known and known[entry.key] in (None, entry.etag):
                 continue
             with self.lock:
                 item = self.local.get(entry.key)
-                if item is None or self.records.get(entry.key) is not None:
+                record = self.records.get(entry.key)
+                if item is None or not _unrecorded(item, record):
                     continue
-                self.records.upsert([local_row(item, None, priority=2)])
+                self.records.upsert([local_row(item, record, priority=2)])
                 _LOG.info("adopted attachment %r, saved before a crash", entry.key)
 
     def _delete_local(self, id: str, etag: str) -> None:
@@ -331,6 +352,15 @@ class Worker:
         )
 
 
+def _unrecorded(item: DataItem, record: Record | None) -> bool:
+    """Whether the local ``item`` is content its record does not know of."""
+    if record is None:
+        return True
+    if record.state is AttachmentState.QUEUED_DELETE or record.local_etag is None:
+        return False  # the delete's pass removes it; a download's copy is the remote's
+    return record.local_etag != item.etag
+
+
 def local_row(item: DataItem, existing: Record | None, *, priority: int) -> dict[str, Any]:
     """The record of content just written locally: queued for upload."""
     return {
@@ -342,8 +372,20 @@ def local_row(item: DataItem, existing: Record | None, *, priority: int) -> dict
         "created": existing.created if existing is not None else time.time(),
         "archived_at": None,
         "remote_etag": None if existing is None else existing.remote_etag,
+        "unrecorded_checksum": _maybe_sent(existing),
         "revision": new_revision(),
         "attempts": 0,
         "next_attempt": 0.0,
         "last_error": None,
     }
+
+
+def _maybe_sent(existing: Record | None) -> str | None:
+    """What a save's record keeps as ``unrecorded_checksum``: the replaced version's checksum
+    while its upload was queued (a pass may have sent it without recording it)."""
+    if existing is None:
+        return None
+    waiting = existing.state in (AttachmentState.QUEUED_UPLOAD, AttachmentState.FAILED)
+    if waiting and existing.local_etag is not None:
+        return existing.checksum
+    return existing.unrecorded_checksum
