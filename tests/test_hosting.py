@@ -446,6 +446,71 @@ def test_a_server_that_lies_about_ranges_gives_an_error_not_wrong_bytes() -> Non
         server.server_close()
 
 
+class _WrongBody(http.server.BaseHTTPRequestHandler):
+    """A peer that answers a whole-item GET with ``body`` for an item of ``size`` bytes and
+    ``checksum`` (chunked if ``chunked``: no length to check it by)."""
+
+    body, size, checksum, chunked = b"", 0, "", False
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/v1/info"):
+            body = b'{"version": 1, "chunk_size": 1024, "capabilities": {}}'
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.protocol_version = "HTTP/1.1"
+        self.send_response(200)
+        self.send_header("etag", '"e"')
+        self.send_header("x-persisty-size", str(self.size))
+        self.send_header("x-persisty-checksum", self.checksum)
+        self.send_header("x-persisty-updated-at", "2026-01-01T00:00:00+00:00")
+        self.send_header("connection", "close")
+        if self.chunked:
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(self.body), self.body))
+            return
+        self.send_header("content-length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+_TEN = b"0123456789"
+
+
+@pytest.mark.parametrize(
+    ("body", "size", "checksum", "chunked"),
+    [
+        (_TEN, 100, "", False),  # shorter than the item, as its own length says
+        (_TEN, 100, "", True),  # a chunked body that ends early
+        (_TEN * 10, 10, "", False),  # longer than the item
+        (_TEN, 10, "sha256:" + "0" * 64, False),  # not the item's checksum
+    ],
+)
+def test_a_peer_that_sends_other_content_than_the_item_gives_an_integrity_error(
+    body: bytes, size: int, checksum: str, chunked: bool
+) -> None:
+    _WrongBody.body, _WrongBody.size, _WrongBody.chunked = body, size, chunked
+    _WrongBody.checksum = checksum or "sha256:" + hashlib.sha256(body).hexdigest()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WrongBody)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with HttpStore(url, token="t", retries=0) as store:
+            with pytest.raises(IntegrityError):
+                store.read_bytes("x")
+            with pytest.raises(IntegrityError), store.open("x") as reader:
+                reader.read()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 class _Malformed(http.server.BaseHTTPRequestHandler):
     """A peer that answers every listing with ``answer``, a byte per ``pause`` seconds if set."""
 

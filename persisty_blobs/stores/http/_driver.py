@@ -19,7 +19,7 @@ from typing import Any
 
 from ... import http_wire
 from ...driver import Capabilities, Driver, DriverWriter, ItemHeader, clip_range
-from ...errors import IntegrityError, NotFound, TransientError
+from ...errors import IntegrityError, InvalidArgument, NotFound, TransientError
 from ...item import DataItem, Entry, Flag
 from ...store import DataStore
 from ...streams import BytesRangeRaw
@@ -39,7 +39,8 @@ _ANSWER_TIMEOUTS = 4
 
 
 class HttpStore(DataStore):
-    """The store at ``url`` (the app's root), as a ``DataStore``."""
+    """The store at ``url`` (the app's root), as a ``DataStore``. ``retries``: how many more
+    times a request that may be repeated is sent after a transport failure or a 5xx."""
 
     def __init__(
         self,
@@ -48,8 +49,13 @@ class HttpStore(DataStore):
         token: str | None = None,
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
-        retries: int = 3,
+        retries: int = 2,
     ) -> None:
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise InvalidArgument(f"retries is an int of at least 0, not {retries!r}")
+        for name, seconds in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+                raise InvalidArgument(f"{name} is a number of seconds above 0, not {seconds!r}")
         super().__init__(HttpDriver(url, token, timeout, connect_timeout, retries))
 
     @classmethod
@@ -136,7 +142,7 @@ class HttpDriver(Driver):
     ) -> Any:
         """The response; transport failures and 5xx answers are retried when ``retry``. Unless
         ``stream``, its body is read, within ``_ANSWER_BYTES`` and ``_ANSWER_TIMEOUTS``."""
-        attempts = self._retries if retry else 1
+        attempts = 1 + self._retries if retry else 1
         for attempt in range(attempts):
             try:
                 request = self.client.build_request(
@@ -262,7 +268,9 @@ class HttpDriver(Driver):
         size = self._checked_size(response, headers, start, end, key)
         item = http_wire.item_from_headers(response.headers, key, namespace, size)
         expected = item.size - start if end is None else min(end, item.size) - start
-        return item, ResponseRaw(response, self.name, key, expected)
+        whole = start == 0 and expected == item.size
+        checksum = item.checksum if whole else None
+        return item, ResponseRaw(response, self.name, key, expected, checksum)
 
     def _empty(
         self, namespace: str, key: str, start: int, end: int | None
