@@ -159,6 +159,17 @@ def check_ranges_and_conditions(client: httpx.Client) -> None:
     assert (stale.status_code, stale.json()["error"]) == (412, "PreconditionFailed")
     exists = client.put("/v1/items/docs/a%20b.txt", content=b"x", headers={"if-none-match": "*"})
     assert (exists.status_code, exists.json()["error"]) == (412, "AlreadyExists")
+    changed = client.put(
+        "/v1/items/docs/a%20b.txt",
+        content=b"0123456789 changed on the way",
+        headers={"x-persisty-checksum": "sha256:" + hashlib.sha256(b"sent").hexdigest()},
+    )
+    assert (changed.status_code, changed.json()["error"]) == (422, "IntegrityError")
+    garbled = client.put(
+        "/v1/items/docs/a%20b.txt", content=b"x", headers={"x-persisty-checksum": "md5:x"}
+    )
+    assert garbled.status_code == 400
+    assert client.get("/v1/items/docs/a%20b.txt").content == b"0123456789"
     bad = client.get("/v1/items/a/../b")
     assert bad.status_code in (400, 404)
     missing = client.get("/v1/items/missing")

@@ -153,7 +153,8 @@ async def write_item(
     content_type: str | None = None,
 ) -> DataItem:
     """Stream the request's body into ``key``; nothing is kept unless all of it arrives
-    within ``limit`` bytes and the precondition holds."""
+    within ``limit`` bytes, the precondition holds and it hashes to the checksum sent with it
+    (``X-Persisty-Checksum``), if one was."""
     headers = request.headers
     declared = headers.get("content-length")
     if limit is not None and declared is not None and declared.isdigit() and int(declared) > limit:
@@ -168,6 +169,8 @@ async def write_item(
             flags=_flags_header(headers.get("x-persisty-flags")),
             if_match=None if if_match is None else if_match.strip().strip('"'),
             if_none_match=None if if_none_match is None else if_none_match.strip(),
+            # Checked before anything is committed: bytes changed on the way replace nothing.
+            checksum=headers.get("x-persisty-checksum"),
         )
     )
     sink = ThreadedSink(writer.write)

@@ -9,6 +9,7 @@ connections it must not share. Needs the ``http`` extra (httpx).
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import os
 import ssl
@@ -57,6 +58,13 @@ class HttpStore(DataStore):
             if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
                 raise InvalidArgument(f"{name} is a number of seconds above 0, not {seconds!r}")
         super().__init__(HttpDriver(url, token, timeout, connect_timeout, retries))
+
+    def put(self, key: str, data: Any, *, checksum: str | None = None, **options: Any) -> DataItem:
+        """As ``DataStore.put``; content in memory is hashed first, so that its checksum goes
+        with it and the server keeps nothing that changed on the way."""
+        if checksum is None and isinstance(data, bytes | bytearray | memoryview):
+            checksum = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        return super().put(key, data, checksum=checksum, **options)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> HttpStore:
@@ -110,6 +118,7 @@ class HttpDriver(Driver):
             flags_in_listing=bool(declared.get("flags_in_listing", True)),
             checksums_in_listing=bool(declared.get("checksums_in_listing", True)),
             local_clock=False,
+            writes_want_checksum=True,  # sent with the content, the server checks it
         )
 
     # The connection --------------------------------------------------------------------
@@ -318,6 +327,8 @@ class HttpDriver(Driver):
             headers["if-match"] = f'"{header.if_match}"'
         if header.if_none_match:
             headers["if-none-match"] = "*"
+        if header.checksum is not None:
+            headers["x-persisty-checksum"] = header.checksum
         return HttpWriter(self, namespace, key, headers, dict(header.metadata))
 
     def delete(self, namespace: str, key: str, if_match: str | None) -> bool:
