@@ -397,6 +397,40 @@ def test_quota_holds_against_copies_and_concurrent_uploads(
     assert sum(entry.size for entry in server_side.scan()) <= 64 * 1024
 
 
+def test_a_form_waits_for_a_put_to_its_namespace_and_for_no_other(
+    server: tuple[str, Path],
+) -> None:
+    url, root = server
+    made = factory(url, root, principal="any")
+    put_url = made.upload_url("slow.bin", authorization="qa")
+    form = made.upload_form("form.bin", authorization="qa")
+    elsewhere = made.upload_form("other.bin", authorization="qb")
+    started, release = threading.Event(), threading.Event()
+
+    def body() -> Iterator[bytes]:
+        yield b"p" * 20_000
+        started.set()
+        release.wait(20)
+        yield b"p" * 20_000
+
+    def post(posted: Any, size: int) -> int:
+        files = {"file": ("f.bin", b"f" * size)}
+        return httpx.post(posted.url, data=posted.fields, files=files, timeout=10).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        put = pool.submit(lambda: httpx.put(put_url, content=body(), timeout=30).status_code)
+        assert started.wait(10)
+        time.sleep(0.2)  # the first bytes reach the server, which holds the namespace's lock
+        assert post(elsewhere, 40_000) == 204  # another namespace's upload is not held up
+        same = pool.submit(post, form, 40_000)
+        time.sleep(0.2)
+        release.set()
+        statuses = sorted([put.result(), same.result()])
+    assert 507 in statuses  # the second one saw the first one's bytes (64 KiB quota)
+    used = DirectoryStore(root / "default").namespace("qa")
+    assert sum(entry.size for entry in used.scan()) <= 64 * 1024
+
+
 def test_answers_for_odd_requests(user: tuple[str, str, DataStore]) -> None:
     url, name, _ = user
     with httpx.Client(base_url=url, headers={"authorization": f"Bearer {name}"}) as client:

@@ -136,8 +136,9 @@ class HostedDataStoreFactory(DataStoreFactory):
         types = None if content_types is None else _content_types(content_types)
         seconds = checked_expiry(expires_in, self._upload_expires_in)
         expires = int(time.time()) + seconds
+        namespace = self.create(authorization).namespace_name
         policy = {
-            "namespace": self.create(authorization).namespace_name,
+            "namespace": namespace,
             "key": key,
             "prefix": key_prefix,
             "max_size": max_size,
@@ -145,12 +146,15 @@ class HostedDataStoreFactory(DataStoreFactory):
             "expires": expires,
         }
         encoded, signature = self._signer.sign_policy(policy)
+        # The namespace in the URL too: the server takes the namespace's quota lock before it
+        # reads the body that carries the policy.
+        where = f"?namespace={urllib.parse.quote(namespace, safe='')}" if namespace else ""
         fields = {"key": field_key}
         if types is not None:
             fields["Content-Type"] = types[0] if len(types) == 1 and types[0][-1] != "/" else ""
         fields.update({"policy": encoded, "signature": signature})
         return UploadForm(
-            url=f"{self.base_url}/v1/upload",
+            url=f"{self.base_url}/v1/upload{where}",
             fields=fields,
             key=field_key,
             expires_at=datetime.fromtimestamp(expires, UTC),

@@ -52,6 +52,8 @@ class _Form:
     """The parser's state, filled by its callbacks (run in a worker thread)."""
 
     hosted: Hosted
+    #: The namespace whose URL the form was posted to.
+    namespace: str
     fields: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     header_name: bytearray = field(default_factory=bytearray)
@@ -131,7 +133,9 @@ class _Form:
         content_type = validate_content_type(content_type or "application/octet-stream")
         if not content_type_allowed(content_type, policy.get("content_types")):
             raise ContentTypeNotAllowed(f"{content_type} is not allowed by this form", key=key)
-        store = self.hosted.store.namespace(policy["namespace"])
+        if policy["namespace"] != self.namespace:
+            raise PermissionDenied("the form was posted to another namespace's URL", key=key)
+        store = self.hosted.store.namespace(self.namespace)
         room = self.hosted.limit(store, key)
         most = policy.get("max_size")
         self.quota_bound = room is not None and (most is None or room < most)
@@ -152,13 +156,13 @@ class _Form:
         return validate_key(given.replace("${filename}", name))
 
 
-async def post_form(request: Request, hosted: Hosted) -> DataItem:
-    """Parse the posted form as it streams; returns the stored item."""
+async def post_form(request: Request, hosted: Hosted, namespace: str) -> DataItem:
+    """Parse the form posted to ``namespace``'s URL as it streams; returns the stored item."""
     _, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if not boundary:
         raise InvalidArgument("an upload form is posted as multipart/form-data")
-    form = _Form(hosted)
+    form = _Form(hosted, namespace)
     parser = MultipartParser(
         boundary,
         {
