@@ -170,6 +170,19 @@ def check_ranges_and_conditions(client: httpx.Client) -> None:
     )
     assert garbled.status_code == 400
     assert client.get("/v1/items/docs/a%20b.txt").content == b"0123456789"
+    fresh = client.put("/v1/items/docs/a%20b.txt", content=b"abcdefghij", headers={"if-match": "*"})
+    assert fresh.status_code == 201
+    nowhere = client.put("/v1/items/nowhere", content=b"x", headers={"if-match": "*"})
+    assert nowhere.status_code == 412
+    resumed = client.get(
+        "/v1/items/docs/a%20b.txt", headers={"range": "bytes=5-", "if-range": etag}
+    )
+    assert (resumed.status_code, resumed.content) == (200, b"abcdefghij")  # changed: all of it
+    current = client.get(
+        "/v1/items/docs/a%20b.txt",
+        headers={"range": "bytes=5-", "if-range": fresh.headers["etag"]},
+    )
+    assert (current.status_code, current.content) == (206, b"fghij")
     bad = client.get("/v1/items/a/../b")
     assert bad.status_code in (400, 404)
     missing = client.get("/v1/items/missing")
@@ -248,6 +261,24 @@ def test_signed_urls_work_and_cannot_be_bent(server: tuple[str, Path]) -> None:
         httpx.put(upload, content=b"hi", headers={"content-type": "text/plain"}).status_code == 201
     )
     assert alice.read_bytes("new.txt") == b"hi"
+    # What the signature does not cover is not taken from the uploader: flags, metadata.
+    unsigned = hosted.upload_url("page.html", authorization="alice")
+    sent = httpx.put(
+        unsigned,
+        content=b"<script>alert(1)</script>",
+        headers={
+            "content-type": "text/html",
+            "x-persisty-flags": "processed",
+            "x-persisty-meta-owner": "mallory",
+        },
+    )
+    assert sent.status_code == 201
+    stored = alice.get("page.html")
+    assert stored is not None
+    assert (stored.flags, dict(stored.metadata)) == (frozenset(), {})
+    page = httpx.get(hosted.download_url("page.html", authorization="alice"))
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["content-security-policy"] == "sandbox"  # no script runs on this origin
 
     def bent(signed: str, **changes: str) -> str:
         parts = urllib.parse.urlsplit(signed)

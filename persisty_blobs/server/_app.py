@@ -41,7 +41,7 @@ from ._context import (
     path_key,
 )
 from ._forms import post_form
-from ._items import read_item, write_item
+from ._items import if_match_etag, read_item, write_item
 from ._signing import Signer
 
 __all__ = ["create_app"]
@@ -77,24 +77,32 @@ async def _item(request: Request, hosted: Hosted) -> Response:
     if request.method == "PUT":
         item = await _put(request, hosted, store, key)
         return Response(status_code=201, headers=http_wire.item_headers(item))
-    if_match = request.headers.get("if-match")
-    existed = await run_in_threadpool(
-        store.delete, key, if_match=None if if_match is None else if_match.strip().strip('"')
-    )
+    if_match = await if_match_etag(request, store, key)
+    existed = await run_in_threadpool(store.delete, key, if_match=if_match)
     if not existed:
         raise NotFound("no such item", key=key)
     return Response(status_code=204)
 
 
 async def _put(
-    request: Request, hosted: Hosted, store: DataStore, key: str, content_type: str | None = None
+    request: Request,
+    hosted: Hosted,
+    store: DataStore,
+    key: str,
+    content_type: str | None = None,
+    *,
+    signed: bool = False,
 ) -> DataItem:
     """A streamed PUT; with a quota, one write at a time per store checks and takes room."""
     if hosted.quota is None:
-        return await write_item(request, store, key, limit=None, content_type=content_type)
+        return await write_item(
+            request, store, key, limit=None, content_type=content_type, signed=signed
+        )
     async with hosted.writing(store):
         limit = await run_in_threadpool(hosted.limit, store, key)
-        return await write_item(request, store, key, limit=limit, content_type=content_type)
+        return await write_item(
+            request, store, key, limit=limit, content_type=content_type, signed=signed
+        )
 
 
 async def _signed(request: Request, hosted: Hosted) -> Response:
@@ -122,7 +130,7 @@ async def _signed(request: Request, hosted: Hosted) -> Response:
         if given.split(";")[0].strip().lower() != content_type.split(";")[0].strip().lower():
             raise PermissionDenied("the upload's content type is not the one signed", key=key)
     checked = None if content_type is None else validate_content_type(content_type)
-    item = await _put(request, hosted, store, key, checked)
+    item = await _put(request, hosted, store, key, checked, signed=True)
     return Response(status_code=201, headers=http_wire.item_headers(item))
 
 

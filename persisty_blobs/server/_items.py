@@ -17,6 +17,7 @@ from .. import http_wire
 from ..errors import (
     InvalidArgument,
     NotFound,
+    PreconditionFailed,
     QuotaExceeded,
     RangeNotSatisfiable,
     TransientError,
@@ -26,7 +27,7 @@ from ..store import DataStore
 from ..streams import ItemReader, ItemWriter
 from ._body import ThreadedSink
 
-__all__ = ["read_item", "write_item"]
+__all__ = ["if_match_etag", "read_item", "write_item"]
 
 _CHUNK = 1024 * 1024
 _ATTEMPTS = 5
@@ -73,6 +74,25 @@ def _not_modified(request: Request, item: DataItem) -> bool:
     return False
 
 
+def _range_applies(request: Request, item: DataItem) -> bool:
+    """Whether to answer a ``Range`` (RFC 9110): only if an ``If-Range`` names this version,
+    by its etag or its time to the second; otherwise the whole item, so that a resumed
+    download never splices two versions."""
+    given = request.headers.get("if-range")
+    if given is None:
+        return True
+    given = given.strip()
+    if given.startswith(('"', "W/")):
+        return given == f'"{item.etag}"'
+    try:
+        moment: datetime = parsedate_to_datetime(given)
+    except (TypeError, ValueError):
+        return False
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return item.updated_at.replace(microsecond=0) == moment
+
+
 def _read_all(reader: ItemReader) -> bytes:
     with reader:
         return reader.read()
@@ -104,6 +124,10 @@ async def read_item(
                 raise
         headers = http_wire.item_headers(item)
         headers["accept-ranges"] = "bytes"
+        # Content its uploader chose, served from this app's origin: never sniffed, never
+        # run as a page of the origin (an HTML upload opened in a tab has no scripts).
+        headers["x-content-type-options"] = "nosniff"
+        headers["content-security-policy"] = "sandbox"
         if disposition:
             headers["content-disposition"] = disposition
         unchanged = _not_modified(request, item)
@@ -120,7 +144,7 @@ async def read_item(
                 return Response(body, status_code=200, headers=headers)
             return StreamingResponse(_chunks(reader), status_code=200, headers=headers)
         try:
-            span = _range(wanted, item.size)
+            span = _range(wanted, item.size) if _range_applies(request, item) else None
         except RangeNotSatisfiable:
             return Response(status_code=416, headers={"content-range": f"bytes */{item.size}"})
         start, stop = span if span is not None else (0, item.size)
@@ -144,6 +168,19 @@ def _flags_header(text: str | None) -> list[Flag]:
         raise InvalidArgument(f"unknown flag in {text!r}") from None
 
 
+async def if_match_etag(request: Request, store: DataStore, key: str) -> str | None:
+    """The etag an ``If-Match`` names: ``*`` names the current version, if there is one."""
+    given = request.headers.get("if-match")
+    if given is None:
+        return None
+    if given.strip() != "*":
+        return given.strip().strip('"')
+    current = await run_in_threadpool(store.get, key)
+    if current is None:
+        raise PreconditionFailed("If-Match: * failed: the item is missing", key=key)
+    return current.etag
+
+
 async def write_item(
     request: Request,
     store: DataStore,
@@ -151,23 +188,27 @@ async def write_item(
     *,
     limit: int | None,
     content_type: str | None = None,
+    signed: bool = False,
 ) -> DataItem:
     """Stream the request's body into ``key``; nothing is kept unless all of it arrives
     within ``limit`` bytes, the precondition holds and it hashes to the checksum sent with it
-    (``X-Persisty-Checksum``), if one was."""
+    (``X-Persisty-Checksum``), if one was. A ``signed`` upload (a signed URL's) takes no
+    flags or metadata from its headers: its signature does not cover them."""
     headers = request.headers
     declared = headers.get("content-length")
     if limit is not None and declared is not None and declared.isdigit() and int(declared) > limit:
         raise QuotaExceeded(f"{declared} bytes would exceed the quota", key=key)
     if_none_match = headers.get("if-none-match")
-    if_match = headers.get("if-match")
+    if_match = await if_match_etag(request, store, key)
+    metadata = {} if signed else http_wire.metadata_from_headers(headers)
+    flags = [] if signed else _flags_header(headers.get("x-persisty-flags"))
     writer: ItemWriter = await run_in_threadpool(
         lambda: store.writer(
             key,
             content_type=content_type or headers.get("content-type"),
-            metadata=http_wire.metadata_from_headers(headers),
-            flags=_flags_header(headers.get("x-persisty-flags")),
-            if_match=None if if_match is None else if_match.strip().strip('"'),
+            metadata=metadata,
+            flags=flags,
+            if_match=if_match,
             if_none_match=None if if_none_match is None else if_none_match.strip(),
             # Checked before anything is committed: bytes changed on the way replace nothing.
             checksum=headers.get("x-persisty-checksum"),
