@@ -232,6 +232,11 @@ def test_serve_presign_and_secrets_kept_secret(shell: Shell) -> None:
     in_url = shell.error("remote", "add", "pg", "postgresql://u:hunter22@db/app", status=2)
     assert "hunter22" not in in_url
     assert "password" in in_url
+    for url in ("postgresql://u@db/app?password=hunter22", f"{base}/?token=hunter22"):
+        in_query = shell.error("remote", "add", "q", url, status=2)
+        assert "--secret" in in_query
+        assert "hunter22" not in in_query
+    assert "hunter22" not in (work / "config" / "remotes.json").read_text()
 
 
 def _listening(port: int) -> bool:

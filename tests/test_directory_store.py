@@ -14,6 +14,7 @@ import pytest
 from persisty_blobs import (
     BlobError,
     Flag,
+    InvalidArgument,
     InvalidArgumentType,
     InvalidKey,
     PermissionDenied,
@@ -239,6 +240,10 @@ def test_open_store_file_url_takes_the_constructors_options(root: Path) -> None:
     assert store.chunk_size == 4096
     with pytest.raises(ValueError, match="positive"):
         open_store(root.as_uri(), chunk_size=0)
+    with pytest.raises(InvalidArgument, match="options"):  # not ignored: refused
+        open_store(root.as_uri() + "?durable=0")
+    with pytest.raises(InvalidArgument, match="NUL"):
+        open_store(root.as_uri() + "/a%00b")
 
 
 def test_overwriting_a_large_item_releases_the_old_file(root: Path) -> None:

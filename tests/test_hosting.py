@@ -34,6 +34,7 @@ from persisty_blobs import (
 from persisty_blobs.server import HostedDataStoreFactory
 from persisty_blobs.stores import DirectoryStore
 from persisty_blobs.stores.http import HttpStore
+from persisty_blobs.stores.sql import SqlStore
 
 from .http_support import ROOT, SECRET, served, serving, token
 
@@ -84,15 +85,24 @@ def test_a_password_in_a_url_is_never_shown(server: tuple[str, Path]) -> None:
         HttpStore(url.replace("://", "://proxy:s3cret@"), token=token())
     assert "proxy@127.0.0.1" in str(refused.value)
     assert "s3cret" not in str(refused.value)
+    with pytest.raises(InvalidArgument, match="no query"):  # its requests would drop it
+        HttpStore(f"{url}/?token={token()}")
     database = sa.make_url(server_url("postgresql")).set(password="s3cret")  # trust: any works
     prefix = f"shown{secrets.token_hex(4)}"
     state = SyncState(database.render_as_string(hide_password=False), table_prefix=prefix)
+    in_query = database.set(password=None).update_query_dict({"password": "s3cret"})
     try:
         assert "s3cret" not in repr(state)
+        blobs = SqlStore(in_query.render_as_string(hide_password=False), table_prefix=prefix + "b")
+        blobs.close()
+        assert "s3cret" not in repr(blobs)
+        assert "password=***" in repr(blobs)
     finally:
         with state.engine.begin() as connection:
             for table in (state.tables.items, state.tables.runs, state.tables.schema):
                 table.drop(connection)
+            for name in ("schema", "items", "versions", "chunks", "flags"):
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {prefix}b_{name} CASCADE")
         state.close()
 
 

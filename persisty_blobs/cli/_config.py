@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from .._urls import secret_parameters
 from ._errors import CliFailure, CliNotFound, hide_secret
 
 __all__ = [
@@ -146,6 +147,12 @@ def check_url(url: str) -> str:
         raise click.BadParameter(
             "a password in a URL is visible to every user (ps) and would be saved in plain "
             "text: leave it out and add --secret password=env:VAR to a remote",
+            param_hint="URL",
+        )
+    for name in secret_parameters(url):
+        raise click.BadParameter(
+            f"a {name}= in a URL is visible to every user (ps) and would be saved in plain "
+            f"text: leave it out and add --secret {name}=env:VAR to a remote",
             param_hint="URL",
         )
     return url

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .._liveness import local_owner
+from .._urls import without_secret_parameters
 from ..registry import require
 from . import _codec
 from ._queue import QueueOperations
@@ -49,7 +50,8 @@ class SyncState(QueueOperations):
         self.owner = f"{secrets.token_hex(6)}@{local_owner() or 'unknown'}"
 
     def __repr__(self) -> str:
-        return f"SyncState({self._engine.url.render_as_string(hide_password=True)!r})"
+        shown = without_secret_parameters(self._engine.url.render_as_string(hide_password=True))
+        return f"SyncState({shown!r})"
 
     def close(self) -> None:
         self._engine.dispose()

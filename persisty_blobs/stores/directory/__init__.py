@@ -42,6 +42,8 @@ class DirectoryStore(DataStore):
     ) -> None:
         if not isinstance(root, str | os.PathLike):
             raise InvalidArgumentType(f"root must be a path, not {type(root).__name__}")
+        if "\0" in os.fsdecode(root):
+            raise InvalidArgument("a path cannot hold a NUL character")
         if type(chunk_size) is not int:
             raise InvalidArgumentType(f"chunk_size must be an int, not {type(chunk_size).__name__}")
         if chunk_size < 1:
@@ -59,4 +61,9 @@ class DirectoryStore(DataStore):
         path = urllib.parse.unquote(parts.path)
         if parts.netloc not in ("", "localhost") or not os.path.isabs(path):
             raise InvalidArgument(f"a directory store URL is file:///absolute/path, not {url!r}")
+        if parts.query or parts.fragment:
+            raise InvalidArgument(
+                f"a directory store URL has no query ({url!r}): chunk_size= and durable= are "
+                "options"
+            )
         return cls(path, chunk_size=chunk_size, durable=durable)

@@ -52,6 +52,7 @@ class HttpStore(DataStore):
         connect_timeout: float = 10.0,
         retries: int = 2,
     ) -> None:
+        self._check_url(url)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise InvalidArgument(f"retries is an int of at least 0, not {retries!r}")
         for name, seconds in (("timeout", timeout), ("connect_timeout", connect_timeout)):
@@ -70,6 +71,17 @@ class HttpStore(DataStore):
     def from_url(cls, url: str, **options: Any) -> HttpStore:
         """``http://host:port/`` or ``https://…``, with ``token=`` and the timeouts."""
         return cls(url, **options)
+
+    @staticmethod
+    def _check_url(url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InvalidArgument(f"an HttpStore URL is http(s)://host[:port]/[path], not {url!r}")
+        if parts.query or parts.fragment:
+            # Its requests would lose them, and a token there would show in every name.
+            raise InvalidArgument(
+                "an HttpStore URL has no query or fragment: give token= and the timeouts as options"
+            )
 
 
 @functools.cache

@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..._urls import without_secret_parameters
 from ...errors import InvalidArgument, InvalidArgumentType
 from ...store import DataStore
 from ._database import Database
@@ -78,7 +79,8 @@ class SqlStore(DataStore):
         table_prefix: str,
         busy_timeout: float,
     ) -> None:
-        name = f"{type(self).__name__}({engine.url.render_as_string(hide_password=True)!r})"
+        shown = without_secret_parameters(engine.url.render_as_string(hide_password=True))
+        name = f"{type(self).__name__}({shown!r})"
         try:
             if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
                 raise InvalidArgumentType(f"chunk_size must be an int, not {chunk_size!r}")

@@ -1,0 +1,41 @@
+"""URLs as names show them: the secrets a URL's query can carry are left out."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+__all__ = ["SECRET_PARAMETERS", "secret_parameters", "without_secret_parameters"]
+
+#: Query parameters that hold a secret (a database driver takes ``password=`` there, for one).
+SECRET_PARAMETERS = frozenset(
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "sslpassword",
+        "token",
+        "key",
+        "secret",
+        "aws_secret_access_key",
+        "aws_session_token",
+    }
+)
+
+
+def secret_parameters(url: str) -> list[str]:
+    """The names of the query parameters of ``url`` that hold a secret."""
+    query = urllib.parse.urlsplit(url).query
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    return [name for name, _ in pairs if name.lower() in SECRET_PARAMETERS]
+
+
+def without_secret_parameters(url: str) -> str:
+    """``url`` with the value of each secret query parameter replaced by ``***``."""
+    if not secret_parameters(url):
+        return url
+    # Rebuilt around the query alone: unsplitting would drop a database URL's empty host.
+    head, _, rest = url.partition("?")
+    query, hashed, fragment = rest.partition("#")
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    shown = [(name, "***" if name.lower() in SECRET_PARAMETERS else value) for name, value in pairs]
+    return f"{head}?{urllib.parse.urlencode(shown, safe='*')}{hashed}{fragment}"
