@@ -1,4 +1,5 @@
-"""The messenger's web app (Starlette; ``uvicorn examples.messenger.app:create_app --factory``).
+"""The messenger's web app (Starlette; ``uvicorn examples.messenger.app:create_app --factory
+--no-access-log``: an access log would hold signed URLs).
 
 The page asks for an upload form, posts the file straight to storage (the hosted store mounted
 at ``/blobs``, or S3), then posts the message that names the key. Downloads are redirects to
