@@ -386,10 +386,16 @@ def test_a_local_blob_without_a_record_is_adopted(setup: Setup) -> None:
     assert setup.peer.read_bytes("orphan") == b"saved before a crash"
 
 
-def test_a_resave_that_died_before_its_record_is_uploaded(setup: Setup) -> None:
+def synced_doc(setup: Setup) -> AttachmentQueue:
+    """A queue whose attachment "doc" (version 1) is uploaded."""
     queue = setup.queue()
     queue.save(b"version 1", media_type="text/plain", id="doc")
     queue.sync_now()
+    return queue
+
+
+def test_a_resave_that_died_before_its_record_is_uploaded(setup: Setup) -> None:
+    synced_doc(setup)
     # A save of version 2 that died between writing the content and recording it.
     setup.local.namespace(NS).put("doc", b"version 2", content_type="text/plain")
     restarted = setup.queue()
@@ -433,9 +439,7 @@ def test_a_save_after_a_delete_outlives_the_pass_that_finishes_the_delete(
 def test_a_save_after_a_delete_that_died_after_the_remote_delete_is_uploaded(
     setup: Setup,
 ) -> None:
-    queue = setup.queue()
-    queue.save(b"version 1", media_type="text/plain", id="doc")
-    queue.sync_now()
+    queue = synced_doc(setup)
     queue.delete("doc")
     setup.peer.delete("doc")  # the pass deleted it remotely, then died before recording it
     restarted = setup.queue()
@@ -446,9 +450,7 @@ def test_a_save_after_a_delete_that_died_after_the_remote_delete_is_uploaded(
 
 
 def test_a_save_over_an_upload_that_died_before_its_record_replaces_it(setup: Setup) -> None:
-    queue = setup.queue()
-    queue.save(b"version 1", media_type="text/plain", id="doc")
-    queue.sync_now()
+    queue = synced_doc(setup)
     queue.save(b"version 2", media_type="text/plain", id="doc")
     setup.peer.put("doc", b"version 2")  # a pass sent it, then died before recording it
     restarted = setup.queue()
