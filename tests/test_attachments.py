@@ -455,9 +455,10 @@ def test_a_save_over_an_upload_that_died_before_its_record_replaces_it(setup: Se
     setup.peer.put("doc", b"version 2")  # a pass sent it, then died before recording it
     restarted = setup.queue()
     restarted.save(b"version 3", media_type="text/plain", id="doc")
+    restarted.save(b"version 3b", media_type="text/plain", id="doc")  # before any pass
     restarted.sync_now()
     assert restarted.state("doc") is State.SYNCED
-    assert setup.peer.read_bytes("doc") == b"version 3"
+    assert setup.peer.read_bytes("doc") == b"version 3b"
     restarted.save(b"version 4", media_type="text/plain", id="doc")
     setup.peer.put("doc", b"version 4")
     restarted.delete("doc")
@@ -469,16 +470,30 @@ def test_records_of_an_earlier_release_gain_the_new_column(tmp_path: Path) -> No
     manager = BlobManager(
         DirectoryStore(tmp_path / "here"),
         DirectoryStore(tmp_path / "there"),
-        state=SyncState(tmp_path / "state.db"),
+        state=SyncState(tmp_path / "state.db", table_prefix="2024s"),  # quoted in SQL
     )
     AttachmentQueue(manager).save(b"kept", media_type="text/plain", id="doc")
     with manager.state.engine.begin() as connection:
-        connection.exec_driver_sql("ALTER TABLE pbsync_attachments DROP COLUMN unrecorded_checksum")
+        connection.exec_driver_sql('ALTER TABLE "2024s_attachments" DROP unrecorded_checksums')
     queue = AttachmentQueue(manager)
     queue.sync_now()
     assert queue.state("doc") is State.SYNCED
     assert manager.remote.namespace(NS).read_bytes("doc") == b"kept"
     manager.close()
+
+
+def test_one_watch_can_archive_one_attachment_and_queue_another(setup: Setup) -> None:
+    queue = setup.queue()
+    queue.save(b"photo", media_type="image/jpeg", id="photo")
+    queue.sync_now()
+    setup.peer.put("their.pdf", b"%PDF")
+    queue.watch(["their.pdf"])
+    assert (queue.state("photo"), queue.state("their.pdf")) == (
+        State.ARCHIVED,
+        State.QUEUED_DOWNLOAD,
+    )
+    queue.sync_now()
+    assert setup.local.namespace(NS).read_bytes("their.pdf") == b"%PDF"
 
 
 def test_bad_arguments_are_refused_before_anything_is_written(setup: Setup) -> None:

@@ -296,6 +296,7 @@ def _download_row(id: str, now: float) -> dict[str, Any]:
         "attempts": 0,
         "next_attempt": 0.0,
         "last_error": None,
+        "unrecorded_checksums": None,
     }
 
 

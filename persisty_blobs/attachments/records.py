@@ -17,11 +17,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..errors import BlobError
 from ..sync import SyncState
 from ..sync._tables import _key_type
 from .model import AttachmentState
 
-__all__ = ["Record", "Records", "new_revision"]
+__all__ = ["UNRECORDED_KEPT", "Record", "Records", "new_revision"]
+
+#: How many unrecorded checksums a record keeps.
+UNRECORDED_KEPT = 16
 
 _QUEUED = [state.value for state in AttachmentState if state.queued]
 
@@ -47,10 +51,14 @@ class Record:
     attempts: int
     next_attempt: float
     last_error: str | None
-    #: The checksum of a version a save replaced while its upload was queued: a pass may have
-    #: sent it and died before recording it, so the remote may hold it under an etag this
-    #: record never learned. Such a version is this device's own, replaced or deleted freely.
-    unrecorded_checksum: str | None = None
+    #: The checksums (space-separated, the last ``UNRECORDED_KEPT``) of the versions saves
+    #: replaced while their uploads were queued: a pass may have sent one and died (or been
+    #: stopped) before recording it, so the remote may hold it under an etag this record never
+    #: learned. Such a version is this device's own, replaced or deleted freely.
+    unrecorded_checksums: str | None = None
+
+    def unrecorded(self) -> frozenset[str]:
+        return frozenset((self.unrecorded_checksums or "").split())
 
     @classmethod
     def from_row(cls, row: Any) -> Record:
@@ -84,7 +92,7 @@ def _table(name: str) -> sa.Table:
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("next_attempt", sa.Float, nullable=False),
         sa.Column("last_error", sa.Text),
-        sa.Column("unrecorded_checksum", sa.String(80)),
+        sa.Column("unrecorded_checksums", sa.Text),
         sa.Index(f"{name}_due", "pair", "namespace", "state", "next_attempt"),
     )
 
@@ -246,7 +254,8 @@ class Records:
 
 def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
     """Add the columns a table made by an earlier release lacks (each nullable)."""
-    for _ in range(2):  # another process may add one at the same moment
+    quote = engine.dialect.identifier_preparer
+    for _ in range(2):  # another process may add one at the same moment: look again
         present = {column["name"] for column in sa.inspect(engine).get_columns(table.name)}
         missing = [column for column in table.columns if column.name not in present]
         if not missing:
@@ -254,9 +263,10 @@ def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
         try:
             with engine.begin() as connection:
                 for column in missing:
-                    kind = column.type.compile(engine.dialect)
                     connection.exec_driver_sql(
-                        f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"
+                        f"ALTER TABLE {quote.format_table(table)} ADD COLUMN "
+                        f"{quote.format_column(column)} {column.type.compile(engine.dialect)}"
                     )
-        except sa.exc.DBAPIError:
+        except (sa.exc.DBAPIError, BlobError):  # the state's engine raises its own errors
             continue
+    raise BlobError(f"cannot add the columns of this release to {table.name}")

@@ -34,12 +34,13 @@ def upload(
     saved: Version,
     replaces: str | None,
     on_bytes: Progress,
-    unrecorded: str | None = None,
+    unrecorded: frozenset[str] = frozenset(),
 ) -> tuple[DataItem, DataItem]:
     """Copy the local version ``saved`` to the remote, over the remote version ``replaces``
     (None: only if absent). A remote that already holds the same content (an upload that
     finished before its result was recorded) counts as done; one that holds nothing any more,
-    or the ``unrecorded`` version (see ``Record.unrecorded_checksum``), is written over.
+    or one of the ``unrecorded`` versions (see ``Record.unrecorded_checksums``), is written
+    over.
     Returns (local item, remote item)."""
     target = None if replaces is None else Version(etag=replaces, size=0, checksum=None, flags=None)
     try:
@@ -50,7 +51,7 @@ def upload(
             # The version it was to replace is gone (deleted here before a crash recorded
             # it, or by another device): the content saved since goes up anew.
             return copy_version(local, remote, id, saved, None, on_bytes=on_bytes)
-        if there is not None and _is(there, unrecorded):
+        if there is not None and there.checksum in unrecorded:
             # This device's own earlier version, sent before a crash recorded it.
             return copy_version(local, remote, id, saved, _version(there), on_bytes=on_bytes)
         if there is None or there.checksum is None or there.checksum != saved.checksum:
@@ -91,7 +92,7 @@ def delete_remote(
     id: str,
     etag: str | None,
     checksum: str | None,
-    unrecorded: str | None = None,
+    unrecorded: frozenset[str] = frozenset(),
 ) -> None:
     """Delete the remote copy: only the version the record knows, or content equal to ours
     (an upload whose result was never recorded: ``checksum``, or ``unrecorded``); when the
@@ -106,7 +107,7 @@ def delete_remote(
     if there is None:
         return
     anything = etag is None and checksum is None
-    if anything or _is(there, checksum) or _is(there, unrecorded):
+    if anything or _is(there, checksum) or there.checksum in unrecorded:
         remote.delete(id, if_match=there.etag)
     elif etag is not None:
         raise PreconditionFailed(

@@ -27,7 +27,7 @@ from ..store import DataStore
 from ..sync import BlobManager
 from ..sync.state import Outcome
 from .model import Attachment, AttachmentState, ErrorHandler
-from .records import Record, Records, new_revision
+from .records import UNRECORDED_KEPT, Record, Records, new_revision
 from .transfers import delete_remote, download, saved_version, upload
 
 __all__ = ["Worker", "attachment", "default_retry"]
@@ -172,7 +172,7 @@ class Worker:
                         saved,
                         record.remote_etag,
                         moved,
-                        record.unrecorded_checksum,
+                        record.unrecorded(),
                     )
                 elif record.state is AttachmentState.QUEUED_DOWNLOAD:
                     local_item, remote_item = download(
@@ -184,7 +184,7 @@ class Worker:
                         id,
                         record.remote_etag,
                         record.checksum,
-                        record.unrecorded_checksum,
+                        record.unrecorded(),
                     )
                     if not cancel.is_set():
                         self._deleted(record)
@@ -240,7 +240,7 @@ class Worker:
                         "revision": found.revision,
                         **content_row(local_item),
                         "remote_etag": remote_item.etag,
-                        "unrecorded_checksum": None,
+                        "unrecorded_checksums": None,
                         "state": state.value,
                         "archived_at": now if state is AttachmentState.ARCHIVED else None,
                         "attempts": 0,
@@ -267,6 +267,7 @@ class Worker:
             "attempts": 0,
             "next_attempt": 0.0,
             "last_error": None,
+            "unrecorded_checksums": None,
         }
 
     def _deleted(self, record: Record) -> None:
@@ -335,7 +336,7 @@ class Worker:
             with self.lock:
                 item = self.local.get(entry.key)
                 record = self.records.get(entry.key)
-                if item is None or not _unrecorded(item, record):
+                if item is None or not _undescribed(item, record):
                     continue
                 self.records.upsert([local_row(item, record, priority=2)])
                 _LOG.info("adopted attachment %r, saved before a crash", entry.key)
@@ -352,7 +353,7 @@ class Worker:
         )
 
 
-def _unrecorded(item: DataItem, record: Record | None) -> bool:
+def _undescribed(item: DataItem, record: Record | None) -> bool:
     """Whether the local ``item`` is content its record does not know of."""
     if record is None:
         return True
@@ -372,7 +373,7 @@ def local_row(item: DataItem, existing: Record | None, *, priority: int) -> dict
         "created": existing.created if existing is not None else time.time(),
         "archived_at": None,
         "remote_etag": None if existing is None else existing.remote_etag,
-        "unrecorded_checksum": _maybe_sent(existing),
+        "unrecorded_checksums": _maybe_sent(existing),
         "revision": new_revision(),
         "attempts": 0,
         "next_attempt": 0.0,
@@ -381,11 +382,14 @@ def local_row(item: DataItem, existing: Record | None, *, priority: int) -> dict
 
 
 def _maybe_sent(existing: Record | None) -> str | None:
-    """What a save's record keeps as ``unrecorded_checksum``: the replaced version's checksum
-    while its upload was queued (a pass may have sent it without recording it)."""
+    """What a save's record keeps as ``unrecorded_checksums``: those of the record it
+    replaces, and that record's own while its upload was queued (a pass may have sent it
+    without recording it)."""
     if existing is None:
         return None
+    kept = (existing.unrecorded_checksums or "").split()
     waiting = existing.state in (AttachmentState.QUEUED_UPLOAD, AttachmentState.FAILED)
-    if waiting and existing.local_etag is not None:
-        return existing.checksum
-    return existing.unrecorded_checksum
+    if waiting and existing.local_etag is not None and existing.checksum is not None:
+        kept = [checksum for checksum in kept if checksum != existing.checksum]
+        kept.append(existing.checksum)
+    return " ".join(kept[-UNRECORDED_KEPT:]) or None
