@@ -458,7 +458,30 @@ def test_a_form_waits_for_a_put_to_its_namespace_and_for_no_other(
         files = {"file": ("f.bin", b"f" * size)}
         return httpx.post(posted.url, data=posted.fields, files=files, timeout=10).status_code
 
-    with ThreadPoolExecutor(2) as pool:
+    stalled = made.upload_form("stalled.bin", authorization="qc")
+    fields = b"".join(
+        b'--XX\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n'
+        % (name.encode(), value.encode())
+        for name, value in stalled.fields.items()
+    )
+    port = int(url.rsplit(":", 1)[1])
+    with (
+        ThreadPoolExecutor(2) as pool,
+        socket.create_connection(("127.0.0.1", port)) as stall,
+        socket.create_connection(("127.0.0.1", port)) as unsigned,
+    ):
+        # A form that names a namespace but never sends its policy holds nothing.
+        unsigned.sendall(
+            b"POST /v1/upload?namespace=qa HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+            b"Content-Type: multipart/form-data; boundary=XX\r\n\r\n--XX\r\n"
+        )
+        # A form whose file stops coming: it holds its own namespace's turn, no one else's.
+        stall.sendall(
+            b"POST /v1/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+            b"Content-Type: multipart/form-data; boundary=XX\r\n\r\n"
+            + fields
+            + b'--XX\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\nxx'
+        )
         put = pool.submit(lambda: httpx.put(put_url, content=body(), timeout=30).status_code)
         assert started.wait(10)
         time.sleep(0.2)  # the first bytes reach the server, which holds the namespace's lock

@@ -135,14 +135,7 @@ async def _signed(request: Request, hosted: Hosted) -> Response:
 
 
 async def _form(request: Request, hosted: Hosted) -> Response:
-    # The form's URL names its namespace, which its policy must name too: the quota lock is
-    # that namespace's, as for a PUT, taken before the body is read.
-    namespace = validate_namespace(request.query_params.get("namespace", ""))
-    if hosted.quota is None:
-        item = await post_form(request, hosted, namespace)
-    else:
-        async with hosted.writing(hosted.store.namespace(namespace)):
-            item = await post_form(request, hosted, namespace)
+    item = await post_form(request, hosted)  # which takes its namespace's quota lock
     headers = http_wire.item_headers(item)
     headers["location"] = http_wire.quote_key(item.key)
     return Response(status_code=204, headers=headers)

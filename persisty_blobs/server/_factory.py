@@ -136,9 +136,8 @@ class HostedDataStoreFactory(DataStoreFactory):
         types = None if content_types is None else _content_types(content_types)
         seconds = checked_expiry(expires_in, self._upload_expires_in)
         expires = int(time.time()) + seconds
-        namespace = self.create(authorization).namespace_name
         policy = {
-            "namespace": namespace,
+            "namespace": self.create(authorization).namespace_name,
             "key": key,
             "prefix": key_prefix,
             "max_size": max_size,
@@ -146,15 +145,12 @@ class HostedDataStoreFactory(DataStoreFactory):
             "expires": expires,
         }
         encoded, signature = self._signer.sign_policy(policy)
-        # The namespace in the URL too: the server takes the namespace's quota lock before it
-        # reads the body that carries the policy.
-        where = f"?namespace={urllib.parse.quote(namespace, safe='')}" if namespace else ""
         fields = {"key": field_key}
         if types is not None:
             fields["Content-Type"] = types[0] if len(types) == 1 and types[0][-1] != "/" else ""
         fields.update({"policy": encoded, "signature": signature})
         return UploadForm(
-            url=f"{self.base_url}/v1/upload{where}",
+            url=f"{self.base_url}/v1/upload",
             fields=fields,
             key=field_key,
             expires_at=datetime.fromtimestamp(expires, UTC),

@@ -9,9 +9,11 @@ limits types: one type, or empty for the browser to fill in), ``policy`` and ``s
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from anyio import from_thread
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +29,7 @@ from ..errors import (
 )
 from ..item import DataItem
 from ..keys import validate_content_type, validate_key
+from ..store import DataStore
 from ..streams import ItemWriter
 from ._body import ThreadedSink
 from ._context import Hosted
@@ -52,8 +55,6 @@ class _Form:
     """The parser's state, filled by its callbacks (run in a worker thread)."""
 
     hosted: Hosted
-    #: The namespace whose URL the form was posted to.
-    namespace: str
     fields: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     header_name: bytearray = field(default_factory=bytearray)
@@ -65,6 +66,8 @@ class _Form:
     #: The limit is the store's quota (507), not the form's max_size (413).
     quota_bound: bool = False
     key: str | None = None
+    #: The namespace's quota lock, held from the policy's check to the end of the upload.
+    quota_lock: asyncio.Lock | None = None
     done: bool = False
     item: DataItem | None = None
 
@@ -133,15 +136,22 @@ class _Form:
         content_type = validate_content_type(content_type or "application/octet-stream")
         if not content_type_allowed(content_type, policy.get("content_types")):
             raise ContentTypeNotAllowed(f"{content_type} is not allowed by this form", key=key)
-        if policy["namespace"] != self.namespace:
-            raise PermissionDenied("the form was posted to another namespace's URL", key=key)
-        store = self.hosted.store.namespace(self.namespace)
+        store = self.hosted.store.namespace(policy["namespace"])
+        if self.hosted.quota is not None:
+            # Taken only now, once the policy is known good: the namespace's uploads take
+            # turns at its quota, as a PUT's do; nobody else's wait.
+            self.quota_lock = from_thread.run(self._take_turn, store)
         room = self.hosted.limit(store, key)
         most = policy.get("max_size")
         self.quota_bound = room is not None and (most is None or room < most)
         self.limit = room if self.quota_bound else most
         self.key = key
         self.writer = store.writer(key, content_type=content_type)
+
+    async def _take_turn(self, store: DataStore) -> asyncio.Lock:
+        lock = self.hosted.writing(store)
+        await lock.acquire()
+        return lock
 
     def _key(self, policy: dict[str, Any], filename: str) -> str:
         given = self.fields.get("key", "")
@@ -156,13 +166,13 @@ class _Form:
         return validate_key(given.replace("${filename}", name))
 
 
-async def post_form(request: Request, hosted: Hosted, namespace: str) -> DataItem:
-    """Parse the form posted to ``namespace``'s URL as it streams; returns the stored item."""
+async def post_form(request: Request, hosted: Hosted) -> DataItem:
+    """Parse the posted form as it streams; returns the stored item."""
     _, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if not boundary:
         raise InvalidArgument("an upload form is posted as multipart/form-data")
-    form = _Form(hosted, namespace)
+    form = _Form(hosted)
     parser = MultipartParser(
         boundary,
         {
@@ -191,6 +201,8 @@ async def post_form(request: Request, hosted: Hosted, namespace: str) -> DataIte
         await sink.abandon()
         if form.writer is not None and form.item is None:
             await run_in_threadpool(form.writer.abort)
+        if form.quota_lock is not None:
+            form.quota_lock.release()
     if form.item is None:
         if form.writer is None:
             raise InvalidArgument("the form has no file")
