@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.parse
 
-__all__ = ["SECRET_PARAMETERS", "secret_parameters", "without_secret_parameters"]
+__all__ = ["SECRET_PARAMETERS", "secret_parameters", "shown_url", "without_secret_parameters"]
 
 #: Query parameters that hold a secret (a database driver takes ``password=`` there, for one).
 SECRET_PARAMETERS = frozenset(
@@ -39,3 +39,16 @@ def without_secret_parameters(url: str) -> str:
     pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
     shown = [(name, "***" if name.lower() in SECRET_PARAMETERS else value) for name, value in pairs]
     return f"{head}?{urllib.parse.urlencode(shown, safe='*')}{hashed}{fragment}"
+
+
+def shown_url(url: str) -> str:
+    """``url`` as a message may show it: its password and secret query values as ``***``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL this parser takes: only its query is looked at
+        return without_secret_parameters(url)
+    if password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        url = url.replace(parts.netloc, f"{parts.username}:***@{host}", 1)
+    return without_secret_parameters(url)

@@ -30,6 +30,7 @@ from persisty_blobs import (
     PermissionDenied,
     QuotaExceeded,
     TransientError,
+    open_store,
 )
 from persisty_blobs.server import HostedDataStoreFactory
 from persisty_blobs.stores import DirectoryStore
@@ -96,6 +97,13 @@ def test_a_password_in_a_url_is_never_shown(server: tuple[str, Path]) -> None:
         blobs = SqlStore(in_query.render_as_string(hide_password=False), table_prefix=prefix + "b")
         blobs.close()
         assert "s3cret" not in repr(blobs)
+        with pytest.raises(TransientError) as down:  # nothing listens on port 1
+            SyncState(in_query.set(port=1).render_as_string(hide_password=False))
+        assert "s3cret" not in str(down.value)
+        for refused_url in ("file:///x?token=s3cret", "http:///v1?token=s3cret"):
+            with pytest.raises(InvalidArgument) as bad:
+                open_store(refused_url)
+            assert "s3cret" not in str(bad.value)
         assert "password=***" in repr(blobs)
     finally:
         with state.engine.begin() as connection:

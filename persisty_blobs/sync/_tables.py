@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex
 
+from .._urls import shown_url
 from ..errors import BlobError, InvalidArgument, TransientError, Unsupported
 
 __all__ = ["SCHEMA_VERSION", "Tables", "connect", "lock_for_writing"]
@@ -127,7 +128,9 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
             elif engine.dialect.name == "sqlite":
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             else:
-                raise Unsupported(f"a sync state needs SQLite or PostgreSQL, not {url!r}")
+                raise Unsupported(
+                    f"a sync state needs SQLite or PostgreSQL, not {shown_url(url)!r}"
+                )
             metadata.create_all(connection, checkfirst=True)
             version = connection.execute(sa.select(tables.schema.c.version)).scalar()
             if version is None:
@@ -136,7 +139,7 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
                 _migrate(connection, tables, prefix, version)
             elif version > SCHEMA_VERSION:
                 raise Unsupported(
-                    f"the sync state at {engine.url!r} has schema {version}; this library "
+                    f"the sync state at {shown_url(url)!r} has schema {version}; this library "
                     f"reads up to {SCHEMA_VERSION}: upgrade persisty-blobs"
                 )
     except Unsupported:
@@ -144,10 +147,12 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
         raise
     except TransientError as error:
         engine.dispose()
-        raise TransientError(f"cannot open the sync state at {engine.url!r}: {error}") from error
+        raise TransientError(
+            f"cannot open the sync state at {shown_url(url)!r}: {error}"
+        ) from error
     except (sa.exc.SQLAlchemyError, BlobError) as error:
         engine.dispose()
-        raise BlobError(f"cannot open the sync state at {engine.url!r}: {error}") from error
+        raise BlobError(f"cannot open the sync state at {shown_url(url)!r}: {error}") from error
     return engine, tables
 
 

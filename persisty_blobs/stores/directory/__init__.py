@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import urllib.parse
 
+from ..._urls import shown_url
 from ...errors import InvalidArgument, InvalidArgumentType
 from ...store import DataStore
 from ._driver import DirectoryDriver
@@ -60,10 +61,12 @@ class DirectoryStore(DataStore):
         parts = urllib.parse.urlsplit(url)
         path = urllib.parse.unquote(parts.path)
         if parts.netloc not in ("", "localhost") or not os.path.isabs(path):
-            raise InvalidArgument(f"a directory store URL is file:///absolute/path, not {url!r}")
+            raise InvalidArgument(
+                f"a directory store URL is file:///absolute/path, not {shown_url(url)!r}"
+            )
         if parts.query or parts.fragment:
             raise InvalidArgument(
-                f"a directory store URL has no query ({url!r}): chunk_size= and durable= are "
-                "options"
+                f"a directory store URL has no query ({shown_url(url)!r}): chunk_size= and "
+                "durable= are options"
             )
         return cls(path, chunk_size=chunk_size, durable=durable)

@@ -19,6 +19,7 @@ import urllib.parse
 from typing import Any
 
 from ... import http_wire
+from ..._urls import shown_url
 from ...driver import Capabilities, Driver, DriverWriter, ItemHeader, clip_range
 from ...errors import IntegrityError, InvalidArgument, NotFound, TransientError
 from ...item import DataItem, Entry, Flag
@@ -76,7 +77,9 @@ class HttpStore(DataStore):
     def _check_url(url: str) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidArgument(f"an HttpStore URL is http(s)://host[:port]/[path], not {url!r}")
+            raise InvalidArgument(
+                f"an HttpStore URL is http(s)://host[:port]/[path], not {shown_url(url)!r}"
+            )
         if parts.query or parts.fragment:
             # Its requests would lose them, and a token there would show in every name.
             raise InvalidArgument(
