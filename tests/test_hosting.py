@@ -201,6 +201,15 @@ def check_ranges_and_conditions(client: httpx.Client) -> None:
         headers={"range": "bytes=5-", "if-range": fresh.headers["etag"]},
     )
     assert (current.status_code, current.content) == (206, b"fghij")
+    dated = client.get(
+        "/v1/items/docs/a%20b.txt",
+        headers={"range": "bytes=5-", "if-range": fresh.headers["last-modified"]},
+    )
+    assert dated.status_code == 200  # a date is too weak a validator to resume by
+    described = client.put(
+        "/v1/metadata/docs/a%20b.txt", json={"metadata": {"k": "v"}}, headers={"if-match": "*"}
+    )
+    assert described.status_code == 200
     bad = client.get("/v1/items/a/../b")
     assert bad.status_code in (400, 404)
     missing = client.get("/v1/items/missing")

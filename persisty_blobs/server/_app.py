@@ -233,7 +233,7 @@ def _rewrite(store: DataStore, key: str, metadata: dict[str, str], etag: str) ->
 async def _metadata(request: Request, hosted: Hosted) -> Response:
     """Metadata known only once the content has streamed (a layer's sealed record)."""
     store, key = hosted.caller_store(request), path_key(request)
-    etag = request.headers.get("if-match", "").strip().strip('"')
+    etag = await if_match_etag(request, store, key)
     body = await json_body(request)
     metadata = body.get("metadata") if isinstance(body, dict) else None
     if not etag or not isinstance(metadata, dict):
