@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import server_url
 from tests.test_cli import Shell, s3_env
 
 
@@ -237,6 +238,29 @@ def test_serve_presign_and_secrets_kept_secret(shell: Shell) -> None:
         assert "--secret" in in_query
         assert "hunter22" not in in_query
     assert "hunter22" not in (work / "config" / "remotes.json").read_text()
+    # As advised: a database driver's other secret goes in the URL's query, in memory only.
+    shell.env["SSLPW"] = "hunter23"
+    prefix = f"cli{os.getpid()}"
+    database = f"{server_url('postgresql')}?sslmode=disable"
+    shell(
+        "remote",
+        "add",
+        "pgs",
+        database,
+        "--secret",
+        "sslpassword=env:SSLPW",
+        "--option",
+        f"table_prefix={prefix}",
+    )
+    listed = shell("--debug", "ls", "pgs:")
+    assert b"hunter23" not in listed.stdout + listed.stderr
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(server_url("postgresql"))
+    with engine.begin() as connection:
+        for name in ("flags", "chunks", "versions", "items", "schema"):
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {prefix}_{name} CASCADE")
+    engine.dispose()
 
 
 def _listening(port: int) -> bool:

@@ -631,6 +631,8 @@ def test_a_peer_that_sends_other_content_than_the_item_gives_an_integrity_error(
         for wrong in ({"retries": -1}, {"retries": 1.5}, {"timeout": 0}):
             with pytest.raises(InvalidArgument):
                 HttpStore(url, token="t", **wrong)
+        with HttpStore(url, token="t", timeout=None):  # reads without a deadline
+            pass
         with HttpStore(url, token="t", retries=0) as store:
             with pytest.raises(IntegrityError):
                 store.read_bytes("x")

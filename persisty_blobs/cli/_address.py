@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from .._urls import SECRET_PARAMETERS
 from ..errors import Unsupported
 from ..registry import open_store, store_class_path
 from ..store import DataStore
@@ -99,7 +100,18 @@ def _options(location: Location) -> tuple[str, dict[str, Any]]:
         netloc = f"{user}:{urllib.parse.quote(password, safe='')}@{host}"
         hide_secret(urllib.parse.quote(password, safe=""))
         url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    if store_class_path(url).endswith(":SqlStore"):
+        # A database driver takes its other secrets (sslpassword=...) in the URL's query.
+        secrets = {name: options.pop(name) for name in list(options) if _is_secret(name)}
+        for value in secrets.values():
+            hide_secret(urllib.parse.quote_plus(str(value)))
+        if secrets:
+            url += ("&" if "?" in url else "?") + urllib.parse.urlencode(secrets)
     return url, options
+
+
+def _is_secret(name: str) -> bool:
+    return name.lower() in SECRET_PARAMETERS
 
 
 def check_location(location: Location) -> None:

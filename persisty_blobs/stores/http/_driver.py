@@ -1,4 +1,4 @@
-"""``HttpStore``: a store served by ``persisty_blobs.server.create_app``, reached over HTTP.
+"""``HttpStore``'s driver: the hosting app's wire format (``http_wire``) over httpx.
 
 Content streams both ways (bounded memory for any size) over one pooled ``httpx`` client with
 connect and read timeouts; idempotent requests are retried on transient failures; ranged reads
@@ -9,7 +9,6 @@ connections it must not share. Needs the ``http`` extra (httpx).
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import os
 import ssl
@@ -19,17 +18,15 @@ import urllib.parse
 from typing import Any
 
 from ... import http_wire
-from ..._urls import shown_url
 from ...driver import Capabilities, Driver, DriverWriter, ItemHeader, clip_range
-from ...errors import IntegrityError, InvalidArgument, NotFound, TransientError
+from ...errors import IntegrityError, NotFound, TransientError
 from ...item import DataItem, Entry, Flag
-from ...store import DataStore
 from ...streams import BytesRangeRaw
 from ._client import CHUNK, httpx
 from ._reader import ResponseRaw, range_total
 from ._writer import HttpWriter
 
-__all__ = ["HttpDriver", "HttpStore"]
+__all__ = ["HttpDriver"]
 
 _RETRY_STATUS = {502, 503, 504}
 #: The most an answer other than content may hold: a page of 1,000 items with the largest
@@ -38,53 +35,6 @@ _ANSWER_BYTES = 32 * 1024 * 1024
 #: How many read timeouts an answer other than content may take in all: ``timeout`` bounds
 #: each read, and a server that trickles a byte per read would never time out.
 _ANSWER_TIMEOUTS = 4
-
-
-class HttpStore(DataStore):
-    """The store at ``url`` (the app's root), as a ``DataStore``. ``retries``: how many more
-    times a request that may be repeated is sent after a transport failure or a 5xx."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        token: str | None = None,
-        timeout: float = 60.0,
-        connect_timeout: float = 10.0,
-        retries: int = 2,
-    ) -> None:
-        self._check_url(url)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise InvalidArgument(f"retries is an int of at least 0, not {retries!r}")
-        for name, seconds in (("timeout", timeout), ("connect_timeout", connect_timeout)):
-            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-                raise InvalidArgument(f"{name} is a number of seconds above 0, not {seconds!r}")
-        super().__init__(HttpDriver(url, token, timeout, connect_timeout, retries))
-
-    def put(self, key: str, data: Any, *, checksum: str | None = None, **options: Any) -> DataItem:
-        """As ``DataStore.put``; content in memory is hashed first, so that its checksum goes
-        with it and the server keeps nothing that changed on the way."""
-        if checksum is None and isinstance(data, bytes | bytearray | memoryview):
-            checksum = f"sha256:{hashlib.sha256(data).hexdigest()}"
-        return super().put(key, data, checksum=checksum, **options)
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> HttpStore:
-        """``http://host:port/`` or ``https://…``, with ``token=`` and the timeouts."""
-        return cls(url, **options)
-
-    @staticmethod
-    def _check_url(url: str) -> None:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidArgument(
-                f"an HttpStore URL is http(s)://host[:port]/[path], not {shown_url(url)!r}"
-            )
-        if parts.query or parts.fragment:
-            # Its requests would lose them, and a token there would show in every name.
-            raise InvalidArgument(
-                "an HttpStore URL has no query or fragment: give token= and the timeouts as options"
-            )
 
 
 @functools.cache
@@ -107,7 +57,12 @@ def _without_password(url: str) -> str:
 
 class HttpDriver(Driver):
     def __init__(
-        self, url: str, token: str | None, timeout: float, connect_timeout: float, retries: int
+        self,
+        url: str,
+        token: str | None,
+        timeout: float | None,
+        connect_timeout: float,
+        retries: int,
     ) -> None:
         self.url = url.rstrip("/")
         self.name = f"HttpStore({_without_password(self.url)!r})"
