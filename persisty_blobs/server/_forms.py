@@ -9,11 +9,9 @@ limits types: one type, or empty for the browser to fill in), ``policy`` and ``s
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from anyio import from_thread
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -66,8 +64,8 @@ class _Form:
     #: The limit is the store's quota (507), not the form's max_size (413).
     quota_bound: bool = False
     key: str | None = None
-    #: The namespace's quota lock, held from the policy's check to the end of the upload.
-    quota_lock: asyncio.Lock | None = None
+    #: The namespace the signed policy names.
+    store: DataStore | None = None
     done: bool = False
     item: DataItem | None = None
 
@@ -116,7 +114,9 @@ class _Form:
         if self.done:
             return
         if self.writer is not None:
-            self.writer.close()
+            assert self.store is not None  # set with the writer
+            assert self.key is not None
+            self.hosted.commit(self.store, self.key, self.writer, self.written)
             self.item = self.writer.item
             self.done = True
             return
@@ -137,21 +137,13 @@ class _Form:
         if not content_type_allowed(content_type, policy.get("content_types")):
             raise ContentTypeNotAllowed(f"{content_type} is not allowed by this form", key=key)
         store = self.hosted.store.namespace(policy["namespace"])
-        if self.hosted.quota is not None:
-            # Taken only now, once the policy is known good: the namespace's uploads take
-            # turns at its quota, as a PUT's do; nobody else's wait.
-            self.quota_lock = from_thread.run(self._take_turn, store)
+        self.store = store
         room = self.hosted.limit(store, key)
         most = policy.get("max_size")
         self.quota_bound = room is not None and (most is None or room < most)
         self.limit = room if self.quota_bound else most
         self.key = key
         self.writer = store.writer(key, content_type=content_type)
-
-    async def _take_turn(self, store: DataStore) -> asyncio.Lock:
-        lock = self.hosted.writing(store)
-        await lock.acquire()
-        return lock
 
     def _key(self, policy: dict[str, Any], filename: str) -> str:
         given = self.fields.get("key", "")
@@ -201,8 +193,6 @@ async def post_form(request: Request, hosted: Hosted) -> DataItem:
         await sink.abandon()
         if form.writer is not None and form.item is None:
             await run_in_threadpool(form.writer.abort)
-        if form.quota_lock is not None:
-            form.quota_lock.release()
     if form.item is None:
         if form.writer is None:
             raise InvalidArgument("the form has no file")
