@@ -576,7 +576,7 @@ class _WrongBody(http.server.BaseHTTPRequestHandler):
     """A peer that answers a whole-item GET with ``body`` for an item of ``size`` bytes and
     ``checksum`` (chunked if ``chunked``: no length to check it by)."""
 
-    body, size, checksum, chunked = b"", 0, "", False
+    body, size, checksum, chunked, status, encoding = b"", 0, "", False, 200, ""
 
     def do_GET(self) -> None:
         if self.path.startswith("/v1/info"):
@@ -587,7 +587,9 @@ class _WrongBody(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
             return
         self.protocol_version = "HTTP/1.1"
-        self.send_response(200)
+        self.send_response(self.status)
+        if self.encoding:
+            self.send_header("content-encoding", self.encoding)
         self.send_header("etag", '"e"')
         self.send_header("x-persisty-size", str(self.size))
         self.send_header("x-persisty-checksum", self.checksum)
@@ -610,19 +612,24 @@ _TEN = b"0123456789"
 
 
 @pytest.mark.parametrize(
-    ("body", "size", "checksum", "chunked"),
+    ("body", "size", "checksum", "chunked", "status", "encoding"),
     [
-        (_TEN, 100, "", False),  # shorter than the item, as its own length says
-        (_TEN, 100, "", True),  # a chunked body that ends early
-        (_TEN * 10, 10, "", False),  # longer than the item
-        (_TEN, 10, "sha256:" + "0" * 64, False),  # not the item's checksum
+        (_TEN, 100, "", False, 200, ""),  # shorter than the item, as its own length says
+        (_TEN, 100, "", True, 200, ""),  # a chunked body that ends early
+        (_TEN * 10, 10, "", False, 200, ""),  # longer than the item
+        (_TEN, 10, "sha256:" + "0" * 64, False, 200, ""),  # not the item's checksum
+        (_TEN, 10, "-", False, 302, ""),  # a redirect's page, described as the item
+        (_TEN, 10, "-", False, 200, "gzip"),  # bytes still to decode, without a checksum
     ],
 )
 def test_a_peer_that_sends_other_content_than_the_item_gives_an_integrity_error(
-    body: bytes, size: int, checksum: str, chunked: bool
+    body: bytes, size: int, checksum: str, chunked: bool, status: int, encoding: str
 ) -> None:
     _WrongBody.body, _WrongBody.size, _WrongBody.chunked = body, size, chunked
+    _WrongBody.status, _WrongBody.encoding = status, encoding
     _WrongBody.checksum = checksum or "sha256:" + hashlib.sha256(body).hexdigest()
+    if checksum == "-":
+        _WrongBody.checksum = ""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WrongBody)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

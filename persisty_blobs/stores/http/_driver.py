@@ -265,7 +265,16 @@ class HttpDriver(Driver):
     def _checked_size(
         self, response: Any, asked: dict[str, str], start: int, end: int | None, key: str
     ) -> int:
-        """The item's size; a server that answered another range than asked is refused."""
+        """The item's size; a server that answered another range than asked, or sent
+        something other than the item's bytes, is refused."""
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if response.status_code not in (200, 206) or encoding != "identity":
+            response.close()
+            raise IntegrityError(
+                f"the server answered {response.status_code} ({encoding}), not the item's bytes",
+                key=key,
+                store=self.name,
+            )
         if response.status_code == 206 and not asked:
             response.close()
             raise IntegrityError(
