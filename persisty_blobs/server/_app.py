@@ -7,7 +7,6 @@ PostgreSQL) behind a load balancer.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -94,18 +93,16 @@ async def _put(
     *,
     signed: bool = False,
 ) -> DataItem:
-    """A streamed PUT, cut once past the room its store had when it began, and committed
-    only if the room is still there (``Hosted.commit``)."""
-    limit = None if hosted.quota is None else await run_in_threadpool(hosted.limit, store, key)
-    return await write_item(
-        request,
-        store,
-        key,
-        limit=limit,
-        commit=functools.partial(hosted.commit, store, key),
-        content_type=content_type,
-        signed=signed,
-    )
+    """A streamed PUT; with a quota, one write at a time per store checks and takes room."""
+    if hosted.quota is None:
+        return await write_item(
+            request, store, key, limit=None, content_type=content_type, signed=signed
+        )
+    async with hosted.writing(store):
+        limit = await run_in_threadpool(hosted.limit, store, key)
+        return await write_item(
+            request, store, key, limit=limit, content_type=content_type, signed=signed
+        )
 
 
 async def _signed(request: Request, hosted: Hosted) -> Response:
@@ -256,17 +253,13 @@ async def _copy(request: Request, hosted: Hosted) -> Response:
     if hosted.quota is None:
         item = await run_in_threadpool(store.copy, source, target)
     else:
-        item = await run_in_threadpool(_copy_within_quota, hosted, store, source, target)
+        async with hosted.writing(store):
+            room = await run_in_threadpool(hosted.limit, store, target)
+            found = await run_in_threadpool(store.get, source)
+            if found is not None and room is not None and found.size > room:
+                raise QuotaExceeded("the copy would exceed the quota", key=target)
+            item = await run_in_threadpool(store.copy, source, target)
     return JSONResponse(http_wire.item_to_json(item), status_code=201)
-
-
-def _copy_within_quota(hosted: Hosted, store: DataStore, source: str, target: str) -> DataItem:
-    with hosted.take_turn(store):
-        room = hosted.limit(store, target)
-        found = store.get(source)
-        if found is not None and room is not None and found.size > room:
-            raise QuotaExceeded("the copy would exceed the quota", key=target)
-        return store.copy(source, target)
 
 
 async def _info(request: Request, hosted: Hosted) -> Response:

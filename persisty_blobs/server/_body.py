@@ -4,7 +4,7 @@ a worker thread, while the event loop goes on receiving the next batch."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
 
@@ -19,8 +19,16 @@ class ThreadedSink:
     (no copy, and nothing allocated ahead of the data: an idle upload costs no memory), and is
     handed over once it reaches ``BATCH_BYTES``, so at most two batches are held."""
 
-    def __init__(self, consume: Callable[[bytes], object]) -> None:
+    def __init__(
+        self,
+        consume: Callable[[bytes], object],
+        between: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``between``, if given, is awaited on the event loop after each batch is consumed
+        and before the next is handed over: what the consumer asked for meanwhile (a lock,
+        a look-up) is got there, without holding a worker thread while it waits."""
         self._consume = consume
+        self._between = between
         self._batch: list[bytes] = []
         self._gathered = 0
         self._in_flight: asyncio.Future[None] | None = None
@@ -46,6 +54,8 @@ class ThreadedSink:
         in_flight, self._in_flight = self._in_flight, None
         if in_flight is not None:
             await in_flight
+            if self._between is not None:
+                await self._between()
 
     async def flush(self) -> None:
         """Consume what is gathered and wait until all of it was consumed."""

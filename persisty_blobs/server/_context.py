@@ -3,9 +3,9 @@ and the error responses."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,17 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .. import http_wire
-from ..errors import (
-    BlobError,
-    InvalidArgument,
-    PermissionDenied,
-    QuotaExceeded,
-    TooLarge,
-    TransientError,
-)
+from ..errors import BlobError, InvalidArgument, PermissionDenied, TooLarge, TransientError
 from ..keys import validate_key, validate_namespace
 from ..store import DataStore
-from ..streams import ItemWriter
 from ._signing import Signer
 
 __all__ = ["Authenticate", "Authorize", "Hosted", "bearer_tokens", "error_response"]
@@ -69,8 +61,7 @@ class Hosted:
     authenticate: Authenticate | None
     authorize: Authorize | None
     quota: Quota
-    _turns: dict[str, threading.Lock] = field(default_factory=dict)
-    _turns_lock: threading.Lock = field(default_factory=threading.Lock)
+    _writing: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def caller_store(self, request: Request) -> DataStore:
         """The store the caller may use, in the namespace the request names."""
@@ -94,31 +85,15 @@ class Hosted:
         used = sum(entry.size for entry in store.scan() if entry.key != replacing)
         return max(0, allowed - used)
 
-    def commit(self, store: DataStore, key: str, writer: ItemWriter, written: int) -> None:
-        """Commit ``writer`` (``written`` bytes into ``key``) if ``store``'s quota has room
-        for it now; else abort it (``QuotaExceeded``). Run on a worker thread: the uploads of
-        one store take turns here, for the check and the commit only, so that concurrent ones
-        cannot each see room the others are about to take, and an upload still streaming (or
-        stalled) holds no one up. (It holds within one process; instances behind a load
-        balancer can each take the room once.)"""
-        if self.quota is None:
-            writer.close()
-            return
-        with self._turn(store):
-            room = self.limit(store, key)
-            if room is not None and written > room:
-                writer.abort()
-                over = written - room
-                raise QuotaExceeded(f"the upload would exceed the quota by {over} bytes", key=key)
-            writer.close()
-
-    def take_turn(self, store: DataStore) -> threading.Lock:
-        """The lock ``commit`` takes for ``store``, for another write that uses its room."""
-        return self._turn(store)
-
-    def _turn(self, store: DataStore) -> threading.Lock:
-        with self._turns_lock:
-            return self._turns.setdefault(repr(store), threading.Lock())
+    def writing(self, store: DataStore) -> asyncio.Lock:
+        """Held while a write to ``store`` checks and uses its quota, so concurrent writes
+        cannot each see room the others are about to take. (It holds within one process;
+        instances behind a load balancer can each take the room once.)"""
+        name = repr(store)
+        lock = self._writing.get(name)
+        if lock is None:
+            lock = self._writing[name] = asyncio.Lock()
+        return lock
 
 
 class _Unauthenticated(Exception):

@@ -9,6 +9,7 @@ limits types: one type, or empty for the browser to fill in), ``policy`` and ``s
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,8 +65,14 @@ class _Form:
     #: The limit is the store's quota (507), not the form's max_size (413).
     quota_bound: bool = False
     key: str | None = None
-    #: The namespace the signed policy names.
+    #: Once the policy is checked: the namespace it names, and the file's content type.
     store: DataStore | None = None
+    content_type: str = ""
+    max_size: int | None = None
+    #: The file's first bytes, kept until the event loop has taken the namespace's turn at
+    #: its quota (at most the rest of the batch that began the file).
+    early: bytearray = field(default_factory=bytearray)
+    ended: bool = False
     done: bool = False
     item: DataItem | None = None
 
@@ -86,21 +93,33 @@ class _Form:
         self.header_name, self.header_value = bytearray(), bytearray()
 
     def headers_finished(self) -> None:
-        if self.done:
+        if self.done or self.ended:
             return
         _, options = parse_options_header(self.headers.get("content-disposition", ""))
         if b"filename" in options:
             self._open_file(options[b"filename"].decode("utf-8", "replace"))
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
-        if self.done:
+        if self.done or self.ended:
+            return
+        if self.store is not None and self.writer is None:
+            self.early += data[start:end]
+            if self.max_size is not None and len(self.early) > self.max_size:
+                raise TooLarge(
+                    f"the file is larger than the form allows ({self.max_size} bytes)",
+                    key=self.key,
+                )
             return
         if self.writer is None:
             self.value += data[start:end]
             if len(self.value) > _FIELD_LIMIT:
                 raise InvalidArgument("a form field is too long")
             return
-        count = end - start
+        self._write(data[start:end])
+
+    def _write(self, data: bytes | bytearray) -> None:
+        assert self.writer is not None
+        count = len(data)
         if self.limit is not None and self.written + count > self.limit:
             if self.quota_bound:
                 raise QuotaExceeded("the upload would exceed the quota", key=self.key)
@@ -108,17 +127,15 @@ class _Form:
                 f"the file is larger than the form allows ({self.limit} bytes)", key=self.key
             )
         self.written += count
-        self.writer.write(data[start:end])
+        self.writer.write(data)
 
     def part_end(self) -> None:
-        if self.done:
+        if self.done or self.ended:
             return
-        if self.writer is not None:
-            assert self.store is not None  # set with the writer
-            assert self.key is not None
-            self.hosted.commit(self.store, self.key, self.writer, self.written)
-            self.item = self.writer.item
-            self.done = True
+        if self.store is not None:
+            self.ended = True
+            if self.writer is not None:
+                self._finish()
             return
         _, options = parse_options_header(self.headers.get("content-disposition", ""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
@@ -136,14 +153,35 @@ class _Form:
         content_type = validate_content_type(content_type or "application/octet-stream")
         if not content_type_allowed(content_type, policy.get("content_types")):
             raise ContentTypeNotAllowed(f"{content_type} is not allowed by this form", key=key)
-        store = self.hosted.store.namespace(policy["namespace"])
-        self.store = store
-        room = self.hosted.limit(store, key)
-        most = policy.get("max_size")
+        self.key, self.content_type = key, content_type
+        self.max_size = policy.get("max_size")
+        self.store = self.hosted.store.namespace(policy["namespace"])
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the file's policy is checked and its writer still to begin."""
+        return self.store is not None and self.writer is None and not self.done
+
+    def begin_writing(self, room: int | None) -> None:
+        """Open the writer, with ``room`` the namespace's free bytes (None: no quota), and
+        write the bytes kept meanwhile (run on a worker thread)."""
+        assert self.store is not None
+        assert self.key is not None
+        most = self.max_size
         self.quota_bound = room is not None and (most is None or room < most)
         self.limit = room if self.quota_bound else most
-        self.key = key
-        self.writer = store.writer(key, content_type=content_type)
+        self.writer = self.store.writer(self.key, content_type=self.content_type)
+        early, self.early = self.early, bytearray()
+        if early:
+            self._write(early)
+        if self.ended:
+            self._finish()
+
+    def _finish(self) -> None:
+        assert self.writer is not None
+        self.writer.close()
+        self.item = self.writer.item
+        self.done = True
 
     def _key(self, policy: dict[str, Any], filename: str) -> str:
         given = self.fields.get("key", "")
@@ -177,7 +215,23 @@ async def post_form(request: Request, hosted: Hosted) -> DataItem:
             "on_headers_finished": form.headers_finished,
         },
     )
-    sink = ThreadedSink(parser.write)
+    held: list[asyncio.Lock] = []
+
+    async def take_turn() -> None:
+        """Once the policy is checked: the namespace's turn at its quota (awaited here, on
+        the event loop, costing no thread), its room, and the writer."""
+        if not form.waiting:
+            return
+        assert form.store is not None
+        room = None
+        if hosted.quota is not None:
+            lock = hosted.writing(form.store)
+            await lock.acquire()
+            held.append(lock)
+            room = await run_in_threadpool(hosted.limit, form.store, form.key)
+        await run_in_threadpool(form.begin_writing, room)
+
+    sink = ThreadedSink(parser.write, take_turn)
     try:
         async for chunk in request.stream():
             await sink.feed(chunk)
@@ -193,6 +247,8 @@ async def post_form(request: Request, hosted: Hosted) -> DataItem:
         await sink.abandon()
         if form.writer is not None and form.item is None:
             await run_in_threadpool(form.writer.abort)
+        for lock in held:
+            lock.release()
     if form.item is None:
         if form.writer is None:
             raise InvalidArgument("the form has no file")

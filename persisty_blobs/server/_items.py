@@ -5,7 +5,7 @@ signed URLs."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -176,14 +176,12 @@ async def write_item(
     key: str,
     *,
     limit: int | None,
-    commit: Callable[[ItemWriter, int], None],
     content_type: str | None = None,
     signed: bool = False,
 ) -> DataItem:
     """Stream the request's body into ``key``; nothing is kept unless all of it arrives
     within ``limit`` bytes, the precondition holds and it hashes to the checksum sent with it
-    (``X-Persisty-Checksum``), if one was; ``commit(writer, size)`` commits it (on a worker
-    thread), or aborts it and raises. A ``signed`` upload (a signed URL's) takes no
+    (``X-Persisty-Checksum``), if one was. A ``signed`` upload (a signed URL's) takes no
     flags or metadata from its headers: its signature does not cover them."""
     headers = request.headers
     declared = headers.get("content-length")
@@ -216,7 +214,7 @@ async def write_item(
                 )
             await sink.feed(chunk)
         await sink.flush()
-        await run_in_threadpool(commit, writer, received)
+        await run_in_threadpool(writer.close)
     except ClientDisconnect:
         await sink.abandon()
         await run_in_threadpool(writer.abort)
