@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
+import threading
 
 from ..driver import DriverWriter, ItemHeader, clip_range
 from ..errors import DecryptionError, IntegrityError, InvalidArgumentType, TransientError
@@ -36,6 +38,19 @@ from .keyring import Keyring
 from .streaming import HEADER_SIZE, KEY_SIZE, Geometry, SegmentDecrypter
 
 __all__ = ["EncryptedStore"]
+
+#: Held while a folder's first item is looked at (``_check_ring``): the first writes into a
+#: folder take turns, so that the look happens before any of them writes (a listing that
+#: already holds one of this store's own items costs S3 a HEAD), and only once.
+_ring_look = threading.Lock()
+
+
+def _new_ring_look() -> None:
+    global _ring_look
+    _ring_look = threading.Lock()  # a thread of the parent may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_new_ring_look)
 
 DEFAULT_SEGMENT_SIZE = 1024 * 1024
 _RANGED_READ_ATTEMPTS = 5
@@ -213,15 +228,19 @@ class _EncryptedDriver(ForwardingDriver):
         place = (namespace, f"{folder}/" if folder else "")
         if place in self._ring_checked:
             return
-        for inner in self.inner.list_page(namespace, place[1], None, 1, None):
-            key_id = inner.metadata.get(KEY_ID)
-            if key_id is not None and key_id not in self.keyring.ids:
-                raise DecryptionError(
-                    f"the items here are sealed under key {key_id!r}, which the keyring lacks: "
-                    "a wrong keyring? (writing under it would split the store between two)",
-                    store=self.name,
-                )
-        self._ring_checked.add(place)
+        with _ring_look:
+            if place in self._ring_checked:
+                return
+            for inner in self.inner.list_page(namespace, place[1], None, 1, None):
+                key_id = inner.metadata.get(KEY_ID)
+                if key_id is not None and key_id not in self.keyring.ids:
+                    raise DecryptionError(
+                        f"the items here are sealed under key {key_id!r}, which the keyring "
+                        "lacks: a wrong keyring? (writing under it would split the store "
+                        "between two)",
+                        store=self.name,
+                    )
+            self._ring_checked.add(place)
 
     def list_page(
         self, namespace: str, prefix: str, after: str | None, limit: int, flag: Flag | None
