@@ -512,6 +512,22 @@ def test_uploads_to_one_namespace_take_turns_and_hold_up_no_other(
     assert sum(entry.size for entry in used.scan()) <= 64 * 1024
 
 
+def test_a_form_larger_than_a_batch_takes_its_turn_and_keeps_every_byte(tmp_path: Path) -> None:
+    with served(tmp_path, quota=str(4 * 2**20)) as url:
+        made = factory(url, tmp_path, principal="any")
+        data = os.urandom(3 * 2**20)  # several of the parser's batches
+        form = made.upload_form("big.bin", authorization="qd")
+        posted = httpx.post(form.url, data=form.fields, files={"file": ("b", data)}, timeout=30)
+        assert posted.status_code == 204
+        namespace = DirectoryStore(tmp_path / "default").namespace("qd")
+        assert namespace.read_bytes("big.bin") == data
+        again = made.upload_form("again.bin", authorization="qd")
+        files = {"file": ("a", data)}
+        refused = httpx.post(again.url, data=again.fields, files=files, timeout=30)
+        assert (refused.status_code, refused.json()["error"]) == (507, "QuotaExceeded")
+        assert [entry.key for entry in namespace.scan()] == ["big.bin"]
+
+
 def test_answers_for_odd_requests(user: tuple[str, str, DataStore]) -> None:
     url, name, _ = user
     with httpx.Client(base_url=url, headers={"authorization": f"Bearer {name}"}) as client:
