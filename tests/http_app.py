@@ -21,6 +21,7 @@ ROOT = Path(os.environ["PB_TEST_ROOT"])
 KIND = os.environ.get("PB_TEST_STORE", "directory")
 SECRET = os.environ["PB_TEST_SECRET"]
 QUOTA = int(os.environ["PB_TEST_QUOTA"]) if os.environ.get("PB_TEST_QUOTA") else None
+BODY_TIMEOUT = float(os.environ.get("PB_TEST_BODY_TIMEOUT") or 60)
 _stores: dict[str, DataStore] = {}
 _lock = threading.Lock()
 
@@ -53,4 +54,5 @@ app = create_app(
     authorize=authorize,
     quota=QUOTA,
     cors_origins=[origin for origin in os.environ.get("PB_TEST_CORS", "").split(",") if origin],
+    body_timeout=BODY_TIMEOUT,
 )

@@ -32,7 +32,7 @@ from persisty_blobs import (
     TransientError,
     open_store,
 )
-from persisty_blobs.server import HostedDataStoreFactory
+from persisty_blobs.server import HostedDataStoreFactory, create_app
 from persisty_blobs.stores import DirectoryStore
 from persisty_blobs.stores.http import HttpStore
 from persisty_blobs.stores.sql import SqlStore
@@ -526,6 +526,25 @@ def test_a_form_larger_than_a_batch_takes_its_turn_and_keeps_every_byte(tmp_path
         refused = httpx.post(again.url, data=again.fields, files=files, timeout=30)
         assert (refused.status_code, refused.json()["error"]) == (507, "QuotaExceeded")
         assert [entry.key for entry in namespace.scan()] == ["big.bin"]
+
+
+def test_an_upload_that_stalls_is_cut_off_and_gives_back_its_turn(tmp_path: Path) -> None:
+    with served(tmp_path, quota=str(2**20), body_timeout="1") as url:
+        made = factory(url, tmp_path, principal="any")
+        port = int(url.rsplit(":", 1)[1])
+        stalled_url = urllib.parse.urlsplit(made.upload_url("stalled.bin", authorization="qe"))
+        with socket.create_connection(("127.0.0.1", port)) as stall:
+            stall.sendall(
+                f"PUT {stalled_url.path}?{stalled_url.query} HTTP/1.1\r\nHost: x\r\n"
+                "Content-Length: 1000\r\n\r\npartial".encode()
+            )
+            started = time.monotonic()
+            after = made.upload_url("after.bin", authorization="qe")
+            assert httpx.put(after, content=b"x", timeout=30).status_code == 201
+            assert time.monotonic() - started < 20  # given back after the body timeout
+            assert stall.recv(100).startswith(b"HTTP/1.1 503")
+        with pytest.raises(InvalidArgument):
+            create_app(DirectoryStore(tmp_path / "x"), secret=SECRET, body_timeout=0)
 
 
 def test_answers_for_odd_requests(user: tuple[str, str, DataStore]) -> None:

@@ -96,12 +96,24 @@ async def _put(
     """A streamed PUT; with a quota, one write at a time per store checks and takes room."""
     if hosted.quota is None:
         return await write_item(
-            request, store, key, limit=None, content_type=content_type, signed=signed
+            request,
+            store,
+            key,
+            limit=None,
+            idle_seconds=hosted.body_timeout,
+            content_type=content_type,
+            signed=signed,
         )
     async with hosted.writing(store):
         limit = await run_in_threadpool(hosted.limit, store, key)
         return await write_item(
-            request, store, key, limit=limit, content_type=content_type, signed=signed
+            request,
+            store,
+            key,
+            limit=limit,
+            idle_seconds=hosted.body_timeout,
+            content_type=content_type,
+            signed=signed,
         )
 
 
@@ -289,13 +301,18 @@ def create_app(
     authorize: Authorize | None = None,
     quota: Quota = None,
     cors_origins: Sequence[str] = (),
+    body_timeout: float = 60.0,
 ) -> Starlette:
     """The app serving ``store``. ``authenticate(request)`` returns the caller's principal or
     None (401); without it only signed URLs and forms work. ``authorize(store, principal)``
     returns the store that principal may use (usually ``store.namespace(user)``); without it,
     ``store``. ``quota``: bytes each authorized store may hold. ``secret`` signs the URLs and
-    forms of ``HostedDataStoreFactory``."""
-    hosted = Hosted(store, Signer(secret), authenticate, authorize, quota)
+    forms of ``HostedDataStoreFactory``. ``body_timeout``: seconds an upload may send nothing
+    before it is cut off (it holds its namespace's turn at the quota while it streams)."""
+    number = not isinstance(body_timeout, bool) and isinstance(body_timeout, int | float)
+    if not number or not body_timeout > 0:
+        raise InvalidArgument(f"body_timeout is seconds above 0, not {body_timeout!r}")
+    hosted = Hosted(store, Signer(secret), authenticate, authorize, quota, float(body_timeout))
 
     def route(path: str, handler: Endpoint, methods: list[str]) -> Route:
         return Route(path, _endpoint(hosted, handler), methods=methods)

@@ -4,11 +4,14 @@ a worker thread, while the event loop goes on receiving the next batch."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
-__all__ = ["ThreadedSink"]
+from ..errors import TransientError
+
+__all__ = ["ThreadedSink", "arriving"]
 
 BATCH_BYTES = 1024 * 1024
 
@@ -23,12 +26,16 @@ class ThreadedSink:
         self,
         consume: Callable[[bytes], object],
         between: Callable[[], Awaitable[None]] | None = None,
+        batch_bytes: Callable[[], int] | None = None,
     ) -> None:
-        """``between``, if given, is awaited on the event loop after each batch is consumed
-        and before the next is handed over: what the consumer asked for meanwhile (a lock,
-        a look-up) is got there, without holding a worker thread while it waits."""
+        """``between``, if given, is awaited on the event loop as soon as a batch has been
+        consumed, before more is gathered: what the consumer asked for meanwhile (a lock, a
+        look-up) is got there, without holding a worker thread, and while it waits the
+        request holds no more than what had come in meanwhile. ``batch_bytes`` gives the size
+        of the next batch (``BATCH_BYTES`` if not given)."""
         self._consume = consume
         self._between = between
+        self._batch_bytes = batch_bytes or (lambda: BATCH_BYTES)
         self._batch: list[bytes] = []
         self._gathered = 0
         self._in_flight: asyncio.Future[None] | None = None
@@ -36,9 +43,11 @@ class ThreadedSink:
     async def feed(self, chunk: bytes) -> None:
         if not chunk:
             return
+        if self._between is not None and self._in_flight is not None and self._in_flight.done():
+            await self._wait()
         self._batch.append(chunk)
         self._gathered += len(chunk)
-        if self._gathered >= BATCH_BYTES:
+        if self._gathered >= self._batch_bytes():
             await self._hand_over()
 
     def _consume_all(self, batch: list[bytes]) -> None:
@@ -72,3 +81,21 @@ class ThreadedSink:
             await asyncio.wait([in_flight])
             if not in_flight.cancelled():
                 in_flight.exception()  # retrieved, so asyncio does not log it as lost
+
+
+async def arriving(request: Request, idle_seconds: float, key: str | None) -> AsyncIterator[bytes]:
+    """The request's body as it comes; a client that sends nothing for ``idle_seconds`` is
+    cut off (``TransientError``): an upload holds its namespace's turn while it streams, and
+    one that stalls must not hold it for good."""
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(idle_seconds):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise TransientError(
+                f"the client sent nothing for {idle_seconds:g} s", key=key
+            ) from None
+        yield chunk

@@ -61,6 +61,8 @@ class Hosted:
     authenticate: Authenticate | None
     authorize: Authorize | None
     quota: Quota
+    #: Seconds an upload may send nothing before it is cut off.
+    body_timeout: float = 60.0
     _writing: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def caller_store(self, request: Request) -> DataStore:

@@ -30,13 +30,16 @@ from ..item import DataItem
 from ..keys import validate_content_type, validate_key
 from ..store import DataStore
 from ..streams import ItemWriter
-from ._body import ThreadedSink
+from ._body import BATCH_BYTES, ThreadedSink, arriving
 from ._context import Hosted
 
 __all__ = ["content_type_allowed", "post_form"]
 
 _FIELD_LIMIT = 16 * 1024
 _FIELDS_LIMIT = 32
+#: The parser's batches before the file's writer begins: what a form waiting for its
+#: namespace's turn may keep of its file (the rest of one batch).
+_WAITING_BATCH_BYTES = 64 * 1024
 
 
 def content_type_allowed(content_type: str, allowed: list[str] | None) -> bool:
@@ -231,9 +234,12 @@ async def post_form(request: Request, hosted: Hosted) -> DataItem:
             room = await run_in_threadpool(hosted.limit, form.store, form.key)
         await run_in_threadpool(form.begin_writing, room)
 
-    sink = ThreadedSink(parser.write, take_turn)
+    # Small batches until the writer begins: a form waiting for its turn keeps little.
+    sink = ThreadedSink(
+        parser.write, take_turn, lambda: BATCH_BYTES if form.writer else _WAITING_BATCH_BYTES
+    )
     try:
-        async for chunk in request.stream():
+        async for chunk in arriving(request, hosted.body_timeout, form.key):
             await sink.feed(chunk)
             if form.done:
                 break

@@ -25,7 +25,7 @@ from ..errors import (
 from ..item import DataItem, Flag
 from ..store import DataStore
 from ..streams import ItemReader, ItemWriter
-from ._body import ThreadedSink
+from ._body import ThreadedSink, arriving
 
 __all__ = ["if_match_etag", "read_item", "write_item"]
 
@@ -176,6 +176,7 @@ async def write_item(
     key: str,
     *,
     limit: int | None,
+    idle_seconds: float,
     content_type: str | None = None,
     signed: bool = False,
 ) -> DataItem:
@@ -206,7 +207,7 @@ async def write_item(
     sink = ThreadedSink(writer.write)
     try:
         received = 0
-        async for chunk in request.stream():
+        async for chunk in arriving(request, idle_seconds, key):
             received += len(chunk)
             if limit is not None and received > limit:
                 raise QuotaExceeded(
