@@ -26,9 +26,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def worker(
-    a: Path, b: Path, state: str, log: Path, concurrency: int = 4, prefix: str = "pbsync"
+    a: Path,
+    b: Path,
+    state: str,
+    log: Path,
+    concurrency: int = 4,
+    prefix: str = "pbsync",
+    pause: float = 0.0,
 ) -> subprocess.Popen[bytes]:
-    arguments = [str(a), str(b), state, str(log), str(concurrency), prefix]
+    arguments = [str(a), str(b), state, str(log), str(concurrency), prefix, str(pause)]
     return subprocess.Popen([sys.executable, "-m", "tests.sync_worker", *arguments], cwd=ROOT)
 
 
@@ -114,7 +120,8 @@ def test_three_processes_share_one_postgresql_state_and_copy_each_item_once(
     logs = [tmp_path / f"log{number}" for number in range(3)]
     try:
         # The three open the new state at once: its tables are created once, by one of them.
-        processes = [worker(a_dir, b_dir, url, log, 2, table_prefix) for log in logs]
+        # Each pauses 10 ms per item: the first to start cannot finish before the others join.
+        processes = [worker(a_dir, b_dir, url, log, 2, table_prefix, 0.01) for log in logs]
         assert [process.wait(timeout=120) for process in processes] == [0, 0, 0]
         done = Counter(
             line for log in logs if log.exists() for line in log.read_text().splitlines()
