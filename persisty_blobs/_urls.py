@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import urllib.parse
 
-__all__ = ["SECRET_PARAMETERS", "secret_parameters", "shown_url", "without_secret_parameters"]
+__all__ = [
+    "SECRET_PARAMETERS",
+    "secret_parameters",
+    "shown_url",
+    "without_password",
+    "without_secret_parameters",
+]
 
 #: Query parameters that hold a secret (a database driver takes ``password=`` there, for one).
 SECRET_PARAMETERS = frozenset(
@@ -41,14 +47,19 @@ def without_secret_parameters(url: str) -> str:
     return f"{head}?{urllib.parse.urlencode(shown, safe='*')}{hashed}{fragment}"
 
 
-def shown_url(url: str) -> str:
-    """``url`` as a message may show it: its password and secret query values as ``***``."""
+def without_password(url: str, mark: str | None = None) -> str:
+    """``url`` with the password in it left out, or shown as ``mark``."""
     try:
         parts = urllib.parse.urlsplit(url)
         password = parts.password
-    except ValueError:  # not a URL this parser takes: only its query is looked at
-        return without_secret_parameters(url)
-    if password is not None:
-        host = parts.netloc.rpartition("@")[2]
-        url = url.replace(parts.netloc, f"{parts.username}:***@{host}", 1)
-    return without_secret_parameters(url)
+    except ValueError:  # not a URL this parser takes
+        return url
+    if password is None:
+        return url
+    user = parts.username if mark is None else f"{parts.username}:{mark}"
+    return url.replace(parts.netloc, f"{user}@{parts.netloc.rpartition('@')[2]}", 1)
+
+
+def shown_url(url: str) -> str:
+    """``url`` as a message may show it: its password and secret query values as ``***``."""
+    return without_secret_parameters(without_password(url, "***"))

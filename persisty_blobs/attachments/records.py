@@ -267,6 +267,7 @@ def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
                         f"ALTER TABLE {quote.format_table(table)} ADD COLUMN "
                         f"{quote.format_column(column)} {column.type.compile(engine.dialect)}"
                     )
+            return
         except (sa.exc.DBAPIError, BlobError):  # the state's engine raises its own errors
             continue
     raise BlobError(f"cannot add the columns of this release to {table.name}")

@@ -149,10 +149,11 @@ def check_url(url: str) -> str:
             "text: leave it out and add --secret password=env:VAR to a remote",
             param_hint="URL",
         )
-    for name in secret_parameters(url):
+    in_query = secret_parameters(url)
+    if in_query:
         raise click.BadParameter(
-            f"a {name}= in a URL is visible to every user (ps) and would be saved in plain "
-            f"text: leave it out and add --secret {name}=env:VAR to a remote",
+            f"a {in_query[0]}= in a URL is visible to every user (ps) and would be saved in "
+            f"plain text: leave it out and add --secret {in_query[0]}=env:VAR to a remote",
             param_hint="URL",
         )
     return url

@@ -94,23 +94,12 @@ async def _put(
     signed: bool = False,
 ) -> DataItem:
     """A streamed PUT; with a quota, one write at a time per store checks and takes room."""
-    if hosted.quota is None:
+    async with hosted.turn(store):
         return await write_item(
             request,
             store,
             key,
-            limit=None,
-            idle_seconds=hosted.body_timeout,
-            content_type=content_type,
-            signed=signed,
-        )
-    async with hosted.writing(store):
-        limit = await run_in_threadpool(hosted.limit, store, key)
-        return await write_item(
-            request,
-            store,
-            key,
-            limit=limit,
+            limit=await hosted.room(store, key),
             idle_seconds=hosted.body_timeout,
             content_type=content_type,
             signed=signed,

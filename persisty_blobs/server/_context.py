@@ -4,12 +4,14 @@ and the error responses."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -86,6 +88,14 @@ class Hosted:
         allowed = self.quota(store) if callable(self.quota) else self.quota
         used = sum(entry.size for entry in store.scan() if entry.key != replacing)
         return max(0, allowed - used)
+
+    def turn(self, store: DataStore) -> contextlib.AbstractAsyncContextManager[object]:
+        """``store``'s turn at its quota (``writing``); none is needed without a quota."""
+        return contextlib.nullcontext() if self.quota is None else self.writing(store)
+
+    async def room(self, store: DataStore, replacing: str | None) -> int | None:
+        """``limit``, on a worker thread (it scans the store)."""
+        return None if self.quota is None else await run_in_threadpool(self.limit, store, replacing)
 
     def writing(self, store: DataStore) -> asyncio.Lock:
         """Held while a write to ``store`` checks and uses its quota, so concurrent writes

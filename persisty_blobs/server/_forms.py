@@ -9,7 +9,7 @@ limits types: one type, or empty for the browser to fill in), ``policy`` and ``s
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,7 +218,7 @@ async def post_form(request: Request, hosted: Hosted) -> DataItem:
             "on_headers_finished": form.headers_finished,
         },
     )
-    held: list[asyncio.Lock] = []
+    turns = contextlib.AsyncExitStack()
 
     async def take_turn() -> None:
         """Once the policy is checked: the namespace's turn at its quota (awaited here, on
@@ -226,12 +226,8 @@ async def post_form(request: Request, hosted: Hosted) -> DataItem:
         if not form.waiting:
             return
         assert form.store is not None
-        room = None
-        if hosted.quota is not None:
-            lock = hosted.writing(form.store)
-            await lock.acquire()
-            held.append(lock)
-            room = await run_in_threadpool(hosted.limit, form.store, form.key)
+        await turns.enter_async_context(hosted.turn(form.store))
+        room = await hosted.room(form.store, form.key)
         await run_in_threadpool(form.begin_writing, room)
 
     # Small batches until the writer begins: a form waiting for its turn keeps little.
@@ -253,8 +249,7 @@ async def post_form(request: Request, hosted: Hosted) -> DataItem:
         await sink.abandon()
         if form.writer is not None and form.item is None:
             await run_in_threadpool(form.writer.abort)
-        for lock in held:
-            lock.release()
+        await turns.aclose()
     if form.item is None:
         if form.writer is None:
             raise InvalidArgument("the form has no file")

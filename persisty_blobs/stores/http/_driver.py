@@ -14,10 +14,10 @@ import os
 import ssl
 import threading
 import time
-import urllib.parse
 from typing import Any
 
 from ... import http_wire
+from ..._urls import without_password
 from ...driver import Capabilities, Driver, DriverWriter, ItemHeader, clip_range
 from ...errors import IntegrityError, NotFound, TransientError
 from ...item import DataItem, Entry, Flag
@@ -46,15 +46,6 @@ def _tls_context() -> ssl.SSLContext:
     return context
 
 
-def _without_password(url: str) -> str:
-    """``url`` as a name shows it: a password in it is a secret (and changes when rotated)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}@{host}"))
-
-
 class HttpDriver(Driver):
     def __init__(
         self,
@@ -65,7 +56,7 @@ class HttpDriver(Driver):
         retries: int,
     ) -> None:
         self.url = url.rstrip("/")
-        self.name = f"HttpStore({_without_password(self.url)!r})"
+        self.name = f"HttpStore({without_password(self.url)!r})"
         self.chunk_size = CHUNK
         self._headers = {} if token is None else {"authorization": f"Bearer {token}"}
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
@@ -81,7 +72,7 @@ class HttpDriver(Driver):
         store_id = info.get("store_id")
         if isinstance(store_id, str) and store_id.isalnum():
             # Two users' stores at one URL are two stores (a sync's state tells them apart).
-            self.name = f"HttpStore({_without_password(self.url)!r}, store {store_id})"
+            self.name = f"HttpStore({without_password(self.url)!r}, store {store_id})"
         declared = info.get("capabilities", {})
         self.capabilities = Capabilities(
             nested_keys=bool(declared.get("nested_keys", True)),
