@@ -14,6 +14,7 @@ from ..errors import NotFound, PreconditionFailed
 from ..item import DataItem
 from ..keys import MAX_KEY_BYTES
 from ..store import DataStore
+from ..streams import ItemReader
 from .model import Version
 
 __all__ = [
@@ -122,12 +123,10 @@ def copy_version(
             copy = target.put(dst_key or key, content, **options)
         else:
             # The size announced: a store may then send the content as it comes, in one
-            # request.
+            # request. Read straight into the writer's buffers: a block read into bytes of its
+            # own costs an allocation and a copy more per block.
             with target.writer(dst_key or key, size=item.size, **options) as writer:
-                while block := reader.read(_BLOCK):
-                    writer.write(block)
-                    if on_bytes is not None:
-                        on_bytes(len(block))
+                writer.write_from(reader if on_bytes is None else _Counted(reader, on_bytes))
             assert writer.item is not None
             copy = writer.item
     if item.checksum is None:
@@ -135,6 +134,20 @@ def copy_version(
         # read), and the target hashed what it read.
         item = dataclasses.replace(item, checksum=copy.checksum)
     return item, copy
+
+
+class _Counted:
+    """A reader whose reads are reported to ``on_bytes`` as they come (which may cancel)."""
+
+    def __init__(self, reader: ItemReader, on_bytes: Callable[[int], None]) -> None:
+        self._reader = reader
+        self._on_bytes = on_bytes
+
+    def readinto(self, buffer: memoryview) -> int:
+        count = self._reader.readinto(buffer)
+        if count:
+            self._on_bytes(count)
+        return count
 
 
 def _hash_first(source: DataStore, target: DataStore) -> bool:
