@@ -17,6 +17,8 @@ SUITES: dict[str, Callable[[int, int], list[Row]]] = {
     "sync": sync.run,
     "attachments": attachments.run,
 }
+#: Suites whose data sets are their issue's, whatever ``--size-mib`` says.
+FIXED_SIZES = frozenset({"sync", "attachments"})
 
 
 def main() -> None:
@@ -27,7 +29,8 @@ def main() -> None:
     options = parser.parse_args()
     names = list(SUITES) if "all" in options.suites else options.suites
     for name in names:
-        print(f"\n## {name}: {options.size_mib} MiB, median of {options.repeats} runs each\n")
+        sizes = "its own data sets" if name in FIXED_SIZES else f"{options.size_mib} MiB"
+        print(f"\n## {name}: {sizes}, median of {options.repeats} runs each\n")
         rows = SUITES[name](options.size_mib * 2**20, options.repeats)
         if rows:  # the sync suite prints and writes its own table
             report(name, rows)

@@ -4,8 +4,11 @@
 (moto on loopback): the first sync, a sync with nothing changed, and a sync after 1% of the
 files changed and 1% were deleted. Each step runs in its own process. Beside the first copy to
 a directory, the bounds: plain Python copies, with and without fsync, hashed and not; beside
-the unchanged sync, a plain Python listing of both trees. Also the plan of many unchanged
-items between two memory stores, to show how its cost grows.
+the unchanged sync, a plain Python listing of both trees. On directories every step runs
+``--repeats`` rounds, rclone first in each, and the table gives each side's median: one run of
+a step varies by more than the gaps measured (a first copy's time is mostly the kernel finding
+pages for the copies, and that varied 0.5 to 1.7 s for the same plain copy). Also the plan of
+many unchanged items between two memory stores, to show how its cost grows.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,14 +57,16 @@ def fill(directory: Path, count: int, size: int) -> None:
         os.utime(path, (earlier, earlier))
 
 
-def change(directory: Path, count: int, size: int) -> None:
-    """1% of the files rewritten, another 1% deleted."""
+def change(directory: Path, count: int, size: int, number: int = 0) -> None:
+    """1% of the files rewritten, another 1% deleted; each round ``number`` other files (the
+    same on every tree holding the same names)."""
     files = sorted(directory.rglob("*.bin"))
     share = max(1, count // 100)
-    stride = max(2, len(files) // share)
-    for path in files[0::stride][:share]:
+    stride = max(4, len(files) // share)
+    first = (2 * number) % (stride - 1)
+    for path in files[first::stride][:share]:
         path.write_bytes(os.urandom(size))
-    for path in files[1::stride][:share]:
+    for path in files[first + 1 :: stride][:share]:
         path.unlink()
 
 
@@ -87,13 +93,14 @@ def moto_env() -> tuple[Any, dict[str, str]]:
     return server, env
 
 
-def run(_size: int, _repeats: int) -> list[Row]:
-    """Runs every step and prints its table (sizes are fixed: the issue's data sets)."""
-    _print(_rows())
+def run(_size: int, repeats: int) -> list[Row]:
+    """Runs every step and prints its table (sizes are fixed: the issue's data sets); each
+    step on directories ``repeats`` times, alternating with rclone."""
+    _print(_rows(repeats))
     return []
 
 
-def _rows() -> list[dict[str, Any]]:
+def _rows(repeats: int) -> list[dict[str, Any]]:
     if shutil.which("rclone") is None:
         print("rclone is not installed (apt-get install rclone): the sync benchmark needs it")
         return []
@@ -103,7 +110,7 @@ def _rows() -> list[dict[str, Any]]:
     try:
         for label, (count, size) in SETS.items():
             for target in ("directory", "s3"):
-                rows += _pair(label, count, size, target, endpoint, env)
+                rows += _pair(label, count, size, target, endpoint, env, repeats)
     finally:
         server.__exit__(None, None, None)
     for count in (100_000, 1_000_000):
@@ -114,7 +121,13 @@ def _rows() -> list[dict[str, Any]]:
 
 
 def _pair(
-    label: str, count: int, size: int, target: str, endpoint: str, env: dict[str, str]
+    label: str,
+    count: int,
+    size: int,
+    target: str,
+    endpoint: str,
+    env: dict[str, str],
+    repeats: int,
 ) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory() as work:
@@ -144,74 +157,87 @@ def _pair(
         subjects = [("", our_target, "1")]
         if target == "directory":
             subjects.append((" (no fsync)", f"file://{root / 'ours-fast'}", "0"))
+        # A round of S3 steps takes a minute; their ratios are far from 1.0.
+        rounds = repeats if target == "directory" else 1
         for phase in ("first", "no change", "1% changed, 1% deleted"):
-            if phase.startswith("1%"):
-                change(ours, count, size)
-                change(theirs, count, size)
-            other = step("rclone", str(theirs), their_target, env=env)
-            for suffix, target_url, durable in subjects:
-                state = str(root / f"state{durable}.db")
-                mine = step("persisty", str(ours), target_url, state, durable, env=env)
-                rows.append(_row(f"{label}, {target}{suffix}, {phase}", mine, other))
-                print(_line(rows[-1]), flush=True)
-            if target == "directory" and phase == "first":
-                rows += _copy_bounds(label, ours, root, other, env)
-            if target == "directory" and phase == "no change":
-                bound = step("listing", str(ours), str(root / "ours-copy"), env=env)
-                rows.append(_row(f"{label}, bound: plain Python listing of both", bound, other))
-                print(_line(rows[-1]), flush=True)
-            if target == "directory":
-                command = step(
-                    "cli",
-                    str(ours),
-                    f"file://{root / 'ours-cli'}",
-                    str(root / "cli-state"),
-                    env=env,
-                )
-                rows.append(_row(f"{label}, directory (CLI), {phase}", command, other))
-                print(_line(rows[-1]), flush=True)
+            samples: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+            for number in range(rounds):
+                if phase == "first" and number:
+                    _start_over(root)
+                if phase.startswith("1%"):
+                    change(ours, count, size, number)
+                    change(theirs, count, size, number)
+                other = step("rclone", str(theirs), their_target, env=env)
+                measured = []
+                for suffix, target_url, durable in subjects:
+                    state = str(root / f"state{durable}.db")
+                    mine = step("persisty", str(ours), target_url, state, durable, env=env)
+                    measured.append((f"{label}, {target}{suffix}, {phase}", mine))
+                if target == "directory" and phase == "first":
+                    measured += _copy_bounds(label, ours, root)
+                if target == "directory" and phase == "no change":
+                    bound = step("listing", str(ours), str(root / "ours-copy"), env=env)
+                    measured.append((f"{label}, bound: plain Python listing of both", bound))
+                if target == "directory":
+                    cli_target = f"file://{root / 'ours-cli'}"
+                    command = step("cli", str(ours), cli_target, str(root / "cli-state"), env=env)
+                    measured.append((f"{label}, directory (CLI), {phase}", command))
+                for name, mine in measured:
+                    samples.setdefault(name, []).append((mine, other))
+                    print(_line(_row(name, [(mine, other)]), f"round {number + 1}"), flush=True)
+            rows += [_row(name, pairs) for name, pairs in samples.items()]
     return rows
 
 
-def _copy_bounds(
-    label: str, ours: Path, root: Path, other: dict[str, Any], env: dict[str, str]
-) -> list[dict[str, Any]]:
+def _start_over(root: Path) -> None:
+    """Every copy and state of a first round gone, for the next round's first copies."""
+    for path in root.iterdir():
+        if path.name not in ("ours", "theirs"):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def _copy_bounds(label: str, ours: Path, root: Path) -> list[tuple[str, dict[str, Any]]]:
     """The first copy's bounds: plain Python copies with and without an fsync per file, each
-    without and with a SHA-256 of what it copies."""
-    rows = []
+    without and with a SHA-256 of what it copies; each the fastest of 1, 2 and 4 threads."""
+    measured = []
     for hashed, hashing in (("0", ""), ("1", " + SHA-256")):
         for durable, fsynced in (("1", " + fsync"), ("0", "")):
             copies = str(root / f"ours-pycopy{durable}{hashed}")
-            bound = step("pycopy", str(ours), copies, durable, hashed, env=env)
-            threads = bound["threads"]
-            name = f"{label}, bound: plain Python copies{hashing}{fsynced}, {threads} thread(s)"
-            rows.append(_row(name, bound, other))
-            print(_line(rows[-1]), flush=True)
-    return rows
+            bound = step("pycopy", str(ours), copies, durable, hashed)
+            measured.append((f"{label}, bound: plain Python copies{hashing}{fsynced}", bound))
+    return measured
 
 
-def _row(name: str, mine: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+def _row(name: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
+    """The median of each side over the rounds (a round is one run of each, rclone first)."""
+    seconds = statistics.median(mine["seconds"] for mine, _ in pairs)
+    rclone_seconds = statistics.median(other["seconds"] for _, other in pairs)
     return {
         "name": name,
-        "seconds": mine["seconds"],
-        "requests": mine.get("requests", {}),
-        "rclone_seconds": other["seconds"],
-        "ratio": other["seconds"] / mine["seconds"],
-        "peak_rss": mine["peak_rss"],
-        "rclone_peak_rss": other["peak_rss"],
+        "rounds": len(pairs),
+        "seconds": seconds,
+        "requests": pairs[0][0].get("requests", {}),
+        "rclone_seconds": rclone_seconds,
+        "ratio": rclone_seconds / seconds,
+        "peak_rss": max(mine["peak_rss"] for mine, _ in pairs),
+        "rclone_peak_rss": max(other["peak_rss"] for _, other in pairs),
     }
 
 
-def _line(row: dict[str, Any]) -> str:
+def _line(row: dict[str, Any], note: str = "") -> str:
     mib = 2**20
     if "rclone_seconds" in row:
+        note = note or (f"median of {row['rounds']}" if row["rounds"] > 1 else "")
         return (
             f"| {row['name']:<46} | {row['seconds']:7.2f} s | {row['rclone_seconds']:7.2f} s "
             f"| {row['ratio']:5.2f}x | {row['peak_rss'] / mib:6.1f} MiB "
-            f"| {row['rclone_peak_rss'] / mib:6.1f} MiB | {_requests(row)} |"
+            f"| {row['rclone_peak_rss'] / mib:6.1f} MiB | {_requests(row)} | {note} |"
         )
     rss = f"{row['peak_rss'] / mib:6.1f} MiB" if "peak_rss" in row else ""
-    return f"| {row['name']:<46} | {row['seconds']:7.2f} s | | | {rss} | | |"
+    return f"| {row['name']:<46} | {row['seconds']:7.2f} s | | | {rss} | | | |"
 
 
 def _requests(row: dict[str, Any]) -> str:
@@ -219,8 +245,10 @@ def _requests(row: dict[str, Any]) -> str:
 
 
 def _print(rows: list[dict[str, Any]]) -> None:
-    print("\n| step | persisty-blobs | rclone | ratio | peak RSS | rclone RSS | S3 requests |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "\n| step | persisty-blobs | rclone | ratio | peak RSS | rclone RSS | S3 requests | runs |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(_line(row))
     RESULTS.mkdir(exist_ok=True)
