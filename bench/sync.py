@@ -7,7 +7,7 @@ a directory, the bounds: plain Python copies, with and without fsync, hashed and
 the unchanged sync, a plain Python listing of both trees. On directories every step runs
 ``--repeats`` rounds, rclone first in each, and the table gives each side's median: one run of
 a step varies by more than the gaps measured (a first copy's time is mostly the kernel finding
-pages for the copies, and that varied 0.5 to 1.7 s for the same plain copy). Also the plan of
+pages for the copies, which it does faster where earlier copies were freed). Also the plan of
 many unchanged items between two memory stores, to show how its cost grows.
 """
 
