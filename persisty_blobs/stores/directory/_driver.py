@@ -25,20 +25,19 @@ from ...driver import (
     Driver,
     DriverWriter,
     ItemHeader,
-    WriteSpec,
     check_precondition,
     clip_range,
 )
-from ...errors import InvalidKey, NotFound, PermissionDenied, Unsupported, from_os_error
+from ...errors import InvalidKey, NotFound, Unsupported, from_os_error
 from ...item import DataItem, Entry, Flag
 from ...keys import guess_content_type
 from . import _listing
 from ._adoption import Adopter
-from ._fileio import file_lock, unlink_in_background
+from ._fileio import file_lock
 from ._folders import check_inside, open_folders
 from ._names import RESERVED, encode_segment
 from ._readers import FileRangeRaw, ForeignFileRaw, WholeFileRaw
-from ._recovery import Journal, clean_interrupted_writes, owned_name
+from ._recovery import Journal, clean_interrupted_writes
 from ._sidecars import Sidecar, SidecarStore, etag_of
 from ._time import updated_at
 from ._walk import Found, walk
@@ -46,7 +45,6 @@ from ._writer import DirectoryWriter
 
 __all__ = ["DirectoryDriver"]
 
-_RELEASE_LATER_BYTES = 8 * 1024 * 1024
 _NAMESPACES = [RESERVED, "ns"]
 
 
@@ -58,7 +56,7 @@ class _Opened(NamedTuple):
 
 
 @dataclass
-class _Current:
+class Current:
     """The file a key names right now, seen under the store's lock."""
 
     link: os.stat_result  # of the name itself: a symlink, or the file
@@ -253,7 +251,7 @@ class DirectoryDriver(Driver):
         return DirectoryWriter(self, namespace, key, replacing=not header.if_none_match)
 
     @contextlib.contextmanager
-    def current(self, folder: int, name: str, shown: str) -> Iterator[_Current | None]:
+    def current(self, folder: int, name: str, shown: str) -> Iterator[Current | None]:
         """The file ``name`` in ``folder``, under the exclusive lock (never hashed: its etag
         comes from its sidecar or, for another program's file, from its identity). It is held
         open until the block ends: its inode cannot be reused meanwhile, so a sidecar file
@@ -272,33 +270,11 @@ class DirectoryDriver(Driver):
             sidecar = self.sidecars.read(file_stat, fd)
             if sidecar is None:
                 sidecar = Sidecar(file_stat.st_size, file_stat.st_mtime_ns, None, adopted=True)
-            yield _Current(link, file_stat, sidecar, fd)
+            yield Current(link, file_stat, sidecar, fd)
         finally:
             os.close(fd)
 
-    def release_cache(self, folder: int, name: str, shown: str) -> None:
-        """Drop the page cache of a large file that a write is about to replace.
-
-        The old version stays readable (from disk) until the swap, but its cached pages are
-        freed now, so the new content reuses that memory instead of taking fresh pages: on a
-        VM whose freed memory is returned to the host (free page reporting), writing into
-        fresh pages costs several times the copy itself. A truncating copy frees the old
-        content first and gets this for free; a store that must keep the old version cannot.
-        """
-        if not hasattr(os, "posix_fadvise"):
-            return
-        with contextlib.suppress(OSError, PermissionDenied):
-            opened = self.open_file(folder, name, shown)
-            if opened is None:
-                return
-            fd, file_stat = opened
-            try:
-                if file_stat.st_size >= _RELEASE_LATER_BYTES:
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-
-    def forget(self, current: _Current) -> None:
+    def forget(self, current: Current) -> None:
         """Drop the sidecar file of a file that no longer has a name (not a symlink's target,
         nor a file still reachable through another hard link); an attribute goes with it."""
         if current.sidecar.in_attribute:
@@ -306,86 +282,7 @@ class DirectoryDriver(Driver):
         if stat.S_ISREG(current.link.st_mode) and current.link.st_nlink <= 1:
             self.sidecars.remove(current.stat.st_ino)
 
-    def commit(
-        self, namespace: str, key: str, folder: int, name: str, temp: str, temp_fd: int,
-        spec: WriteSpec, shown: str,
-    ) -> DataItem:  # fmt: skip
-        """Swap the temp file ``temp`` (open as ``temp_fd``, its content written) in as
-        ``name``.
-
-        Only the precondition check and the rename hold the store's lock. The file and its
-        sidecar (an attribute of the file, or a file keyed by its own inode: no other writer
-        touches either) are made durable before, and the folder after: concurrent writers'
-        fsyncs then share the file system's journal commits instead of queueing behind the
-        lock."""
-        with self.os_errors(key):
-            written, sidecar = self._seal(temp_fd, spec)
-        try:
-            with (
-                self.os_errors(key),
-                file_lock(self.lock_path, exclusive=True),
-                self.current(folder, name, shown) as current,
-            ):
-                current_item = None if current is None else self._item_of(namespace, key, current)
-                check_precondition(current_item, key, self.name, spec.if_match, spec.if_none_match)
-                if current is not None and current.stat.st_mtime_ns > written.st_mtime_ns:
-                    # The clock went back: keep updated_at where it was, durably like the rest.
-                    os.utime(temp_fd, ns=(written.st_atime_ns, current.stat.st_mtime_ns))
-                    written, sidecar = self._seal(temp_fd, spec)
-                replaced = (
-                    None if current is None else self._keep_for_later_release(folder, name, current)
-                )
-                try:
-                    os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
-                except OSError as exc:
-                    if replaced is not None:
-                        unlink_in_background(replaced)
-                    if isinstance(exc, IsADirectoryError):
-                        raise self.conflict(key) from None
-                    raise
-                if current is not None:
-                    self.forget(current)
-        except BaseException:
-            self.sidecars.remove(written.st_ino)
-            raise
-        if self.durable:
-            with self.os_errors(key):
-                os.fsync(folder)
-        if replaced is not None:
-            unlink_in_background(replaced)
-        return self.item(namespace, key, written, sidecar)
-
-    def _seal(self, temp_fd: int, spec: WriteSpec) -> tuple[os.stat_result, Sidecar]:
-        """Give the temp file its sidecar for its size and mtime now, and make both durable."""
-        written = os.fstat(temp_fd)
-        sidecar = Sidecar(
-            written.st_size,
-            written.st_mtime_ns,
-            spec.checksum,
-            spec.content_type,
-            dict(spec.metadata),
-            sorted(spec.flags),
-        )
-        sidecar.in_attribute = self.sidecars.create(
-            temp_fd, written.st_ino, sidecar, durable=self.durable
-        )
-        if self.durable:
-            os.fsync(temp_fd)
-        return written, sidecar
-
-    def _keep_for_later_release(self, folder: int, name: str, current: _Current) -> str | None:
-        """Give a large file that is about to be replaced a second name in the state folder,
-        so that ``os.replace`` does not free its blocks while the writer waits."""
-        if current.link.st_nlink != 1 or current.stat.st_size < _RELEASE_LATER_BYTES:
-            return None
-        keeper = os.path.join(self.sidecars.temp_dir, owned_name("old"))
-        try:
-            os.link(name, keeper, src_dir_fd=folder, follow_symlinks=False)
-        except OSError:  # another file system (a mount inside the root), or no hard links
-            return None
-        return keeper
-
-    def _item_of(self, namespace: str, key: str, current: _Current) -> DataItem:
+    def item_of(self, namespace: str, key: str, current: Current) -> DataItem:
         return self.item(namespace, key, current.stat, current.sidecar)
 
     def delete(self, namespace: str, key: str, if_match: str | None) -> bool:
@@ -398,7 +295,7 @@ class DirectoryDriver(Driver):
             try:
                 with self.current(chain.fd, name, chain.shown(name)) as current:
                     current_item = (
-                        None if current is None else self._item_of(namespace, key, current)
+                        None if current is None else self.item_of(namespace, key, current)
                     )
                     check_precondition(current_item, key, self.name, if_match, False)
                     if current is None:

@@ -15,6 +15,7 @@ from ... import driver as driver_module
 from ...driver import DriverWriter, WriteSpec
 from ...errors import from_os_error
 from ...item import DataItem
+from ._commit import commit, release_cache
 from ._fileio import write_all
 from ._folders import FolderChain, make_folders
 from ._names import temp_name
@@ -66,7 +67,7 @@ class DirectoryWriter(DriverWriter):
                 self._chain = None
                 continue
             if self._replacing:  # a create-only write has no old version to make room for
-                driver.release_cache(self._chain.fd, self._name, self._chain.shown(self._name))
+                release_cache(driver, self._chain.fd, self._name, self._chain.shown(self._name))
             return
         vanished = FileNotFoundError(errno.ENOENT, "the folder keeps vanishing")
         raise from_os_error(vanished, key=self._key, store=driver.name)
@@ -80,7 +81,8 @@ class DirectoryWriter(DriverWriter):
         with self._driver.os_errors(self._key):
             stamp = mtime_ns_of(driver_module.utc_now())
             os.utime(self._fd, ns=(stamp, stamp))
-        item = self._driver.commit(
+        item = commit(
+            self._driver,
             self._namespace,
             self._key,
             self._chain.fd,
