@@ -1,26 +1,24 @@
 """The file objects a store hands out, and the streaming that feeds a write.
 
 ``ItemWriter`` cuts whatever it is given into chunks of exactly the store's chunk size (the
-last one may be shorter), hashes them and passes them to the store's driver. SHA-256 runs as
-fast as a disk takes data (about 1.3 GB/s on one core), so large chunks are hashed on a pool
-thread, up to ``_RING_BYTES`` behind the writes: a stall of the disk does not stall the hash,
-nor the hash the disk, and a put runs at the speed of the slower of the two rather than of
-their sum. Both release the GIL.
+last one may be shorter), hashes them and passes them to the store's driver. SHA-256 runs
+about as fast as a disk takes data, so large chunks are hashed on a pool thread, up to
+``_RING_BYTES`` behind the writes: a stall of the disk does not stall the hash, nor the hash
+the disk, and a put runs at the speed of the slower of the two rather than of their sum. Both
+release the GIL.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import mmap
 import os
 import threading
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ._sha256 import Sha256Pipeline
 from .errors import InvalidArgumentType, Unsupported
 
 if TYPE_CHECKING:
@@ -40,33 +38,10 @@ __all__ = [
     "readinto_fully",
 ]
 
-_OFF_THREAD_MIN_BYTES = 256 * 1024  # below this the hand-off costs more than it saves
 _RING_BYTES = 8 * 1024 * 1024  # written but not yet hashed: the slack between disk and hash
 _RING_MAX_SLOTS = 16
 _READ_BLOCK_BYTES = 1024 * 1024  # for sources with read() but no readinto()
 _PASS_THROUGH_MIN_BYTES = 16 * 1024  # smaller reads are cheaper from the buffer
-_hash_pool: ThreadPoolExecutor | None = None
-_hash_pool_lock = threading.Lock()
-
-
-def _forget_hash_pool_in_child() -> None:
-    # A forked child has none of the pool's threads: a submit would wait forever.
-    global _hash_pool, _hash_pool_lock
-    _hash_pool = None
-    _hash_pool_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_hash_pool_in_child)
-
-
-def _hash_executor() -> ThreadPoolExecutor:
-    global _hash_pool
-    with _hash_pool_lock:
-        if _hash_pool is None:
-            _hash_pool = ThreadPoolExecutor(thread_name_prefix="persisty-hash")
-        return _hash_pool
-
-
 #: Counts the forks that led to this process: an object made before a fork can tell.
 _process_generation = [0]
 
@@ -209,73 +184,6 @@ class BytesRangeRaw(io.RawIOBase):
         super().close()
 
 
-class _Sha256Pipeline:
-    """SHA-256 over chunks handed in order. ``add`` returns a ticket at once; ``wait(ticket)``
-    returns once that chunk is hashed, so its buffer may be refilled. At most one pool task
-    per pipeline runs the updates, which keeps them in order."""
-
-    def __init__(self) -> None:
-        self._sha256 = hashlib.sha256()
-        self._pending: deque[memoryview] = deque()
-        self._changed = threading.Condition()
-        self._added = self._hashed = 0
-        self._draining = False
-        self._failure: BaseException | None = None
-
-    def add(self, chunk: memoryview) -> int:
-        with self._changed:
-            self._added += 1
-            if self._draining or len(chunk) >= _OFF_THREAD_MIN_BYTES:
-                self._pending.append(chunk)
-                if not self._draining:
-                    self._draining = True
-                    _hash_executor().submit(self._drain)
-                return self._added
-        # Nothing is queued, so no pool thread touches the hash: update it here.
-        self._sha256.update(chunk)
-        with self._changed:
-            self._hashed += 1
-        return self._added
-
-    def _drain(self) -> None:
-        while True:
-            with self._changed:
-                if not self._pending:
-                    self._draining = False
-                    self._changed.notify_all()
-                    return
-                chunk = self._pending[0]
-            try:
-                self._sha256.update(chunk)
-            except BaseException as error:
-                with self._changed:
-                    self._failure = error
-                    self._pending.clear()
-                    self._draining = False
-                    self._changed.notify_all()
-                return
-            with self._changed:
-                if self._pending:  # cancel() may have emptied it meanwhile
-                    self._pending.popleft()
-                self._hashed += 1
-                self._changed.notify_all()
-
-    def wait(self, ticket: int) -> None:
-        with self._changed:
-            self._changed.wait_for(lambda: self._hashed >= ticket or self._failure is not None)
-            if self._failure is not None:
-                raise self._failure
-
-    def hexdigest(self) -> str:
-        self.wait(self._added)
-        return self._sha256.hexdigest()
-
-    def cancel(self) -> None:
-        """Drop what is queued; a running update finishes on its own."""
-        with self._changed:
-            self._pending.clear()
-
-
 class ItemWriter(io.BufferedIOBase):
     """A writable binary file that becomes an item when closed without error.
 
@@ -302,7 +210,7 @@ class ItemWriter(io.BufferedIOBase):
         self._slot = 0
         self._filled = 0
         self._size = 0
-        self._sha256 = _Sha256Pipeline()
+        self._sha256 = Sha256Pipeline()
         self._finished = False
         self._process = _process_generation[0]
 
