@@ -371,6 +371,19 @@ def test_upload_forms_enforce_their_policy_while_the_file_streams(server: tuple[
     assert post_form(moved, "x.png", b"x", "image/png").status_code == 403
     widened = dict(form, fields=dict(fields, policy=fields["policy"] + "x"))
     assert post_form(widened, "x.png", b"x", "image/png").status_code == 403
+    # A whole body whose file part never closes is a malformed form, not one to retry.
+    unclosed = b"".join(
+        b'--XX\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n'
+        % (name.encode(), value.encode())
+        for name, value in fields.items()
+    ) + (
+        b'--XX\r\nContent-Disposition: form-data; name="file"; filename="cut.png"\r\n'
+        b"Content-Type: image/png\r\n\r\nhalf a file"
+    )
+    cut = httpx.post(
+        form["url"], content=unclosed, headers={"content-type": "multipart/form-data; boundary=XX"}
+    )
+    assert (cut.status_code, cut.json()["error"]) == (400, "InvalidArgument")
     assert sorted(entry.key for entry in carol.scan()) == ["uploads/cat.png"]
 
 

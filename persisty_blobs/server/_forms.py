@@ -253,5 +253,8 @@ async def post_form(request: Request, hosted: Hosted) -> DataItem:
     if form.item is None:
         if form.writer is None:
             raise InvalidArgument("the form has no file")
-        raise TransientError("the upload ended before the file did", key=form.key)
+        # The whole body came (a browser that went away is a ClientDisconnect above).
+        raise InvalidArgument(
+            "the form ended before its file did: no closing boundary", key=form.key
+        )
     return form.item
