@@ -56,7 +56,7 @@ def drop_tables(url: str, prefix: str) -> None:
     engine = sa.create_engine(url)
     try:
         with engine.begin() as connection:
-            for suffix in ("flags", "chunks", "versions", "items", "schema"):
+            for suffix in ("flags", "chunks", "versions", "items", "runs", "schema"):
                 connection.exec_driver_sql(f"DROP TABLE IF EXISTS {prefix}_{suffix}")
     finally:
         engine.dispose()

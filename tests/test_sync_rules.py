@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from persisty_blobs import DataStore, Flag, TransientError
+from persisty_blobs import DataStore, Flag, InvalidArgument, TransientError
 from persisty_blobs import driver as driver_module
 from persisty_blobs.stores.memory import MemoryStore
 from persisty_blobs.sync import ActionKind, Replicator, Status, SyncAborted, SyncState
 from persisty_blobs.sync import diff as diff_module
 from persisty_blobs.sync.diff import Policy
 
+from .conftest import drop_tables, server_url
 from .sync_support import Faulty, contents
 
 
@@ -195,6 +196,39 @@ def test_manual_conflicts_wait_for_the_caller(state: SyncState) -> None:
     assert replicator.run().ok
     assert b.read_bytes("doc") == b"a's"
     assert replicator.status("doc") is Status.SYNCED
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_resolution_holds_for_the_two_versions_it_was_made_for(
+    database: str, tmp_path: Path, table_prefix: str
+) -> None:
+    url = server_url("postgresql") if database == "postgresql" else f"sqlite:///{tmp_path}/s.db"
+    state = SyncState(url, table_prefix=table_prefix)
+    try:
+        a, b = MemoryStore(), MemoryStore()
+        for key in ("k", "k2"):
+            a.put(key, b"base")
+        replicator = synced(a, b, state, conflict="manual")
+        for key in ("k", "k2"):
+            a.put(key, b"a1")
+            b.put(key, b"b1")
+        assert replicator.run().conflicts == 2
+        with pytest.raises(InvalidArgument, match="not in conflict"):
+            replicator.resolve("missing", "a")
+        replicator.resolve("k", "a")
+        replicator.resolve("k2", "b")
+        b.put("k", b"b2, which whoever chose never saw")
+        a.put("k2", b"a2, made after the choice")
+        assert replicator.run().conflicts == 2  # neither is overwritten
+        assert b.read_bytes("k") == b"b2, which whoever chose never saw"
+        assert a.read_bytes("k2") == b"a2, made after the choice"
+        replicator.resolve("k", "a")  # chosen again, having seen it
+        assert replicator.run().done == {ActionKind.UPLOAD: 1}
+        assert b.read_bytes("k") == b"a1"
+    finally:
+        state.close()
+        if database == "postgresql":
+            drop_tables(url, table_prefix)
 
 
 def test_change_against_delete_the_change_wins(state: SyncState) -> None:

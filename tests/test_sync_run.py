@@ -8,7 +8,9 @@ import threading
 import time
 from pathlib import Path
 
+import boto3
 import pytest
+import sqlalchemy as sa
 
 from persisty_blobs import (
     IntegrityError,
@@ -18,6 +20,7 @@ from persisty_blobs import (
     PermissionDenied,
     TransientError,
 )
+from persisty_blobs.stores import DirectoryStore, S3Store, SqlStore
 from persisty_blobs.stores.memory import MemoryStore
 from persisty_blobs.sync import (
     ActionKind,
@@ -30,6 +33,7 @@ from persisty_blobs.sync import (
     _runs,
 )
 
+from .conftest import drop_tables, server_url
 from .sync_support import Faulty, contents
 
 
@@ -276,7 +280,8 @@ def test_stores_whose_calls_never_wait_are_synced_on_one_thread(state: SyncState
 def test_a_run_whose_planner_went_silent_is_planned_again(state: SyncState) -> None:
     a, b = filled(3), MemoryStore()
     replicator = Replicator(a, b, state)
-    _, planner = _runs.begin_run(state, replicator.pair, f"{a!r} <-> {b!r}")
+    sides, options = f"{a!r} <-> {b!r}", replicator._options()
+    _, planner = _runs.begin_run(state, replicator.pair, sides, options)
     assert planner
     runs = state.tables.runs
     with state.engine.begin() as connection:  # a process on another machine, gone quiet
@@ -286,6 +291,20 @@ def test_a_run_whose_planner_went_silent_is_planned_again(state: SyncState) -> N
     report = replicator.run()  # joins, waits for the lease to lapse, then plans
     assert report.ok
     assert contents(a) == contents(b)
+
+
+def test_a_live_run_is_joined_only_with_the_options_it_is_planned_with(state: SyncState) -> None:
+    a, b = filled(3), MemoryStore()
+    planned = Replicator(a, b, state, trash="kept")  # another process's run, being planned
+    sides = f"{a!r} <-> {b!r}"
+    run_id, _ = _runs.begin_run(state, planned.pair, sides, planned._options())
+    for other in ({"direction": "pull", "trash": "kept"}, {}):  # a pull would upload its plan
+        with pytest.raises(SyncAborted, match="in progress with other options"):
+            Replicator(a, b, state, **other).run()  # type: ignore[arg-type]
+    assert contents(b) == {}
+    _runs.end_run(state, planned.pair, run_id)
+    assert Replicator(a, b, state, direction="pull").run().ok  # once it ended: its own run
+    assert contents(b) == {}
 
 
 def test_a_pair_recorded_with_a_password_in_a_url_is_the_same_pair(state: SyncState) -> None:
@@ -299,6 +318,42 @@ def test_a_pair_recorded_with_a_password_in_a_url_is_the_same_pair(state: SyncSt
     with pytest.raises(SyncAborted) as other:
         _runs.begin_run(state, "phone", shown.replace("host:1", "elsewhere:1"))
     assert "s3cret" not in str(other.value)
+
+
+def test_a_pair_tells_its_stores_apart_by_where_they_are(
+    state: SyncState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = DirectoryStore(str(tmp_path / "remote"))
+    for checkout in ("one", "two"):
+        (tmp_path / checkout).mkdir()
+        monkeypatch.chdir(tmp_path / checkout)
+        local = DirectoryStore("data")  # one relative path, two folders
+        local.put("report", checkout.encode())
+        if checkout == "one":
+            assert Replicator(local, remote, state).run().ok
+    with pytest.raises(SyncAborted, match="syncs DirectoryStore"):
+        Replicator(local, remote, state).run()
+    assert remote.read_bytes("report") == b"one"
+    monkeypatch.chdir(tmp_path)
+    assert "table_prefix='other'" in repr(SqlStore("sqlite:///data.db", table_prefix="other"))
+    assert str(tmp_path) in repr(SqlStore("sqlite:///data.db"))
+
+    def bucket(endpoint: str) -> S3Store:
+        client = boto3.client(
+            "s3",
+            region_name="us-east-1",
+            endpoint_url=endpoint,
+            aws_access_key_id="k",
+            aws_secret_access_key="s",
+        )
+        return S3Store("photos", client=client)
+
+    on_aws, here = bucket("https://s3.us-east-1.amazonaws.com"), bucket("http://127.0.0.1:9")
+    assert repr(on_aws) == "S3Store('photos', '')"  # a bucket's name is unique on AWS
+    _runs.begin_run(state, "s3", f"{remote!r} <-> {on_aws!r}")  # as recorded before
+    _runs.begin_run(state, "s3", f"{remote!r} <-> {here!r}")  # the endpoint is added
+    with pytest.raises(SyncAborted, match=r"127\.0\.0\.1:9"):
+        _runs.begin_run(state, "s3", f"{remote!r} <-> {bucket('http://127.0.0.1:8')!r}")
 
 
 def test_a_pair_forgotten_starts_afresh_keeps_its_trash_and_waits_for_a_live_run(
@@ -341,7 +396,8 @@ def test_leases_last_through_a_long_listing_and_a_long_transfer(
     running.start()
     assert slow["list"].wait(5)
     time.sleep(0.6)  # twice the lease
-    _, second_planner = _runs.begin_run(state, replicator.pair, f"{a!r} <-> {b!r}")
+    sides, options = f"{a!r} <-> {b!r}", replicator._options()
+    _, second_planner = _runs.begin_run(state, replicator.pair, sides, options)
     assert slow["read"].wait(5)
     time.sleep(0.6)
     with state.engine.connect() as connection:
@@ -575,7 +631,7 @@ def test_a_state_of_schema_2_is_upgraded_in_place(tmp_path: Path) -> None:
     a, b = filled(3), MemoryStore()
     path = tmp_path / "old.db"
     Replicator(a, b, SyncState(path), pair="p").run()
-    # Schema 2 differs from 5 by its queue index and two columns: put them back.
+    # Schema 2 differs from 6 by its queue index and three columns: put them back.
     engine = SyncState(path).engine
     with engine.begin() as connection:
         connection.exec_driver_sql("DROP INDEX pbsync_claims")
@@ -584,6 +640,7 @@ def test_a_state_of_schema_2_is_upgraded_in_place(tmp_path: Path) -> None:
         )
         connection.exec_driver_sql("ALTER TABLE pbsync_items DROP COLUMN requested")
         connection.exec_driver_sql("ALTER TABLE pbsync_runs DROP COLUMN trash")
+        connection.exec_driver_sql("ALTER TABLE pbsync_runs DROP COLUMN options")
         connection.exec_driver_sql("UPDATE pbsync_schema SET version = 2")
         # Schema 2 took every queued delete for the caller's own (BlobManager.delete's).
         connection.exec_driver_sql(
@@ -611,13 +668,40 @@ def test_a_state_of_schema_2_is_upgraded_in_place(tmp_path: Path) -> None:
             for table in ("pbsync_items", "pbsync_runs")
             for row in connection.exec_driver_sql(f"PRAGMA table_info({table})")
         }
-    assert version == 5
-    assert columns >= {"requested", "trash"}
+    assert version == 6
+    assert columns >= {"requested", "trash", "options"}
     assert "pbsync_claims" in indexes
     assert "pbsync_queue" not in indexes
     report = Replicator(a, b, state, pair="p").run()  # 2 of 3 deleted: asked for, not guarded
     assert report.done == {ActionKind.UPLOAD: 1, ActionKind.DELETE_B: 2}, "the base is kept"
     assert contents(b) == contents(a)
+
+
+def test_a_postgresql_state_of_schema_5_is_upgraded_in_place(table_prefix: str) -> None:
+    url = server_url("postgresql")
+    try:
+        SyncState(url, table_prefix=table_prefix).close()
+        engine = sa.create_engine(url)
+        with engine.begin() as connection:  # schema 5: a short resolution, no run options
+            items, runs = f"{table_prefix}_items", f"{table_prefix}_runs"
+            connection.exec_driver_sql(
+                f"ALTER TABLE {items} ALTER COLUMN resolution TYPE VARCHAR(10)"
+            )
+            connection.exec_driver_sql(f"ALTER TABLE {runs} DROP COLUMN options")
+            connection.exec_driver_sql(f"UPDATE {table_prefix}_schema SET version = 5")
+        engine.dispose()
+        state = SyncState(url, table_prefix=table_prefix)
+        a, b = MemoryStore(), MemoryStore()
+        a.put("doc", b"a's")
+        b.put("doc", b"b's")
+        replicator = Replicator(a, b, state, conflict="manual")
+        assert replicator.run().conflicts == 1
+        replicator.resolve("doc", "b")  # a resolution longer than ten characters
+        assert replicator.run().ok
+        assert a.read_bytes("doc") == b"b's"
+        state.close()
+    finally:
+        drop_tables(url, table_prefix)
 
 
 def test_at_most_half_the_transfers_move_large_items_at_once(state: SyncState) -> None:

@@ -16,7 +16,9 @@ __all__ = [
     "decode_flags",
     "decode_version",
     "encode_flags",
+    "encode_resolution",
     "encode_version",
+    "resolution_choice",
     "split_base_etag",
     "version_of",
 ]
@@ -100,3 +102,20 @@ def loads(text: str) -> dict[str, Any]:
     if data.get("v") != FORMAT:
         raise ValueError(f"plan format {data.get('v')!r}, this library reads {FORMAT}")
     return data
+
+
+def encode_resolution(keep: str, plan: str) -> str:
+    """A caller's choice of side ``keep`` for the conflict ``plan`` describes: it holds for
+    those two versions only."""
+    data = loads(plan)
+    etags = {side: (data[side] or {}).get("etag") for side in ("a", "b")}
+    return dumps({"keep": keep, **etags})
+
+
+def resolution_choice(resolution: str | None, etag_a: str | None, etag_b: str | None) -> str | None:
+    """The side a resolution keeps, if both sides still hold the versions it was made for
+    (None for absent); a plain "a" or "b" is a resolution from before they were kept."""
+    if resolution is None or resolution in ("a", "b"):
+        return resolution
+    data = loads(resolution)
+    return str(data["keep"]) if (data["a"], data["b"]) == (etag_a, etag_b) else None

@@ -37,15 +37,19 @@ __all__ = [
 ]
 
 LEASE_SECONDS = 30.0
-_WITHOUT_STORE_ID = re.compile(r", store [0-9a-f]+\)")
+#: What a store's name gained after states recorded it: an HttpStore's store id, an S3Store's
+#: endpoint other than AWS's.
+_GAINED = (re.compile(r", store [0-9a-f]+\)"), re.compile(r", endpoint '[^']*'\)"))
 #: The password an HttpStore's name showed before names left it out (``user:password@``).
 _PASSWORD = re.compile(r"(HttpStore\('[a-z+]+://[^/@':]*):[^/@']*@")
 
 
-def begin_run(state: SyncState, pair: str, sides: str) -> tuple[str, bool]:
+def begin_run(state: SyncState, pair: str, sides: str, options: str = "") -> tuple[str, bool]:
     """(run id, True if this process plans it) for a new run of ``pair``, or the live run.
     ``sides`` names the two stores: a pair's state is refused for any other two, whose
-    listings it would read as deletes."""
+    listings it would read as deletes. ``options`` are what the plan is made with: a live
+    run planned with other ones is not joined (its plan could upload for a pull, or delete
+    past a trash), nor one planned before runs recorded them ("")."""
     runs = state.tables.runs
     with state.engine.begin() as connection:
         # The row exists before anyone locks it, so processes starting together never race
@@ -62,11 +66,12 @@ def begin_run(state: SyncState, pair: str, sides: str) -> tuple[str, bool]:
         if state.dialect == "postgresql":
             query = query.with_for_update()
         row = connection.execute(query).mappings().one()
-        # A state from before the stores were recorded, or before an HttpStore named the
-        # store it reaches or left its URL's password out: taken as these stores, recorded so.
+        # A state from before the stores were recorded, or before their names gained what
+        # they show now, or an HttpStore's left its URL's password out: taken as these
+        # stores, recorded so.
         recorded = _PASSWORD.sub(r"\1@", row["sides"] or "")
         if row["sides"] != sides:
-            if recorded and recorded not in (sides, _WITHOUT_STORE_ID.sub(")", sides)):
+            if recorded and recorded not in _former_names(sides):
                 raise SyncAborted(
                     f"the state's pair {pair!r} syncs {recorded}, not {sides}: give this pair "
                     "another name (or another state), or its base would turn into deletes"
@@ -75,16 +80,33 @@ def begin_run(state: SyncState, pair: str, sides: str) -> tuple[str, bool]:
             connection.execute(sa.update(runs).where(runs.c.pair == pair).values(sides=sides))
         live = row["phase"] in ("planning", "executing") and _leased(row, now)
         if live:
+            if row["options"] != options:
+                raise SyncAborted(
+                    f"a run of the pair {pair!r} is in progress with other options "
+                    f"({row['options'] or 'unrecorded'}); run again when it ends, or with "
+                    "the same options to help it"
+                )
             return str(row["run_id"]), False
         run_id = secrets.token_hex(8)
         connection.execute(
             sa.update(runs)
             .where(runs.c.pair == pair)
             .values(
-                run_id=run_id, owner=state.owner, phase="planning", lease_until=now + LEASE_SECONDS
+                run_id=run_id,
+                owner=state.owner,
+                phase="planning",
+                lease_until=now + LEASE_SECONDS,
+                options=options,
             )
         )
     return run_id, True
+
+
+def _former_names(sides: str) -> set[str]:
+    names = {sides}
+    for gained in _GAINED:
+        names |= {gained.sub(")", name) for name in names}
+    return names
 
 
 def _insert_once(state: SyncState) -> Any:

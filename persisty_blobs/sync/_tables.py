@@ -14,7 +14,7 @@ from ..errors import BlobError, InvalidArgument, TransientError, Unsupported
 
 __all__ = ["SCHEMA_VERSION", "Tables", "connect", "lock_for_writing"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: The dialects whose indexes can leave rows out (a state runs on no other).
 _PARTIAL = ("sqlite", "postgresql")
 
@@ -57,7 +57,8 @@ def _define(prefix: str, dialect: str) -> tuple[sa.MetaData, Tables]:
         sa.Column("run_id", sa.String(40)),
         sa.Column("lease_owner", sa.String(200)),
         sa.Column("lease_until", sa.Float),
-        sa.Column("resolution", sa.String(10)),
+        # The caller's choice for a conflict, with the two versions it was made for.
+        sa.Column("resolution", sa.Text),
         # A delete the caller asked for (BlobManager.delete), not one a diff planned.
         sa.Column("requested", sa.Boolean, nullable=False, server_default=sa.false()),
     )
@@ -87,6 +88,8 @@ def _define(prefix: str, dialect: str) -> tuple[sa.MetaData, Tables]:
         sa.Column("sides", sa.Text, nullable=False),
         # The trash namespaces the pair's runs were given, "/" between them: never synced.
         sa.Column("trash", sa.Text, nullable=False, server_default=""),
+        # The options the live run was planned with: a process joins only with the same.
+        sa.Column("options", sa.Text, nullable=False, server_default=""),
     )
     return metadata, Tables(schema=schema, items=items, runs=runs)
 
@@ -222,4 +225,10 @@ def _migrate(connection: sa.Connection, tables: Tables, prefix: str, version: in
         )
     if version < 5:
         add_column(tables.runs, "trash TEXT NOT NULL DEFAULT ''")
+    if version < 6:
+        add_column(tables.runs, "options TEXT NOT NULL DEFAULT ''")
+        if connection.dialect.name == "postgresql":  # SQLite keeps any length in any column
+            connection.exec_driver_sql(
+                f"ALTER TABLE {tables.items.name} ALTER COLUMN resolution TYPE TEXT"
+            )
     connection.execute(sa.update(tables.schema).values(version=SCHEMA_VERSION))

@@ -262,7 +262,7 @@ class Differ:
                 return ActionKind.UPLOAD, "changed on a"
             return ActionKind.DELETE_B, "deleted on a"
         # One side changed, the other deleted: the change wins unless the policy says otherwise.
-        resolution = None if row is None else row.resolution
+        resolution = _resolution(a, b, row)
         if side_a == "changed":
             if resolution == "b" or (resolution is None and self.policy == "prefer-b"):
                 return ActionKind.DELETE_A, "changed on a, deleted on b: b preferred"
@@ -316,8 +316,7 @@ class Differ:
             if flags_a is not None and flags_b is not None and flags_a != flags_b:
                 return ActionKind.FLAGS_A, f"{reason}, equal content: b's flags win"
             return ActionKind.ADOPT, f"{reason}, equal content"
-        resolution = None if row is None else row.resolution
-        choice = resolution or {"prefer-a": "a", "prefer-b": "b"}.get(self.policy)
+        choice = _resolution(a, b, row) or {"prefer-a": "a", "prefer-b": "b"}.get(self.policy)
         if choice is None and self.policy == "newer":
             choice = "a" if a.updated_at > b.updated_at else "b"
         if choice == "a":
@@ -341,3 +340,12 @@ class Differ:
         if found is not None:
             self._hashed[side] = found
         return found
+
+
+def _resolution(a: Entry | None, b: Entry | None, row: BaseRow | None) -> str | None:
+    """The side the caller chose for this conflict, if neither side changed since the
+    conflict it chose for: a change it did not see is never overwritten by that choice."""
+    if row is None or row.resolution is None:
+        return None
+    etag_a, etag_b = (None if entry is None else entry.etag for entry in (a, b))
+    return _codec.resolution_choice(row.resolution, etag_a, etag_b)

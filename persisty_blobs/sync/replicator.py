@@ -8,6 +8,7 @@ only after a verified transfer, so a run killed at any point is finished by the 
 
 from __future__ import annotations
 
+import json
 import numbers
 import time
 from collections.abc import Iterator
@@ -150,7 +151,7 @@ class Replicator:
                 "namespace of its own"
             )
         sides = f"{self.a!r} <-> {self.b!r}"
-        run_id, planner = _runs.begin_run(self.state, self.pair, sides)
+        run_id, planner = _runs.begin_run(self.state, self.pair, sides, self._options())
         while not planner:
             phase = self._await_plan(run_id)
             if phase == "executing":
@@ -159,7 +160,7 @@ class Replicator:
                 report.seconds = time.monotonic() - started
                 return report
             # Its planner died (or hung) before the plan was made: plan it here.
-            run_id, planner = _runs.begin_run(self.state, self.pair, sides)
+            run_id, planner = _runs.begin_run(self.state, self.pair, sides, self._options())
         largest = None
         if planner:
             tally = self._record(run_id, progress)
@@ -248,6 +249,21 @@ class Replicator:
                     store=store,
                 )
 
+    def _options(self) -> str:
+        """What this run's plan is made with, as the state records it for processes that
+        join (how many transfers each runs, and their retries, are each one's own)."""
+        chosen = {
+            "direction": self.direction,
+            "namespaces": self.namespaces,
+            "prefix": self.prefix,
+            "conflict": self.conflict,
+            "max_delete": self.max_delete,
+            "force": self.force,
+            "trash": None if self.trash is None else self.trash.name,
+            "flag": self.flag,
+        }
+        return json.dumps(chosen, sort_keys=True, separators=(",", ":"))
+
     def _await_plan(self, run_id: str) -> str | None:
         """Wait while another process plans the run this one joins; the phase it reached
         ("executing", "done", "abandoned" by its planner), or None if the pair runs another."""
@@ -276,16 +292,11 @@ class Replicator:
         )
 
     def resolve(self, key: str, keep: Literal["a", "b"], *, namespace: str = "") -> None:
-        """Settle a CONFLICT: the next run copies side ``keep``'s version over the other."""
+        """Settle a CONFLICT: the next run copies side ``keep``'s version over the other,
+        unless a side changed since the conflict was found (it is a conflict again)."""
         if keep not in ("a", "b"):
             raise InvalidArgument(f"keep is 'a' or 'b', not {keep!r}")
-        self.state.mark(
-            self.pair,
-            validate_namespace(namespace),
-            validate_key(key),
-            Status.PENDING_UPLOAD if keep == "a" else Status.PENDING_DOWNLOAD,
-            resolution=keep,
-        )
+        self.state.resolve(self.pair, validate_namespace(namespace), validate_key(key), keep)
 
     def progress(self) -> dict[Status, int]:
         return self.state.progress(self.pair)

@@ -19,6 +19,7 @@ from typing import Any
 
 from .._liveness import local_owner
 from .._urls import without_secret_parameters
+from ..errors import InvalidArgument
 from ..registry import require
 from . import _codec
 from ._queue import QueueOperations
@@ -231,6 +232,24 @@ class SyncState(QueueOperations):
     # Claiming work -------------------------------------------------------------------------
 
     # Reading the queue ---------------------------------------------------------------------
+
+    def resolve(self, pair: str, namespace: str, key: str, keep: str) -> None:
+        """Choose side ``keep`` for the key's conflict, for the two versions it was found
+        between: the next run copies that side over the other, unless either changed."""
+        import sqlalchemy as sa
+
+        items = self._tables.items
+        where = (items.c.pair == pair, items.c.namespace == namespace, items.c.key == key)
+        with self._lock, self._engine.begin() as connection:
+            found = connection.execute(sa.select(items.c.status, items.c.plan).where(*where))
+            row = found.first()
+            if row is None or row.status != Status.CONFLICT.value or row.plan is None:
+                raise InvalidArgument(f"{key!r} is not in conflict", key=key)
+            status = Status.PENDING_UPLOAD if keep == "a" else Status.PENDING_DOWNLOAD
+            resolution = _codec.encode_resolution(keep, row.plan)
+            connection.execute(
+                sa.update(items).where(*where).values(status=status.value, resolution=resolution)
+            )
 
     def item(self, pair: str, namespace: str, key: str) -> ItemState | None:
         import sqlalchemy as sa

@@ -67,7 +67,9 @@ class Current:
 
 class DirectoryDriver(Driver):
     def __init__(self, root: str, chunk_size: int, durable: bool = True) -> None:
-        self.name = f"DirectoryStore({root!r})"
+        # Absolute: a sync state tells two folders apart by their stores' names, and the
+        # same relative path from two working folders names two folders.
+        self.name = f"DirectoryStore({os.path.abspath(root)!r})"
         self.chunk_size = chunk_size
         #: fsync what a write or delete changed before it returns (off: atomic, not durable).
         self.durable = durable

@@ -11,11 +11,13 @@ import io
 import itertools
 import os
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from ..._urls import without_password
 from ...driver import Capabilities, Driver, DriverWriter, ItemHeader, clip_range
 from ...errors import NotFound, PreconditionFailed, TransientError
 from ...item import DataItem, Entry, Flag
@@ -33,6 +35,16 @@ __all__ = ["S3Driver"]
 _CHUNK = 1024 * 1024
 _LIST_PAGE = 1000  # the most ListObjectsV2 returns
 _RANGED_READ_ATTEMPTS = 3
+
+
+def _elsewhere(client: Any) -> str:
+    """The endpoint, where it is not AWS's: a bucket's name is unique within AWS only, and a
+    sync state tells two stores apart by their names."""
+    endpoint = str(getattr(getattr(client, "meta", None), "endpoint_url", "") or "")
+    host = urllib.parse.urlsplit(endpoint).hostname or ""
+    if not endpoint or host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
+        return ""
+    return f", endpoint {without_password(endpoint)!r}"
 
 
 class S3Driver(Driver):
@@ -56,7 +68,7 @@ class S3Driver(Driver):
         max_concurrency: int,
         owns_client: bool,
     ) -> None:
-        self.name = f"S3Store({bucket!r}, {prefix!r})"
+        self.name = f"S3Store({bucket!r}, {prefix!r}{_elsewhere(client)})"
         self.bucket = bucket
         self.layout = Layout(prefix)
         # Untyped inside: the stubs' TypedDicts add nothing to calls whose shapes S3 defines.

@@ -7,6 +7,7 @@ writes: ``_write``; reads: ``_driver`` and ``_read``; errors: ``_errors``.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import sqlalchemy as sa
@@ -79,8 +80,14 @@ class SqlStore(DataStore):
         table_prefix: str,
         busy_timeout: float,
     ) -> None:
-        shown = without_secret_parameters(engine.url.render_as_string(hide_password=True))
-        name = f"{type(self).__name__}({shown!r})"
+        url = engine.url
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            # Absolute: a sync state tells stores apart by their names, and one relative
+            # path from two working folders names two files.
+            url = url.set(database=os.path.abspath(url.database))
+        shown = without_secret_parameters(url.render_as_string(hide_password=True))
+        other_tables = "" if table_prefix == "blobs" else f", table_prefix={table_prefix!r}"
+        name = f"{type(self).__name__}({shown!r}{other_tables})"
         try:
             if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
                 raise InvalidArgumentType(f"chunk_size must be an int, not {chunk_size!r}")
