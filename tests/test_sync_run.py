@@ -4,6 +4,7 @@ progress; the faults come from a real layer over real stores."""
 from __future__ import annotations
 
 import _thread
+import os
 import threading
 import time
 from pathlib import Path
@@ -47,6 +48,30 @@ def filled(count: int, size: int = 10) -> MemoryStore:
     for index in range(count):
         store.put(f"item-{index:04}", bytes([index % 256]) * size)
     return store
+
+
+def test_content_to_hash_on_a_side_that_times_out_now_and_then_is_hashed_all_the_same(
+    state: SyncState, tmp_path: Path
+) -> None:
+    hour_ago = time.time() - 3600
+    for side in ("a", "b"):  # equal files another program wrote: the plan must hash them
+        (tmp_path / side).mkdir()
+        for index in range(20):
+            path = tmp_path / side / f"photo-{index}.jpg"
+            path.write_bytes(b"%d" % index * 100)
+            os.utime(path, (hour_ago, hour_ago))
+    failed: set[tuple[str, str]] = set()
+
+    def once_each(operation: str, key: str) -> TransientError | None:
+        if operation not in ("stat", "read") or (operation, key) in failed:
+            return None
+        failed.add((operation, key))
+        return TransientError("timed out")
+
+    b = Faulty(DirectoryStore(str(tmp_path / "b")), once_each)
+    report = Replicator(DirectoryStore(str(tmp_path / "a")), b, state, retry_delay=0.001).run()
+    assert report.done == {ActionKind.ADOPT: 20}
+    assert failed
 
 
 def test_one_failing_item_blocks_nothing_and_a_later_run_retries_it(state: SyncState) -> None:

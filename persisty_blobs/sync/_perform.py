@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -32,10 +33,16 @@ from .state import Outcome
 #: How many conflict names from one second a keep-both tries before it fails.
 _CONFLICT_NAMES = 100
 
-__all__ = ["failure_status", "marked", "perform", "retry_limit"]
+__all__ = ["backoff", "failure_status", "marked", "perform", "retry_limit"]
 
 #: A download that fails authentication or its checksum is tried this often, then left failed.
 INTEGRITY_ATTEMPTS = 3
+_MAX_DELAY = 30.0
+
+
+def backoff(retry_delay: float, attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failure: exponential, with jitter."""
+    return min(_MAX_DELAY, retry_delay * 2.0 ** (attempts - 1)) * random.uniform(0.5, 1.0)
 
 
 def _flags(item: DataItem) -> frozenset[str]:

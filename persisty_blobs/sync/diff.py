@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from ..errors import DecryptionError, IntegrityError, PermissionDenied
+from ..errors import DecryptionError, IntegrityError, PermissionDenied, TransientError
 from ..item import Entry
 from ..store import DataStore
 from . import _codec
+from ._perform import backoff
 from ._transfer import checksum_of
 from .model import Action, ActionKind, Priority, Status, Version
 from .state import BaseRow
@@ -141,6 +142,10 @@ class Differ:
     policy: Policy = "keep-both"
     direction: Direction = "both"
     flag: str | None = None
+    #: Reads to hash content are tried this often, ``retry_delay`` apart and more, before a
+    #: side out of reach stops the plan.
+    max_attempts: int = 1
+    retry_delay: float = 1.0
     #: The checksums this key's decision had to hash, by side: kept in its versions, so the
     #: base remembers them and no later run hashes that content again.
     _hashed: dict[str, str] = field(default_factory=dict, init=False, repr=False)
@@ -336,7 +341,17 @@ class Differ:
         hashed."""
         if entry.checksum is not None:
             return entry.checksum
-        found = checksum_of(self.a if side == "a" else self.b, entry.key, entry.etag)
+        store = self.a if side == "a" else self.b
+        attempts = 0
+        while True:
+            try:
+                found = checksum_of(store, entry.key, entry.etag)
+                break
+            except TransientError:
+                attempts += 1
+                if attempts >= self.max_attempts:
+                    raise
+                time.sleep(backoff(self.retry_delay, attempts))
         if found is not None:
             self._hashed[side] = found
         return found

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import heapq
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from ..errors import TransientError
 from ..store import DataStore
 from . import _runs
-from ._perform import failure_status, marked, perform, retry_limit
+from ._perform import backoff, failure_status, marked, perform, retry_limit
 from ._queue import Claim
 from ._transfer import Trash
 from .model import ActionKind, ProgressEvent, SyncReport
@@ -30,7 +29,6 @@ __all__ = ["Executor"]
 
 _FLUSH_SECONDS = 0.25
 _FLUSH_ITEMS = 500
-_MAX_DELAY = 30.0
 #: Actions leased at once. A raised priority is still seen at once in this process (the
 #: unstarted leases are given back and claimed again); other processes see it at their next
 #: claim.
@@ -319,8 +317,7 @@ class Executor:
         attempts = self._attempts.get(slot, 0) + 1
         self._attempts[slot] = attempts
         if attempts < retry_limit(error, kind, self.max_attempts):
-            delay: float = min(_MAX_DELAY, self.retry_delay * 2.0 ** (attempts - 1))
-            return time.monotonic() + delay * random.uniform(0.5, 1.0)
+            return time.monotonic() + backoff(self.retry_delay, attempts)
         message = f"{type(error).__name__}: {error}"
         if isinstance(error, TransientError):
             self._transient_failures += 1

@@ -119,7 +119,16 @@ class Replicator:
     def _actions(self, tally: _Tally) -> Iterator[Action]:
         for namespace in self._namespaces():
             a, b = self._views(namespace)
-            differ = Differ(namespace, a, b, self.conflict, self.direction, self.flag)
+            differ = Differ(
+                namespace,
+                a,
+                b,
+                self.conflict,
+                self.direction,
+                self.flag,
+                max_attempts=self.max_attempts,
+                retry_delay=self.retry_delay,
+            )
             counts = tally.begin(namespace)
             scan_a = tally.count(counts, "a", a.scan(self.prefix))
             scan_b = tally.count(counts, "b", b.scan(self.prefix))
