@@ -176,6 +176,8 @@ def test_exit_statuses_and_errors(shell: Shell) -> None:
     assert "keyring" in shell.error("sync", "--encrypt", "absent.json", source, target, status=1)
     nested = f"{source}/backup"
     assert "overlap" in shell.error("sync", source, nested, status=2)
+    database = f"sqlite:///{shell.cwd / 'src' / 'backup.db'}"  # would hold its own copies
+    assert "overlap" in shell.error("sync", source, database, status=2)
     assert "the same prefix" in shell.error("sync", source, "d:notes/", status=2)
     assert not (shell.cwd / "src").exists()
     assert not (shell.cwd / "dst").exists()

@@ -67,23 +67,36 @@ def _pair(
 
 def _refuse_nested_folders(source: Location, target: Location) -> None:
     """Two folders one of which holds the other would copy each into itself at every sync
-    (rclone refuses such "overlapping remotes" too)."""
-    first, second = _folder(source), _folder(target)
+    (rclone refuses such "overlapping remotes" too), as would a folder holding the other
+    side's database file."""
+    first, second = _place(source), _place(target)
     if first is None or second is None or first == second:
         return
     if first in second.parents or second in first.parents:
         raise click.UsageError(
-            f"{source.text!r} and {target.text!r} overlap: one folder holds the other, "
+            f"{source.text!r} and {target.text!r} overlap: one holds the other, "
             "so each run would copy the tree into itself again"
         )
 
 
-def _folder(location: Location) -> Path | None:
+def _place(location: Location) -> Path | None:
+    """Where a store keeps its items on this machine: its folder, or its database file."""
     assert location.url is not None
-    parts = urllib.parse.urlsplit(location.url)
-    if parts.scheme != "file":
+    scheme = urllib.parse.urlsplit(location.url).scheme
+    if scheme == "file":
+        path = urllib.parse.unquote(urllib.parse.urlsplit(location.url).path)
+    elif scheme.partition("+")[0] in ("sqlite", "sqlcipher"):
+        import sqlalchemy as sa
+
+        try:
+            path = sa.engine.make_url(location.url).database or ""
+        except sa.exc.ArgumentError:
+            return None
+        if path in ("", ":memory:"):
+            return None
+    else:
         return None
-    return Path(urllib.parse.unquote(parts.path)).resolve()
+    return Path(path).resolve()
 
 
 def _state_path(source: Location, target: Location) -> str:
