@@ -702,6 +702,21 @@ def test_a_state_of_schema_2_is_upgraded_in_place(tmp_path: Path) -> None:
     assert contents(b) == contents(a)
 
 
+def test_rows_edited_by_hand_are_read_as_far_as_they_make_sense(state: SyncState) -> None:
+    a, b = filled(3), MemoryStore()
+    replicator = Replicator(a, b, state)
+    assert replicator.run().ok
+    items = state.tables.items
+    with state.engine.begin() as connection:  # a priority and a status no library wrote
+        connection.execute(items.update().where(items.c.key == "item-0000").values(priority=7))
+        connection.execute(items.update().where(items.c.key == "item-0001").values(status="x"))
+    a.put("item-0000", b"edited")
+    assert replicator.run().done == {ActionKind.UPLOAD: 1}
+    assert replicator.progress()[Status.SYNCED] == 2  # the row it cannot read is left out
+    assert [item.key for item in replicator.items()] == ["item-0000", "item-0002"]
+    assert contents(a) == contents(b)
+
+
 def test_a_postgresql_state_of_schema_5_is_upgraded_in_place(table_prefix: str) -> None:
     url = server_url("postgresql")
     try:

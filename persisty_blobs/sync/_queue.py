@@ -11,8 +11,9 @@ from typing import Any
 from .._liveness import owner_is_gone
 from ..errors import TransientError
 from . import _codec
+from ._rows import priority_of
 from ._tables import Tables, lock_for_writing
-from .model import Action, ActionKind, Priority, Status
+from .model import Action, ActionKind, Status
 
 __all__ = ["Claim", "QueueOperations"]
 
@@ -242,7 +243,7 @@ def _claim(row: Any) -> Claim:
         a=_codec.decode_version(plan["a"]),
         b=_codec.decode_version(plan["b"]),
         size=plan["size"],
-        priority=Priority(row["priority"]),
+        priority=priority_of(row["priority"]),
         reason=plan["reason"],
     )
     return Claim(

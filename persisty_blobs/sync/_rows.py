@@ -16,6 +16,7 @@ __all__ = [
     "Outcome",
     "base_row",
     "item_state",
+    "priority_of",
 ]
 
 
@@ -74,6 +75,11 @@ STATUSES: dict[str | None, Status | None] = {None: None, **{s.value: s for s in 
 PRIORITIES = {priority.value: priority for priority in Priority}
 
 
+def priority_of(value: int) -> Priority:
+    """A row's priority; one this library does not know (a row edited by hand) is MEDIUM."""
+    return PRIORITIES.get(value, Priority.MEDIUM)
+
+
 def base_row(
     key: str,
     checksum: str | None,
@@ -94,8 +100,10 @@ def base_row(
         etag_a,
         etag_b,
         _codec.decode_flags(flags),
-        STATUSES[status],
-        PRIORITIES[priority],
+        # A status or priority this library does not know (a row edited by hand): none, and
+        # the default; the diff decides from the base alone.
+        STATUSES.get(status),
+        priority_of(priority),
         resolution,
         bool(requested),
     )
@@ -106,7 +114,7 @@ def item_state(row: Any) -> ItemState:
         namespace=row["namespace"],
         key=row["key"],
         status=Status(row["status"]),  # rows without one are never read as items
-        priority=Priority(row["priority"]),
+        priority=priority_of(row["priority"]),
         attempts=row["attempts"],
         last_error=row["last_error"],
         checksum=row["base_checksum"],

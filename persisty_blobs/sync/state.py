@@ -259,7 +259,8 @@ class SyncState(QueueOperations):
             items.c.pair == pair,
             items.c.namespace == namespace,
             items.c.key == key,
-            items.c.status.is_not(None),  # else only a priority, or a plan not yet active
+            # Else only a priority, or a plan not yet active (or a status edited by hand).
+            items.c.status.in_(_STATUSES),
         )
         with self._engine.connect() as connection:
             row = connection.execute(query).mappings().first()
@@ -272,7 +273,7 @@ class SyncState(QueueOperations):
         import sqlalchemy as sa
 
         items = self._tables.items
-        query = sa.select(items).where(items.c.pair == pair, items.c.status.is_not(None))
+        query = sa.select(items).where(items.c.pair == pair, items.c.status.in_(_STATUSES))
         if status is not None:
             query = query.where(items.c.status == Status(status).value)
         if namespace is not None:
@@ -322,7 +323,7 @@ class SyncState(QueueOperations):
         items = self._tables.items
         query = (
             sa.select(items.c.status, sa.func.count())
-            .where(items.c.pair == pair, items.c.status.is_not(None))
+            .where(items.c.pair == pair, items.c.status.in_(_STATUSES))
             .group_by(items.c.status)
         )
         with self._engine.connect() as connection:
@@ -332,6 +333,10 @@ class SyncState(QueueOperations):
     @property
     def engine(self) -> Any:
         return self._engine
+
+
+#: The statuses rows are read by: a row with another (edited by hand) is left out.
+_STATUSES = [status.value for status in Status]
 
 
 def _where_names(where: dict[str, Any]) -> dict[str, Any]:
