@@ -156,6 +156,13 @@ def test_encrypted_sync_with_keyring_files(shell: Shell, tmp_path: Path) -> None
     assert dropped["ids"] == [dropped["primary"]]
     assert shell.text("keys", "show-ids", "ring.json").strip() == f"{dropped['primary']}  (primary)"
     shell("check", "--encrypt", "ring.json", plain, cipher)
+    # An item sealed under another keyring is a difference, and the check goes on past it.
+    shell("put", "-", plain, "zz/other.txt", stdin=b"other")
+    shell("keys", "generate", "other.json")
+    shell("sync", "--encrypt", "other.json", plain, cipher, status=1)  # diary.txt: unreadable
+    shell("put", "-", plain, "zzz.txt", stdin=b"last")
+    checked = shell("check", "--encrypt", "ring.json", plain, cipher, status=1).stdout
+    assert checked == b"unreadable in DST (DecryptionError): zz/other.txt\nonly in SRC: zzz.txt\n"
     (shell.cwd / "ring.json").chmod(0o644)
     assert "chmod 600" in shell.error("keys", "show-ids", "ring.json", status=1)
 

@@ -12,11 +12,12 @@ import json
 import sys
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import InvalidKey
+from ..errors import DecryptionError, IntegrityError, InvalidKey, PermissionDenied
+from ..item import Entry
 from ..keys import validate_namespace
 from ..store import DataStore
 from ._address import Location, check_location, open_location, split_locations
@@ -25,6 +26,9 @@ from ._errors import DIFFERENCES, CliFailure
 from ._keys import load_keyring
 from ._output import echo_json, json_option
 from ._progress import Meter, quiet
+
+if TYPE_CHECKING:
+    from ..sync.diff import Differ
 
 __all__ = ["check", "sync"]
 
@@ -302,16 +306,9 @@ def check(
         view_a, view_b = a.namespace(namespace), b.namespace(namespace)
         differ = Differ(namespace, view_a, view_b)
         for key, entry_a, entry_b, _ in merge(view_a.scan(prefix), view_b.scan(prefix), iter(())):
-            if entry_a is None:
-                verdict = "only in DST"
-            elif entry_b is None:
-                verdict = "only in SRC"
-            elif entry_a.size == entry_b.size and differ.checksum("a", entry_a) == differ.checksum(
-                "b", entry_b
-            ):
+            verdict = _verdict(differ, entry_a, entry_b)
+            if verdict is None:
                 continue
-            else:
-                verdict = "differs"
             differences += 1
             if as_json:
                 click.echo(json.dumps({"namespace": namespace, "key": key, "verdict": verdict}))
@@ -322,3 +319,21 @@ def check(
         click.echo(f"{differences or 'no'} difference{plural}", err=True)
     if differences:
         sys.exit(DIFFERENCES)
+
+
+def _verdict(differ: Differ, entry_a: Entry | None, entry_b: Entry | None) -> str | None:
+    """None if both hold the same content, else what differs; an item that cannot be read
+    (it fails authentication, or its checksum) is a difference, and the check goes on."""
+    if entry_a is None:
+        return "only in DST"
+    if entry_b is None:
+        return "only in SRC"
+    if entry_a.size != entry_b.size:
+        return "differs"
+    sides = []
+    for side, entry in (("a", entry_a), ("b", entry_b)):
+        try:
+            sides.append(differ.checksum(side, entry))
+        except (IntegrityError, DecryptionError, PermissionDenied) as error:
+            return f"unreadable in {'SRC' if side == 'a' else 'DST'} ({type(error).__name__})"
+    return None if sides[0] == sides[1] else "differs"
