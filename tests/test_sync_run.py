@@ -624,14 +624,29 @@ def test_the_trash_of_a_namespace_with_the_longest_name_fits_a_file_name(
 
 
 def test_progress_events_and_the_report_add_up(state: SyncState) -> None:
+    a, b = filled(5, size=100), MemoryStore()
+    a.put("doc", b"a's")
+    b.put("doc", b"b's")  # a conflict left for the caller: never carried out
+    cut = {"item-0001"}
+
+    def once(operation: str, key: str) -> TransientError | None:
+        if operation == "write" and key in cut:  # after the copy said what it read
+            cut.discard(key)
+            return TransientError("cut off")
+        return None
+
     events: list[ProgressEvent] = []
-    report = Replicator(filled(5, size=100), MemoryStore(), state).run(progress=events.append)
+    replicator = Replicator(a, Faulty(b, once), state, conflict="manual", retry_delay=0.001)
+    report = replicator.run(progress=events.append)
     planned = [event for event in events if event.kind == "planned"]
     assert [(event.items, event.bytes) for event in planned] == [(5, 500)]
-    assert sum(event.bytes for event in events if event.kind == "bytes") == 500
+    moved = {kind: sum(event.bytes for event in events if event.kind == kind) for kind in
+             ("bytes", "retry", "failed")}  # fmt: skip
+    assert moved == {"bytes": 600, "retry": 100, "failed": 0}
     assert len([event for event in events if event.kind == "done"]) == 5
     assert report.bytes == 500
     assert report.count(ActionKind.UPLOAD) == 5
+    assert report.conflicts == 1
     assert report.seconds > 0
 
 

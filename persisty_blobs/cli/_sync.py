@@ -255,7 +255,10 @@ def _on_event(meter: Meter, event: Any) -> None:
         meter.plan(total=event.bytes, items=event.items)
     elif event.kind == "bytes":
         meter.advance(event.bytes)
+    elif event.kind == "retry":
+        meter.advance(-event.bytes)  # the attempt's bytes are moved again
     else:
+        meter.advance(-event.bytes)  # a failure's (none if it is done) were never kept
         meter.item_done()
 
 

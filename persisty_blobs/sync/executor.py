@@ -49,6 +49,8 @@ class _Finished:
     claim: Claim
     outcomes: list[Outcome] | None
     error: BaseException | None
+    #: Bytes the attempt reported moving: a failed one takes them back.
+    moved: int = 0
 
 
 @dataclass
@@ -233,10 +235,13 @@ class Executor:
                     board.attention.notify()
             outcomes: list[Outcome] | None = None
             error: BaseException | None = None
+            moved = [0]
             try:
-                outcomes = self._perform(claim)
+                outcomes = self._perform(claim, moved)
             except BaseException as exc:  # recorded as the action's failure, as a future would
                 error = exc
+                with self._lock:
+                    self.report.bytes -= moved[0]
             raised: BaseException | None = None
             if error is None:
                 # Said here, before the next action starts: a callback may raise a priority.
@@ -249,7 +254,7 @@ class Executor:
                     raised = exc
             with board.lock:
                 board.running -= 1
-                board.finished.append(_Finished(claim, outcomes, error))
+                board.finished.append(_Finished(claim, outcomes, error, moved[0]))
                 if raised is not None and board.callback_error is None:
                     board.callback_error = raised
                 if error or raised or (not board.ready and board.running == 0):
@@ -280,10 +285,11 @@ class Executor:
             raise raised
         return given_back
 
-    def _perform(self, claim: Claim) -> list[Outcome]:
+    def _perform(self, claim: Claim, moved_so_far: list[int]) -> list[Outcome]:
         a, b = self._views(claim.namespace)
 
         def moved(count: int) -> None:
+            moved_so_far[0] += count
             with self._lock:
                 self.report.bytes += count
             self._emit(
@@ -316,9 +322,20 @@ class Executor:
         slot = (claim.namespace, claim.key)
         attempts = self._attempts.get(slot, 0) + 1
         self._attempts[slot] = attempts
-        if attempts < retry_limit(error, kind, self.max_attempts):
-            return time.monotonic() + backoff(self.retry_delay, attempts)
         message = f"{type(error).__name__}: {error}"
+        if attempts < retry_limit(error, kind, self.max_attempts):
+            if result.moved:  # what the attempt said it moved is taken back
+                events.append(
+                    ProgressEvent(
+                        kind="retry",
+                        namespace=claim.namespace,
+                        key=claim.key,
+                        action=kind,
+                        bytes=result.moved,
+                        error=message,
+                    )
+                )
+            return time.monotonic() + backoff(self.retry_delay, attempts)
         if isinstance(error, TransientError):
             self._transient_failures += 1
         self._outcomes.append(
@@ -333,7 +350,12 @@ class Executor:
         self.report.failures.append((claim.namespace, claim.key, kind, message))
         events.append(
             ProgressEvent(
-                kind="failed", namespace=claim.namespace, key=claim.key, action=kind, error=message
+                kind="failed",
+                namespace=claim.namespace,
+                key=claim.key,
+                action=kind,
+                bytes=result.moved,
+                error=message,
             )
         )
         return None

@@ -178,7 +178,9 @@ class ItemState:
 @dataclass(frozen=True, kw_only=True)
 class ProgressEvent:
     """Sent to a run's ``progress`` callback. ``kind``: "planned" (``items`` and ``bytes``
-    are the run's totals), "bytes" (``bytes`` more moved for ``key``), "done", "failed"."""
+    are the totals of the actions the run carries out), "bytes" (``bytes`` more moved for
+    ``key``), "done", "retry" (an attempt failed and is tried again: the ``bytes`` it moved
+    no longer count), "failed" (for good, the ``bytes`` of its last attempt taken back)."""
 
     kind: str
     namespace: str = ""
@@ -204,6 +206,7 @@ class SyncReport:
     conflicts: int = 0
     #: Deletes not carried out because a transfer failed in this run.
     deletes_skipped: int = 0
+    #: Content moved by the transfers that succeeded.
     bytes: int = 0
     seconds: float = 0.0
 

@@ -347,9 +347,10 @@ class _Tally:
             yield entry
 
     def add(self, counts: _Counts, action: Action, row: BaseRow | None) -> None:
-        self.items += 1
-        self.bytes += action.size
-        self.largest = max(self.largest, action.size)
+        if action.kind is not ActionKind.CONFLICT:  # left for the caller, never carried out
+            self.items += 1
+            self.bytes += action.size
+            self.largest = max(self.largest, action.size)
         if row is not None and row.status is Status.PENDING_DELETE and row.requested:
             # A delete the caller asked for (BlobManager.delete). One a plan queued and a run
             # held back or dropped is weighed again, with what was deleted since.
