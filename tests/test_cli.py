@@ -173,7 +173,7 @@ def test_exit_statuses_and_errors(shell: Shell) -> None:
     assert "URL scheme 'foo'" in shell.error("sync", source, "foo://nowhere", status=2)
     assert "of its own" in shell.error("sync", "--trash", "", source, target, status=2)
     assert "of its own" in shell.error("sync", "-n", "p", "--trash", "p", source, target, status=2)
-    assert "keyring" in shell.error("sync", "--encrypt", "absent.json", source, target, status=1)
+    assert "keyring" in shell.error("sync", "--encrypt", "absent.json", source, target, status=3)
     nested = f"{source}/backup"
     assert "overlap" in shell.error("sync", source, nested, status=2)
     database = f"sqlite:///{shell.cwd / 'src' / 'backup.db'}"  # would hold its own copies

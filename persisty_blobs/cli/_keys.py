@@ -17,7 +17,7 @@ from ..crypto.streaming import KEY_SIZE
 from ..store import DataStore
 from ._address import open_location, split_locations
 from ._config import write_private
-from ._errors import CliFailure
+from ._errors import CliFailure, CliNotFound
 from ._output import echo_json, json_option
 from ._progress import Meter
 
@@ -30,6 +30,8 @@ def load_keyring(path: str) -> Keyring:
         if mode & 0o077:
             raise CliFailure(f"the keyring {path!r} can be read by other users: chmod 600 {path}")
         return Keyring.from_json(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise CliNotFound(f"cannot read the keyring {path!r}: {error.strerror}") from None
     except OSError as error:
         raise CliFailure(f"cannot read the keyring {path!r}: {error.strerror}") from None
 
