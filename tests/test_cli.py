@@ -125,6 +125,8 @@ def test_every_command_on_each_store(shell: Shell, store_url: str, tmp_path: Pat
 
     # check finds what differs (exit 1), sync removes it
     mirror = f"file://{tmp_path / 'mirror'}"
+    assert "does not exist" in shell.error("check", "st:", mirror, status=3)  # a typo?
+    (tmp_path / "mirror").mkdir()
     assert shell.text("check", "st:", mirror, status=1).count("only in SRC:") == 4
     assert "upload 4" in shell.text("sync", "st:", mirror)
     assert (tmp_path / "mirror" / "docs" / "report.pdf").read_bytes() == report
@@ -158,6 +160,19 @@ def test_exit_statuses_and_errors(shell: Shell) -> None:
     assert long.rstrip().endswith("  dir/x")
     assert "--yes" in shell.error("rm", "--prefix", "d:dir/", status=2)
     assert "NotFound" in shell.error("rm", "d:missing", status=3)
+    for key in ("k1", "k2", "k3"):
+        shell("put", "-", f"d:{key}", stdin=b"k")
+    # Every argument is checked before anything is deleted; a missing key stops no other.
+    assert "not a store location" in shell.error("rm", "d:k1", "local.txt", status=2)
+    assert "1 of 3 items not found" in shell.error("rm", "d:k1", "d:gone", "d:k2", status=3)
+    assert shell.text("ls", "d:k") == "k3\n"
+    # A command that only reads makes no store of a typo.
+    typo = shell.cwd / "typo"
+    for command in (("ls", f"file://{typo}"), ("cat", f"sqlite:///{typo}.db", "k")):
+        assert "does not exist" in shell.error(*command, status=3)
+    assert not typo.exists()
+    assert not Path(f"{typo}.db").exists()
+    assert "the same store" in shell.error("sync", "d:", "d:", status=2)
     assert shell.error("cat", "d:missing", status=3).startswith("persisty-blobs: NotFound")
     assert "missing" in shell.error("cat", "d:missing", status=3)
     assert "no remote named 'nope'" in shell.error("ls", "nope:", status=3)

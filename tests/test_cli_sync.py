@@ -191,7 +191,7 @@ def test_serve_presign_and_secrets_kept_secret(shell: Shell) -> None:
         "--secret",
         "key=env:VAULT_KEY",
     )
-    shell.text("ls", "vault:")  # creates the encrypted database
+    shell("put", "-", "vault:first.txt", stdin=b"first")  # creates the encrypted database
 
     port = _free_port()
     arguments = ("serve", "vault:", "--secret-file", "secret", "--tokens-file", "tokens")

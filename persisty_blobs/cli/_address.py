@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -25,9 +26,9 @@ from ..errors import Unsupported
 from ..registry import open_store, store_class_path
 from ..store import DataStore
 from . import _config
-from ._errors import hide_secret
+from ._errors import CliNotFound, hide_secret
 
-__all__ = ["Location", "open_location", "split_locations"]
+__all__ = ["Location", "local_place", "open_location", "split_locations"]
 
 _REMOTE_PATH = re.compile(r"([A-Za-z0-9][A-Za-z0-9_-]{0,63}):(.*)", re.DOTALL)
 
@@ -124,13 +125,38 @@ def check_location(location: Location) -> None:
         raise click.UsageError(str(error)) from None
 
 
-def open_location(location: Location, namespace: str = "") -> DataStore:
-    """The store ``location`` names (its ``namespace`` view), closed with the command."""
+def open_location(location: Location, namespace: str = "", *, existing: bool = False) -> DataStore:
+    """The store ``location`` names (its ``namespace`` view), closed with the command.
+    ``existing``: a command that only reads or deletes refuses a folder or database file that
+    is not there (opening it would make an empty store of a typo)."""
     if not location.is_store:
         raise click.UsageError(f"{location.text!r} is a local file, not a store")
+    place = local_place(location)
+    if existing and place is not None and not place.exists():
+        raise CliNotFound(f"no store at {location.text!r}: {place} does not exist")
     url, options = _options(location)
     store = open_store(url, **options)
     context = click.get_current_context(silent=True)
     if context is not None:
         context.call_on_close(store.close)
     return store.namespace(namespace) if namespace else store
+
+
+def local_place(location: Location) -> Path | None:
+    """Where a store keeps its items on this machine: its folder, or its database file."""
+    assert location.url is not None
+    parts = urllib.parse.urlsplit(location.url)
+    if parts.scheme in ("file", "sqlcipher"):
+        path = urllib.parse.unquote(parts.path)
+    elif parts.scheme.partition("+")[0] == "sqlite":
+        import sqlalchemy as sa
+
+        try:
+            path = sa.engine.make_url(location.url).database or ""
+        except sa.exc.ArgumentError:
+            return None
+        if path in ("", ":memory:"):
+            return None
+    else:
+        return None
+    return Path(path).resolve()

@@ -60,7 +60,7 @@ def cp(arguments: tuple[str, ...], namespace: str) -> None:
     source, target = split_locations(arguments, 2, 2)
     if not source.is_store and not target.is_store:
         raise click.UsageError("cp needs a store on at least one side (use cp(1) for files)")
-    src = open_location(source, namespace) if source.is_store else None
+    src = open_location(source, namespace, existing=True) if source.is_store else None
     dst = open_location(target, namespace) if target.is_store else None
     if not _is_prefix(source):
         name = PurePosixPath(source.path).name

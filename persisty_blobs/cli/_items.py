@@ -10,6 +10,7 @@ import click
 from ..errors import NotFound
 from ..item import Flag
 from ._address import Location, open_location, split_locations
+from ._errors import CliNotFound
 from ._output import echo_json, item_line, json_option, namespace_option
 from ._progress import Meter
 from ._transfer import download, upload
@@ -52,7 +53,7 @@ def ls(
 ) -> None:
     """List the items under a prefix (NAME:prefix, or URL [PREFIX])."""
     location = _store_location(where)
-    store = open_location(location, namespace)
+    store = open_location(location, namespace, existing=True)
     if namespaces:
         for name in store.namespaces():
             if as_json:
@@ -70,7 +71,7 @@ def ls(
 def cat(where: tuple[str, ...], namespace: str) -> None:
     """Write an item's content to stdout."""
     location = _store_location(where)
-    store = open_location(location, namespace)
+    store = open_location(location, namespace, existing=True)
     download(store, _key(location), "-", Meter("cat", show=False))
 
 
@@ -133,7 +134,7 @@ def get(arguments: tuple[str, ...], namespace: str) -> None:
     target = locations[1].path if len(locations) == 2 else name
     if target != "-" and (target.endswith("/") or Path(target).is_dir()):
         target = str(Path(target) / name)
-    store = open_location(source, namespace)
+    store = open_location(source, namespace, existing=True)
     with Meter(f"get {key}", show=target != "-") as meter:
         download(store, key, target, meter)
 
@@ -149,13 +150,20 @@ def get(arguments: tuple[str, ...], namespace: str) -> None:
 def rm(where: tuple[str, ...], prefix: bool, yes: bool, namespace: str) -> None:
     """Delete items (or, with --prefix, every item under a prefix)."""
     locations = split_locations(where, 1, len(where))
+    # Every argument checked before anything is deleted.
     for location in locations:
         if not location.is_store:
             raise click.UsageError(f"{location.text!r} is not a store location")
-        store = open_location(location, namespace)
         if not prefix:
-            if not store.delete(_key(location)):
-                raise NotFound("no such item", key=location.path, store=repr(store))
+            _key(location)
+    missing: list[NotFound] = []
+    for location in locations:
+        store = open_location(location, namespace, existing=True)
+        if not prefix:
+            if not store.delete(_key(location)):  # said, and the others deleted (as rm(1))
+                missing.append(NotFound("no such item", key=location.path, store=repr(store)))
+                if len(locations) > 1:
+                    click.echo(f"persisty-blobs: NotFound: {missing[-1]}", err=True)
             continue
         keys = [entry.key for entry in store.scan(location.path)]
         if keys and not yes:
@@ -170,6 +178,10 @@ def rm(where: tuple[str, ...], prefix: bool, yes: bool, namespace: str) -> None:
             for key in keys:
                 store.delete(key)
                 meter.item_done()
+    if len(locations) == 1 and missing:
+        raise missing[0]
+    if missing:
+        raise CliNotFound(f"{len(missing)} of {len(locations)} items not found")
 
 
 @click.group()
@@ -184,7 +196,7 @@ def flags() -> None:
 def flags_get(where: tuple[str, ...], as_json: bool, namespace: str) -> None:
     """Print an item's flags, one a line."""
     location = _store_location(where)
-    store = open_location(location, namespace)
+    store = open_location(location, namespace, existing=True)
     found = sorted(flag.value for flag in store.get_flags(_key(location)))
     if as_json:
         echo_json({"key": location.path, "flags": found})
@@ -212,5 +224,5 @@ def flags_set(arguments: tuple[str, ...], namespace: str) -> None:
         raise click.BadParameter(
             f"unknown flag {unknown[0]!r} (one of {', '.join(_FLAG_NAMES)})", param_hint="FLAGS"
         )
-    store = open_location(location, namespace)
+    store = open_location(location, namespace, existing=True)
     store.set_flags(_key(location), wanted)

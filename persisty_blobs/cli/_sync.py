@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import urllib.parse
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,7 +18,7 @@ from ..errors import DecryptionError, IntegrityError, InvalidKey, PermissionDeni
 from ..item import Entry
 from ..keys import validate_namespace
 from ..store import DataStore
-from ._address import Location, check_location, open_location, split_locations
+from ._address import Location, check_location, local_place, open_location, split_locations
 from ._config import state_dir
 from ._errors import DIFFERENCES, CliFailure
 from ._keys import load_keyring
@@ -37,10 +35,15 @@ _PAIR = "cli"  # one pair per state file: the file is named after the two locati
 
 
 def _pair(
-    arguments: tuple[str, ...], encrypt: str | None, namespaces: tuple[str, ...] = ()
+    arguments: tuple[str, ...],
+    encrypt: str | None,
+    namespaces: tuple[str, ...] = (),
+    *,
+    existing: bool = False,
 ) -> tuple[str, DataStore, DataStore, str]:
     """The state file, both stores (DST under ``EncryptedStore`` with ``--encrypt``) and the
-    shared prefix. Everything is checked before a store is opened (opening one may make it)."""
+    shared prefix. Everything is checked before a store is opened (opening one may make it);
+    ``existing``: both must be there already."""
     source, target = split_locations(arguments, 2, 2)
     if not (source.is_store and target.is_store):
         raise click.UsageError("both SRC and DST are stores (NAME:prefix or URL [PREFIX])")
@@ -61,7 +64,8 @@ def _pair(
     check_location(target)
     _refuse_nested_folders(source, target)
     keyring = None if encrypt is None else load_keyring(encrypt)
-    a, b = open_location(source), open_location(target)
+    a = open_location(source, existing=existing)
+    b = open_location(target, existing=existing)
     if keyring is not None:
         from ..crypto import EncryptedStore
 
@@ -73,34 +77,16 @@ def _refuse_nested_folders(source: Location, target: Location) -> None:
     """Two folders one of which holds the other would copy each into itself at every sync
     (rclone refuses such "overlapping remotes" too), as would a folder holding the other
     side's database file."""
-    first, second = _place(source), _place(target)
-    if first is None or second is None or first == second:
+    if source.url == target.url:
+        raise click.UsageError(f"{source.text!r} and {target.text!r} are the same store")
+    first, second = local_place(source), local_place(target)
+    if first is None or second is None:
         return
-    if first in second.parents or second in first.parents:
+    if first == second or first in second.parents or second in first.parents:
         raise click.UsageError(
             f"{source.text!r} and {target.text!r} overlap: one holds the other, "
             "so each run would copy the tree into itself again"
         )
-
-
-def _place(location: Location) -> Path | None:
-    """Where a store keeps its items on this machine: its folder, or its database file."""
-    assert location.url is not None
-    scheme = urllib.parse.urlsplit(location.url).scheme
-    if scheme == "file":
-        path = urllib.parse.unquote(urllib.parse.urlsplit(location.url).path)
-    elif scheme.partition("+")[0] in ("sqlite", "sqlcipher"):
-        import sqlalchemy as sa
-
-        try:
-            path = sa.engine.make_url(location.url).database or ""
-        except sa.exc.ArgumentError:
-            return None
-        if path in ("", ":memory:"):
-            return None
-    else:
-        return None
-    return Path(path).resolve()
 
 
 def _state_path(source: Location, target: Location) -> str:
@@ -302,7 +288,7 @@ def check(
     """Compare SRC and DST by checksum; exit status 1 if anything differs."""
     from ..sync.diff import Differ, merge
 
-    _, a, b, prefix = _pair(arguments, encrypt)
+    _, a, b, prefix = _pair(arguments, encrypt, existing=True)
     names = sorted(set(namespaces) or set(a.namespaces()) | set(b.namespaces()))
     differences = 0
     for namespace in names:
