@@ -8,7 +8,9 @@ EXTRAS = {
     "sqlcipher": ["SQLAlchemy>=2.0", "sqlcipher3-binary>=0.5"],
     "server": ["starlette>=0.37", "uvicorn>=0.29", "python-multipart>=0.0.9"],
     "http": ["httpx>=0.27"],
-    "cli": ["click>=8.1", "rich>=13.0"],
+    # The sync engine's state database (also what sync and check need on the command line).
+    "sync": ["SQLAlchemy>=2.0"],
+    "cli": ["click>=8.1", "rich>=13.0", "SQLAlchemy>=2.0"],
     "messenger": [
         "Pillow>=10",
         "SQLAlchemy>=2.0",

@@ -48,10 +48,10 @@ def open_store(url: str, **options: Any) -> DataStore:
 
 
 def require(module: str, *, extra: str) -> ModuleType:
-    """Import a store's optional dependency, or say which extra installs it."""
+    """Import an optional dependency, or say which extra installs it."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         raise Unsupported(
-            f"this store needs {module!r}: pip install 'persisty-blobs[{extra}]'"
+            f"this needs the module {module!r}: pip install 'persisty-blobs[{extra}]'"
         ) from exc

@@ -1,8 +1,12 @@
 """The replication engine: a 3-way replicator between any two stores, its state database,
 and ``BlobManager``, the app-facing client over it."""
 
-from .manager import BlobManager
-from .model import (
+from ..registry import require
+
+require("sqlalchemy", extra="sync")  # the state database, before anything imports it
+
+from .manager import BlobManager  # noqa: E402
+from .model import (  # noqa: E402
     Action,
     ActionKind,
     ItemState,
@@ -12,8 +16,8 @@ from .model import (
     SyncAborted,
     SyncReport,
 )
-from .replicator import Replicator
-from .state import SyncState
+from .replicator import Replicator  # noqa: E402
+from .state import SyncState  # noqa: E402
 
 __all__ = [
     "Action",

@@ -20,7 +20,6 @@ from typing import Any
 from .._liveness import local_owner
 from .._urls import without_secret_parameters
 from ..errors import InvalidArgument
-from ..registry import require
 from . import _codec
 from ._queue import QueueOperations
 from ._rows import BASE_COLUMNS, PRIORITIES, BaseRow, Outcome, base_row, item_state
@@ -38,7 +37,6 @@ class SyncState(QueueOperations):
     one state between processes)."""
 
     def __init__(self, url: str | os.PathLike[str] = ":memory:", *, table_prefix: str = "pbsync"):
-        require("sqlalchemy", extra="sql")
         text = os.fspath(url)
         if "://" not in text:
             text = "sqlite://" if text == ":memory:" else f"sqlite:///{os.path.abspath(text)}"
