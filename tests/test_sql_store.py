@@ -435,3 +435,16 @@ def test_scan_takes_one_query_per_page_with_checksums_and_flags(
             )
         assert store.capabilities.flags_in_listing
         assert store.capabilities.checksums_in_listing
+
+
+def test_plain_mysql_and_mariadb_urls_use_the_sql_extras_driver(table_prefix: str) -> None:
+    url = server_url("mariadb")
+    try:
+        for scheme in ("mysql", "mariadb"):
+            plain = scheme + url[url.index("://") :]
+            with open_store(plain, table_prefix=table_prefix) as store:
+                store.put("k", scheme.encode())
+                assert store.read_bytes("k") == scheme.encode()
+                assert f"{scheme}+pymysql://" in repr(store)
+    finally:
+        drop_tables(url, table_prefix)

@@ -27,7 +27,11 @@ _MYSQL = ("mysql", "mariadb")
 # statement around it.
 _STATEMENT_OVERHEAD = 1024
 # The drivers the ``sql`` extra installs, for URLs that name none.
-_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}
+_DEFAULT_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
 
 
 def make_engine(url: str, connect_timeout: float, read_timeout: float) -> sa.Engine:
