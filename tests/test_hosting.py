@@ -776,3 +776,23 @@ def test_a_peer_that_trickles_its_answer_times_out(malformed: str) -> None:
         with pytest.raises(TransientError, match="read timeouts"):
             store.count()
         assert time.monotonic() - started < 3  # each byte came within the read timeout
+
+
+def test_the_server_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "short").write_text("short")
+    (tmp_path / "secret").write_text("s" * 32)
+    (tmp_path / "tokens").write_text("token-without-principal\n")
+    for files in (
+        ["--secret-file", "short"],
+        ["--secret-file", "secret", "--tokens-file", "tokens"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "persisty_blobs.server", "memory://", *files],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2
+        assert done.stderr.startswith("python -m persisty_blobs.server: InvalidArgument: ")
+        assert len(done.stderr.splitlines()) == 1

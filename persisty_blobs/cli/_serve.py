@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
+from ..errors import InvalidArgument
 from ..registry import require
-from ..store import DataStore
 from ._address import open_location, split_locations
 from ._errors import CliFailure
 
@@ -47,27 +47,22 @@ def serve(
 ) -> None:
     """Serve a whole store over HTTP (the app HttpStore and signed URLs talk to)."""
     uvicorn = require("uvicorn", extra="server")
-    from ..server import bearer_tokens, create_app
-    from ..server.__main__ import _tokens
+    from ..server.__main__ import app_for, read_secret, read_tokens
 
     [location] = split_locations(where, 1, 1)
+    try:
+        tokens = None if tokens_file is None else read_tokens(Path(tokens_file))
+        secret = read_secret(Path(secret_file))
+    except InvalidArgument as error:
+        raise click.UsageError(str(error)) from None
     store = open_location(location)
     try:
-        secret = Path(secret_file).read_bytes().strip()
-    except OSError as error:
-        raise CliFailure(f"cannot read the secret file {secret_file!r}: {error.strerror}") from None
-    authenticate = None if tokens_file is None else bearer_tokens(_tokens(Path(tokens_file)))
-
-    def authorize(root: DataStore, principal: str) -> DataStore:
-        return root.namespace(principal)
-
-    app = create_app(
-        store,
-        secret=secret,
-        authenticate=authenticate,
-        authorize=authorize,
-        quota=quota,
-        cors_origins=list(cors_origin),
-    )
-    # No access log: a signed URL's query is a credential until it expires.
-    uvicorn.run(app, host=host, port=port, access_log=False)
+        app = app_for(store, secret, tokens, quota, list(cors_origin))
+    except InvalidArgument as error:
+        raise click.UsageError(str(error)) from None
+    try:
+        # No access log: a signed URL's query is a credential until it expires.
+        uvicorn.run(app, host=host, port=port, access_log=False)
+    except SystemExit as stopped:  # uvicorn's own status for a failed start (3) is not ours
+        if stopped.code:
+            raise CliFailure(f"could not serve on {host}:{port} (see above)") from None

@@ -9,22 +9,43 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..errors import BlobError, InvalidArgument
 from ..registry import open_store, require
 from ..store import DataStore
 from ._app import create_app
 from ._context import bearer_tokens
 
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
-def _tokens(path: Path) -> dict[str, str]:
+
+def read_tokens(path: Path) -> dict[str, str]:
+    """The ``token principal`` lines of a tokens file."""
     table = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InvalidArgument(
+            f"cannot read the tokens file {str(path)!r}: {error.strerror}"
+        ) from None
+    for number, line in enumerate(text.splitlines(), 1):
         if line.strip() and not line.startswith("#"):
             parts = line.split()
             if len(parts) != 2:
-                raise SystemExit(f"{path}:{number}: expected 'token principal'")
+                raise InvalidArgument(f"{path}:{number}: expected 'token principal'")
             table[parts[0]] = parts[1]
     return table
+
+
+def read_secret(path: Path) -> bytes:
+    try:
+        return path.read_bytes().strip()
+    except OSError as error:
+        raise InvalidArgument(
+            f"cannot read the secret file {str(path)!r}: {error.strerror}"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,25 +68,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     options = parser.parse_args(argv)
-    uvicorn = require("uvicorn", extra="server")
-    store = open_store(options.url)
-    authenticate = (
-        None if options.tokens_file is None else bearer_tokens(_tokens(options.tokens_file))
-    )
+    try:
+        uvicorn = require("uvicorn", extra="server")
+        store = open_store(options.url)
+        tokens = None if options.tokens_file is None else read_tokens(options.tokens_file)
+        app = app_for(store, read_secret(options.secret_file), tokens, options.quota,
+                      options.cors_origin)  # fmt: skip
+    except BlobError as error:  # a mistake in the command line or its files: one line
+        parser.exit(2, f"{parser.prog}: {type(error).__name__}: {error}\n")
+    # No access log: a signed URL's query is a credential until it expires.
+    uvicorn.run(app, host=options.host, port=options.port, access_log=False)
+
+
+def app_for(
+    store: DataStore,
+    secret: bytes,
+    tokens: dict[str, str] | None,
+    quota: int | None,
+    cors_origins: list[str],
+) -> Starlette:
+    """The app the command lines serve: each token's principal gets the namespace of its
+    name; without tokens only signed URLs and forms are served."""
 
     def authorize(root: DataStore, principal: str) -> DataStore:
         return root.namespace(principal)
 
-    app = create_app(
+    return create_app(
         store,
-        secret=options.secret_file.read_bytes().strip(),
-        authenticate=authenticate,
+        secret=secret,
+        authenticate=None if tokens is None else bearer_tokens(tokens),
         authorize=authorize,
-        quota=options.quota,
-        cors_origins=options.cors_origin,
+        quota=quota,
+        cors_origins=cors_origins,
     )
-    # No access log: a signed URL's query is a credential until it expires.
-    uvicorn.run(app, host=options.host, port=options.port, access_log=False)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any
 
-from ..errors import PermissionDenied
+from ..errors import InvalidArgument, PermissionDenied
 
 __all__ = ["Signer"]
 
@@ -35,7 +35,7 @@ class Signer:
     def __init__(self, secret: bytes | str) -> None:
         key = secret.encode() if isinstance(secret, str) else bytes(secret)
         if len(key) < 16:
-            raise ValueError("the signing secret must be at least 16 bytes")
+            raise InvalidArgument(f"the signing secret must be at least 16 bytes, not {len(key)}")
         self._key = key
 
     def _mac(self, purpose: str, message: bytes) -> str:
