@@ -205,6 +205,13 @@ def test_exit_statuses_and_errors(shell: Shell) -> None:
     assert "1 conflicts wait for a choice" in manual
     shell("sync", "--conflict", "prefer-a", source, target)
     assert (shell.cwd / "dst" / "doc.txt").read_bytes() == b"mine"
+    # A dry run says when the real run would stop at a guard, in this command's terms.
+    (shell.cwd / "src" / "doc.txt").unlink()
+    refused = shell.error("sync", "--dry-run", source, target, status=1)
+    assert "would stop before acting" in refused
+    assert "--force" in refused
+    assert "--force" in shell.error("sync", source, target, status=1)
+    assert (shell.cwd / "dst" / "doc.txt").exists()
 
 
 def test_every_command_has_help_with_an_example() -> None:

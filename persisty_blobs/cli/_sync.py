@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import DecryptionError, IntegrityError, InvalidKey, PermissionDenied
+from ..errors import BlobError, DecryptionError, IntegrityError, InvalidKey, PermissionDenied
 from ..item import Entry
 from ..keys import validate_namespace
 from ..store import DataStore
@@ -192,15 +192,16 @@ def sync(
         concurrency=concurrency,
     )
     if dry_run:
-        _print_plan(replicator.plan(), as_json)
+        actions, refusal = replicator._planned()
+        _print_plan(actions, as_json)
+        if refusal is not None:
+            raise CliFailure(f"a sync would stop before acting: {_for_the_command(refusal)}")
         return
     with Meter("sync") as meter:
         try:
             report = replicator.run(progress=lambda event: _on_event(meter, event))
         except SyncAborted as refused:
-            if str(refused).startswith("the state's pair"):  # not the stores it synced
-                raise CliFailure(f"{refused}\n--resync starts these two afresh") from None
-            raise
+            raise CliFailure(_for_the_command(refused)) from None
     done = {kind.value: count for kind, count in sorted(report.done.items())}
     summary: dict[str, object] = {
         "done": done,
@@ -234,6 +235,14 @@ def sync(
         click.echo(f"persisty-blobs: {kind.value} {where}{key} failed: {error}", err=True)
     if report.failures:
         raise CliFailure(f"{len(report.failures)} items failed; the next sync retries them")
+
+
+def _for_the_command(refused: BlobError) -> str:
+    """A refusal's message in this command's terms."""
+    message = f"{type(refused).__name__}: {refused}".replace("force=True", "--force")
+    if str(refused).startswith("the state's pair"):  # not the stores it synced
+        message += "\n--resync starts these two afresh"
+    return message
 
 
 def _on_event(meter: Meter, event: Any) -> None:

@@ -145,7 +145,17 @@ class Replicator:
 
     def plan(self) -> list[Action]:
         """What a run would do now. Writes nothing to either store or to the state."""
-        return list(self._actions(_Tally()))
+        return self._planned()[0]
+
+    def _planned(self) -> tuple[list[Action], SyncAborted | None]:
+        """The plan, and why a run would stop before acting on it (None: it would act)."""
+        tally = _Tally()
+        actions = list(self._actions(tally))
+        try:
+            self._check(tally)
+        except SyncAborted as refused:
+            return actions, refused
+        return actions, None
 
     # Running ------------------------------------------------------------------------------
 
