@@ -560,6 +560,12 @@ def test_s3_errors_map_onto_the_tree(code: str, status: int, expected: type[Exce
         raise botocore.exceptions.ClientError(response, "PutObject")
 
 
+def test_an_answer_that_fails_its_checksum_is_an_integrity_error() -> None:
+    failed = botocore.exceptions.FlexibleChecksumError(error_msg="Expected checksum x, got y")
+    with pytest.raises(IntegrityError, match="failed its checksum"), s3_errors("S3Store", "k"):
+        raise failed
+
+
 def test_create_only_conflict_is_already_exists() -> None:
     response: Any = {
         "Error": {"Code": "PreconditionFailed"},

@@ -2,7 +2,8 @@
 
 Only what a retry can fix is ``TransientError``: throttling, 5xx, timeouts, a connection that
 failed or was cut. Wrong credentials are ``PermissionDenied``; a missing bucket is ``NotFound``
-with a message that says so; anything else S3 refuses is a plain ``BlobError``.
+with a message that says so; an answer that fails its checksum is ``IntegrityError``; anything
+else S3 refuses is a plain ``BlobError``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from ...errors import (
     AlreadyExists,
     BlobError,
+    IntegrityError,
     InvalidMetadata,
     NotFound,
     PermissionDenied,
@@ -88,6 +90,8 @@ def _mapped(error: Exception, key: str | None, store: str) -> BlobError | None:
         | boto.IncompleteReadError,  # a response cut short: the next try may get it whole
     ):
         return TransientError(f"S3 connection failed: {error}", key=key, store=store)
+    if isinstance(error, boto.FlexibleChecksumError | boto.ChecksumError):
+        return IntegrityError(f"S3's answer failed its checksum: {error}", key=key, store=store)
     if isinstance(error, boto.UnseekableStreamError):
         # botocore would send again a streamed body that failed on the way: the caller can.
         message = "S3 connection failed while the content was streamed; write it again"
