@@ -85,6 +85,8 @@ def exit_status(error: BaseException) -> int:
 
 
 def _line(error: BaseException) -> str:
+    if isinstance(error, click.exceptions.NoArgsIsHelpError):  # a bare group: its help
+        return error.format_message().rstrip()
     if isinstance(error, click.UsageError):
         usage = error.ctx.get_usage() + "\n" if error.ctx is not None else ""
         hint = f"Try '{error.ctx.command_path} --help'.\n" if error.ctx is not None else ""
