@@ -60,6 +60,11 @@ class Capabilities:
     #: The store keeps working in a child after ``os.fork()`` (a store in memory does not
     #: share its items with the child).
     shared_across_processes: bool = True
+    #: ... also in a child forked while other threads of the parent were using it. SQLite's
+    #: rule is that it cannot: its record of the locks this process holds, copied into the
+    #: child, counts the parent's locks as the child's, and the child's writes wait for
+    #: them forever. Fork from a quiet moment, or use a database server.
+    forks_while_busy: bool = True
     #: A read waits on something outside this process (a network round trip), so reads on
     #: several threads overlap. False where reading is this process's own work (memory, a
     #: local file system): under Python's GIL, two at once only add thread switches.

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -87,6 +88,35 @@ def _last_writes(owner: str) -> dict[str, bytes]:
     }
 
 
+def _fork_beside(store: DataStore, round_: int) -> None:
+    """Fork; the child writes and reads, then lives on until the parent has written too, so
+    that neither can be waiting for a lock only the other process's copy of it holds."""
+    parent_done, child_waits = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        status = 1
+        try:
+            store.put(f"child/{round_}", b"the child's")
+            if store.read_bytes(f"child/{round_}") == b"the child's":
+                os.close(child_waits)
+                os.read(parent_done, 1)  # until the parent closes its end
+                status = 0
+        finally:
+            os._exit(status)
+    os.close(parent_done)
+    try:
+        parent = Workers()
+        parent.start(store.put, f"parent/{round_}", b"the parent's")
+        parent.join()
+    finally:
+        os.close(child_waits)
+        code = _wait_for_child(pid)
+    assert code == 0, f"the child forked in round {round_} exited with {code}"
+    assert store.read_bytes(f"child/{round_}") == b"the child's"
+
+
 def _wait_for_child(pid: int) -> int:
     """The child's exit status; a child still running after ``WORKER_TIMEOUT`` is killed and
     fails the test."""
@@ -106,6 +136,30 @@ class ProcessTests:
     #: that uploads parts concurrently (S3) declares more: the parts in flight, and a malloc
     #: arena per upload thread.
     rss_budget = 64 * 1024 * 1024
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_forked_while_other_threads_use_it(self, store: DataStore) -> None:
+        if not store.capabilities.shared_across_processes:
+            pytest.skip("this store's items live in one process (capabilities)")
+        if not store.capabilities.forks_while_busy:
+            pytest.skip("this store cannot be used in a child forked while it is busy")
+        stop, busy = threading.Event(), Workers()
+
+        def keep_busy(number: int) -> None:
+            while not stop.is_set():
+                store.put(f"busy/{number}", payload(2000, seed=number))
+                store.read_bytes(f"busy/{number}")
+                list(store.scan("busy/"))
+
+        for number in range(3):
+            busy.start(keep_busy, number)
+        try:
+            for round_ in range(3):
+                time.sleep(0.05)
+                _fork_beside(store, round_)
+        finally:
+            stop.set()
+            busy.join()
 
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
     def test_used_before_fork_then_in_parent_and_child(self, store: DataStore) -> None:

@@ -14,16 +14,42 @@ __all__ = ["file_lock", "sha256_of_fd", "unlink_in_background", "write_all"]
 _HASH_BUFFER = 1024 * 1024
 
 
+#: The descriptors of the locks this process's threads hold (or wait for) right now.
+_held: set[int] = set()
+_held_lock = threading.Lock()
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child: close its copies of the parent's lock descriptors. A flock belongs
+    to the open file description, which the child's copy kept alive: the parent's lock held
+    until the child exited, and the child waited for a lock no thread of its own held."""
+    global _held_lock
+    for fd in _held:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+    _held_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 @contextlib.contextmanager
 def file_lock(path: str, *, exclusive: bool) -> Iterator[None]:
     """A cross-process lock. Each call opens its own file description, so threads of one
     process exclude each other exactly as processes do."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    with _held_lock:
+        _held.add(fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
     finally:
-        os.close(fd)  # releases the lock
+        with _held_lock:
+            mine = fd in _held  # else a fork since closed it, in this (child) process
+            _held.discard(fd)
+        if mine:
+            os.close(fd)  # releases the lock
 
 
 def unlink_in_background(path: str) -> None:

@@ -8,6 +8,7 @@ query per page. Writes are in ``_write``, the removal of what they leave behind 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Any
 
@@ -44,6 +45,8 @@ class SqlDriver(Driver):
     ) -> None:
         self.database = database
         self.name = database.name
+        if database.dialect.name == "sqlite":
+            self.capabilities = dataclasses.replace(self.capabilities, forks_while_busy=False)
         self.chunk_size = chunk_size
         self.tables = tables
         self.queries = Queries(tables, database.dialect)
