@@ -1,4 +1,8 @@
+import os
+import signal
 import threading
+import time
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -72,3 +76,41 @@ def test_a_hung_worker_fails_the_test() -> None:
             workers.join(timeout=0.2)
     finally:
         release.set()
+
+
+def test_a_child_forked_while_threads_use_the_store_gets_a_copy_it_can_use() -> None:
+    store, stop, busy = MemoryStore(), threading.Event(), Workers()
+
+    def keep_busy() -> None:
+        while not stop.is_set():
+            store.put("busy", b"b")
+            list(store.scan())
+
+    for _ in range(2):
+        busy.start(keep_busy)
+    try:
+        for _ in range(10):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+                pid = os.fork()
+            if pid == 0:  # the child: never return into pytest
+                status = 1
+                try:
+                    store.put("child", b"c")
+                    status = 0 if store.read_bytes("child") == b"c" else 1
+                finally:
+                    os._exit(status)
+            for _ in range(200):  # 10 s
+                done, code = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                time.sleep(0.05)
+            else:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("the child hung on the store's lock")
+            assert os.waitstatus_to_exitcode(code) == 0
+    finally:
+        stop.set()
+        busy.join()
+    assert not store.exists("child")  # the child's items were its own

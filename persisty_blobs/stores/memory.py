@@ -6,7 +6,9 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import io
+import os
 import threading
+import weakref
 from typing import Any
 
 from .. import driver as driver_module
@@ -46,6 +48,19 @@ class MemoryStore(DataStore):
         return cls(**options)
 
 
+#: Every store of this process: a forked child gives each a new lock (a thread of the
+#: parent may have held the old one, and that thread does not exist in the child).
+_drivers: weakref.WeakSet[_MemoryDriver] = weakref.WeakSet()
+
+
+def _new_locks_in_child() -> None:
+    for driver in list(_drivers):
+        driver.renew_lock()
+
+
+os.register_at_fork(after_in_child=_new_locks_in_child)
+
+
 class _MemoryDriver(Driver):
     name = "MemoryStore()"
     # A forked child gets a copy of the items, not the parent's store.
@@ -63,6 +78,10 @@ class _MemoryDriver(Driver):
         self._entries: dict[tuple[str, str], _Entry] = {}
         # Each namespace's keys in ascending order: str order is UTF-8 byte order.
         self._keys: dict[str, list[str]] = {}
+        _drivers.add(self)
+
+    def renew_lock(self) -> None:
+        self._lock = threading.Lock()
 
     def stat(self, namespace: str, key: str) -> DataItem | None:
         entry = self._entries.get((namespace, key))
