@@ -320,6 +320,32 @@ def test_a_symlinked_folder_inside_the_root_is_followed_but_not_listed(root: Pat
     assert (root / "alias").is_symlink(), "pruning never removes a link"
 
 
+def test_a_symlink_never_leads_from_one_namespace_into_another(root: Path) -> None:
+    store = DirectoryStore(root)
+    bob, alice = store.namespace("bob"), store.namespace("alice")
+    bob.put("private.txt", b"bob's")
+    alice.put("notes.txt", b"alice's")
+    state = root / ".persisty-blobs"
+    bobs = next(path for path in (state / "ns").iterdir() if "bob" in path.name)
+    (root / "bobs").symlink_to(bobs, target_is_directory=True)  # planted by another user
+    (root / "state").symlink_to(state, target_is_directory=True)
+    (root / "bobs.txt").symlink_to(bobs / "private.txt")
+    (bobs / "to-alice").symlink_to(bobs.parent / next(
+        path.name for path in (state / "ns").iterdir() if "alice" in path.name
+    ))  # fmt: skip
+    for attempt in (
+        lambda: store.read_bytes("bobs/private.txt"),
+        lambda: store.put("bobs/private.txt", b"mallory's"),
+        lambda: store.read_bytes("bobs.txt"),
+        lambda: store.put("state/lock", b"x"),
+        lambda: bob.read_bytes("to-alice/notes.txt"),
+    ):
+        with pytest.raises(PermissionDenied, match="another namespace"):
+            attempt()
+    assert bob.read_bytes("private.txt") == b"bob's"
+    assert [entry.key for entry in store.scan()] == []
+
+
 def test_a_writer_in_another_pid_namespace_keeps_its_temp_file(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,7 +14,9 @@ __all__ = ["file_lock", "sha256_of_fd", "unlink_in_background", "write_all"]
 _HASH_BUFFER = 1024 * 1024
 
 
-#: The descriptors of the locks this process's threads hold (or wait for) right now.
+#: The descriptors of the locks this process's threads hold (or wait for) right now. Each is
+#: opened, registered, and closed under ``_held_lock``, which a fork waits for: a child never
+#: gets a lock's descriptor that it does not know of.
 _held: set[int] = set()
 _held_lock = threading.Lock()
 
@@ -31,25 +33,28 @@ def _drop_inherited_locks() -> None:
     _held_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_drop_inherited_locks)
+os.register_at_fork(
+    before=lambda: _held_lock.acquire(),
+    after_in_parent=lambda: _held_lock.release(),
+    after_in_child=_drop_inherited_locks,
+)
 
 
 @contextlib.contextmanager
 def file_lock(path: str, *, exclusive: bool) -> Iterator[None]:
     """A cross-process lock. Each call opens its own file description, so threads of one
     process exclude each other exactly as processes do."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     with _held_lock:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         _held.add(fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
     finally:
         with _held_lock:
-            mine = fd in _held  # else a fork since closed it, in this (child) process
-            _held.discard(fd)
-        if mine:
-            os.close(fd)  # releases the lock
+            if fd in _held:  # else a fork closed it, in this (child) process
+                _held.discard(fd)
+                os.close(fd)  # releases the lock
 
 
 def unlink_in_background(path: str) -> None:

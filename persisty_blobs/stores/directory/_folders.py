@@ -14,6 +14,7 @@ import os
 import stat
 
 from ...errors import PermissionDenied
+from ._names import RESERVED
 
 __all__ = ["FolderChain", "check_inside", "make_folders", "open_folders"]
 
@@ -22,13 +23,28 @@ _MISSING = (errno.ENOENT, errno.ENAMETOOLONG)
 
 
 def check_inside(fd: int, real_root: str, shown_path: str, store: str) -> None:
-    """Refuse an open file or folder that a symlink led outside the root."""
+    """Refuse an open file or folder that a symlink led out of its namespace: outside the
+    root, or from the default namespace into the store's own folder (other namespaces, the
+    lock), or from a namespace into anything but its own folder. ``shown_path`` is the path
+    as named from the root, which says whose it is."""
     try:
         real = os.readlink(f"/proc/self/fd/{fd}")
     except OSError:  # no /proc (macOS, BSD): fall back to the path
         real = os.path.realpath(shown_path)
-    if real != real_root and not real.startswith(real_root + os.sep):
+    if not _within(real, real_root):
         raise PermissionDenied(f"{shown_path!r} resolves outside the store's root", store=store)
+    named = os.path.relpath(shown_path, real_root).split(os.sep)
+    reserved = os.path.join(real_root, RESERVED)
+    if named[:2] == [RESERVED, "ns"] and len(named) > 3:
+        allowed = _within(real, os.path.join(reserved, "ns", named[2]))
+    else:
+        allowed = not _within(real, reserved)
+    if not allowed:
+        raise PermissionDenied(f"{shown_path!r} resolves into another namespace", store=store)
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder + os.sep)
 
 
 class FolderChain:
