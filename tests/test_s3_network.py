@@ -168,6 +168,11 @@ def test_a_black_holed_endpoint_times_out_as_transient(
         with pytest.raises(TransientError):
             store.get("a")
         assert time.monotonic() - started < 10
+        sent: list[str] = []
+        store.client.meta.events.register("before-send.s3", lambda **_: sent.append("sent"))
+        with pytest.raises(TransientError):
+            store.put("small", b"x")
+        assert len(sent) == 2, "max_attempts tries in all, not retried over botocore's retries"
 
 
 def test_timeouts_have_defaults() -> None:

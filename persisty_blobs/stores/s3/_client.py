@@ -28,7 +28,8 @@ def new_client(
 
     config = Config(
         signature_version="s3v4",  # presigned URLs and forms too; AWS refuses the older one
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        # total_max_attempts counts the first try too; botocore's max_attempts does not.
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         # Parts in flight, plus listing's HEADs, each hold a connection.

@@ -63,6 +63,12 @@ _MAX_PARTS = 10_000  # S3's limit
 _COMMIT_ATTEMPTS = 5  # S3 answers 409 to a conditional write that races another: try again
 
 
+def _raced(error: TransientError) -> bool:
+    """Whether S3 refused a conditional write because another one to the key was under way."""
+    response = getattr(error.__cause__, "response", None) or {}
+    return bool(response.get("Error", {}).get("Code") == "ConditionalRequestConflict")
+
+
 class S3Writer(DriverWriter):
     def __init__(self, driver: S3Driver, namespace: str, key: str, header: ItemHeader) -> None:
         self._driver = driver
@@ -257,9 +263,10 @@ class S3Writer(DriverWriter):
                 if landed is not None:
                     return landed.etag, landed.updated_at
                 raise
-            except TransientError:
+            except TransientError as failed:
+                # botocore has retried everything else a retry can fix.
                 attempt += 1
-                if attempt == _COMMIT_ATTEMPTS:
+                if attempt == _COMMIT_ATTEMPTS or not _raced(failed):
                     raise
 
     @contextlib.contextmanager
