@@ -66,6 +66,12 @@ class _FaultyDriver(ForwardingDriver):
         self._check("list", prefix)
         return super().scan_page(namespace, prefix, after, limit)
 
+    def list_page(
+        self, namespace: str, prefix: str, after: str | None, limit: int, flag: Flag | None
+    ) -> list[DataItem]:
+        self._check("list", prefix)
+        return super().list_page(namespace, prefix, after, limit, flag)
+
 
 class Faulty(DataStore):
     """``inner`` with faults injected: the failures a real remote has, on demand."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from persisty_blobs.testing import StoreConformance
 from persisty_blobs.testing._support import pieces
 from persisty_blobs.testing.moto import moto_client
 
+from .sync_support import Faulty
 from .test_s3_store import S3_RSS_BUDGET, new_store
 
 MiB = 1024 * 1024
@@ -526,3 +528,28 @@ def test_argument_errors_are_blob_errors(inner: MemoryStore) -> None:
         EncryptedStore(inner, b"short")
     with pytest.raises(InvalidArgumentType):
         EncryptedStore("memory://", Keyring.generate())  # type: ignore[arg-type]
+
+
+def test_a_store_slow_to_list_holds_up_no_other_encrypted_store() -> None:
+    listing, release = threading.Event(), threading.Event()
+
+    def slow_list(operation: str, key: str) -> None:
+        if operation == "list":  # the first write into a folder looks at its first item
+            listing.set()
+            release.wait(10)
+
+    slow, other = (
+        EncryptedStore(inner, os.urandom(32)) for inner in (Faulty(fault=slow_list), MemoryStore())
+    )
+    writing = threading.Thread(target=slow.put, args=("folder/a", b"a"))
+    writing.start()
+    try:
+        assert listing.wait(5)
+        quick = threading.Thread(target=other.put, args=("folder/b", b"b"))
+        quick.start()
+        quick.join(5)
+        assert not quick.is_alive(), "it waited for another store's listing"
+    finally:
+        release.set()
+        writing.join()
+    assert slow.read_bytes("folder/a") == b"a"

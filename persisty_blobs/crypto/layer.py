@@ -39,19 +39,6 @@ from .streaming import HEADER_SIZE, KEY_SIZE, Geometry, SegmentDecrypter
 
 __all__ = ["EncryptedStore"]
 
-#: Held while a folder's first item is looked at (``_check_ring``): the first writes into a
-#: folder take turns, so that the look happens before any of them writes (a listing that
-#: already holds one of this store's own items costs S3 a HEAD), and only once.
-_ring_look = threading.Lock()
-
-
-def _new_ring_look() -> None:
-    global _ring_look
-    _ring_look = threading.Lock()  # a thread of the parent may have held it at the fork
-
-
-os.register_at_fork(after_in_child=_new_ring_look)
-
 DEFAULT_SEGMENT_SIZE = 1024 * 1024
 _RANGED_READ_ATTEMPTS = 5
 _UNREADABLE = (IntegrityError, DecryptionError)
@@ -113,6 +100,12 @@ class _EncryptedDriver(ForwardingDriver):
         self.chunk_size = geometry.plain
         #: (namespace, folder) whose items this ring can open.
         self._ring_checked: set[tuple[str, str]] = set()
+        #: Held while a folder's first item is looked at (``_check_ring``): the first writes
+        #: into a folder take turns, so that the look happens before any of them writes (a
+        #: listing that already holds one of this store's own items costs S3 a HEAD), and
+        #: only once. This store's own: another store's look may wait on its network.
+        self._ring_look = threading.Lock()
+        self._ring_look_pid = os.getpid()
         # A ciphertext is bound to its key, and a URL would hand out ciphertext.
         self.capabilities = dataclasses.replace(
             self.inner.capabilities,
@@ -228,7 +221,9 @@ class _EncryptedDriver(ForwardingDriver):
         place = (namespace, f"{folder}/" if folder else "")
         if place in self._ring_checked:
             return
-        with _ring_look:
+        if self._ring_look_pid != os.getpid():  # a thread of the parent may have held it
+            self._ring_look, self._ring_look_pid = threading.Lock(), os.getpid()
+        with self._ring_look:
             if place in self._ring_checked:
                 return
             for inner in self.inner.list_page(namespace, place[1], None, 1, None):
