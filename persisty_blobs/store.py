@@ -25,7 +25,7 @@ from .driver import (
     WriteSpec,
     check_precondition,
 )
-from .errors import IntegrityError, InvalidArgument, InvalidArgumentType, NotFound
+from .errors import IntegrityError, InvalidArgument, InvalidArgumentType, InvalidKey, NotFound
 from .item import DataItem, Entry, Flag
 from .keys import (
     guess_content_type,
@@ -383,7 +383,9 @@ class DataStore:
         return view
 
     def namespaces(self) -> builtins.list[str]:
-        return self._driver.namespaces()
+        # A name the backend holds that no namespace could have (an object another program
+        # put under the namespaces' prefix, a folder made by hand) is left out, as keys are.
+        return [name for name in self._driver.namespaces() if _is_namespace(name)]
 
     def close(self) -> None:
         """Release the store's resources; a namespace view leaves them to its store."""
@@ -400,3 +402,11 @@ class DataStore:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _is_namespace(name: str) -> bool:
+    try:
+        validate_namespace(name)
+    except InvalidKey:
+        return False
+    return True

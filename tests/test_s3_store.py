@@ -650,3 +650,10 @@ def test_copy_onto_itself_leaves_the_item(store: S3Store) -> None:
     assert "CopyObject" not in calls.names()
     with pytest.raises(NotFound):
         store.copy("missing", "missing")
+
+
+def test_namespaces_leave_out_names_no_namespace_could_have(store: S3Store, s3_bucket: str) -> None:
+    store.namespace("good").put("a", b"1")
+    for stray in ("app/namespaces/../x", "app/namespaces/a\\b/x", "app/namespaces//x"):
+        store.client.put_object(Bucket=s3_bucket, Key=stray, Body=b"put by another program")
+    assert store.namespaces() == ["good"]

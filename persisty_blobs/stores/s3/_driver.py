@@ -291,7 +291,9 @@ class S3Driver(Driver):
         with s3_errors(self.name):
             for page in pages:
                 for common in page.get("CommonPrefixes", []):
-                    names.append(common["Prefix"][len(self.layout.namespaces) : -1])
+                    name = common["Prefix"][len(self.layout.namespaces) : -1]
+                    if name:  # "namespaces//": no namespace's, the default one is elsewhere
+                        names.append(name)
             default = self.client.list_objects_v2(
                 Bucket=self.bucket, Prefix=self.layout.root(""), MaxKeys=1
             )
