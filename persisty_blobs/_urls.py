@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "secret_parameters",
     "shown_url",
     "without_password",
+    "without_passwords_in",
     "without_secret_parameters",
 ]
 
@@ -63,3 +65,11 @@ def without_password(url: str, mark: str | None = None) -> str:
 def shown_url(url: str) -> str:
     """``url`` as a message may show it: its password and secret query values as ``***``."""
     return without_secret_parameters(without_password(url, "***"))
+
+
+_PASSWORD_IN_TEXT = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/@:\"']*):[^\s/@\"']*@", re.IGNORECASE)
+
+
+def without_passwords_in(text: str) -> str:
+    """``text`` (a library's message that may quote a URL) with URL passwords as ``***``."""
+    return _PASSWORD_IN_TEXT.sub(r"\1:***@", text)

@@ -28,6 +28,9 @@ def test_open_store_takes_the_stores_options() -> None:
         pb.open_store("memory://", chunk_size="big")
     with pytest.raises(pb.InvalidArgument, match="chunk_size"):
         MemoryStore(chunk_size=0)
+    for said_more in ("memory://?chunk_size=1", "memory://elsewhere"):
+        with pytest.raises(pb.InvalidArgument, match="memory:// alone"):
+            pb.open_store(said_more)
 
 
 def test_capabilities() -> None:

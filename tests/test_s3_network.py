@@ -289,3 +289,18 @@ def test_the_moto_helper_names_what_to_install() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
     assert "pip install 'moto[server]'" in done.stdout
+
+
+def test_a_password_in_the_endpoint_never_reaches_a_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    options: Any = {"region": "us-east-1", "connect_timeout": 1, "max_attempts": 1}
+    with (
+        S3Store("b", endpoint_url="http://user:s3cret@127.0.0.1:1/", **options) as store,
+        pytest.raises(TransientError) as failed,
+    ):
+        store.get("k")
+    assert "s3cret" not in str(failed.value)
+    assert "s3cret" not in repr(store)

@@ -44,7 +44,13 @@ class MemoryStore(DataStore):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryStore:
-        """``memory://``: a new, empty store; ``options`` are the constructor's."""
+        """``memory://``: a new, empty store; ``options`` are the constructor's (a URL that
+        says more, ``memory://?chunk_size=1``, would have it ignored: refused)."""
+        if url.lower() != "memory://":
+            raise InvalidArgument(
+                f"a memory store's URL is memory:// alone, not {url!r}: pass options as "
+                "keyword arguments"
+            )
         return cls(**options)
 
 

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from ..._urls import without_passwords_in
 from ...errors import (
     AlreadyExists,
     BlobError,
@@ -51,6 +52,14 @@ _TRANSIENT = {
 
 
 def _mapped(error: Exception, key: str | None, store: str) -> BlobError | None:
+    mapped = _classified(error, key, store)
+    if mapped is not None:  # botocore quotes the endpoint URL, with any password it holds
+        mapped.args = tuple(without_passwords_in(str(arg)) for arg in mapped.args)
+        mapped.message = without_passwords_in(mapped.message)
+    return mapped
+
+
+def _classified(error: Exception, key: str | None, store: str) -> BlobError | None:
     # Imported here: this module is imported by the store only once boto3 is known present.
     from botocore import exceptions as boto
 
