@@ -657,3 +657,11 @@ def test_namespaces_leave_out_names_no_namespace_could_have(store: S3Store, s3_b
     for stray in ("app/namespaces/../x", "app/namespaces/a\\b/x", "app/namespaces//x"):
         store.client.put_object(Bucket=s3_bucket, Key=stray, Body=b"put by another program")
     assert store.namespaces() == ["good"]
+
+
+def test_metadata_keeps_the_spaces_at_either_end(store: S3Store) -> None:
+    metadata = {"padded": "  both ends  ", "blank": " ", "inside": "a b"}
+    store.put("k", b"x", metadata=metadata)
+    assert store.get("k").metadata == metadata  # type: ignore[union-attr]
+    with store.open("k") as reader:
+        assert reader.item.metadata == metadata

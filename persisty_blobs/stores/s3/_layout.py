@@ -82,9 +82,19 @@ class Layout:
 
 
 def encode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    return {
-        name: urllib.parse.quote(value, safe=_METADATA_SAFE) for name, value in metadata.items()
-    }
+    return {name: _encoded(value) for name, value in metadata.items()}
+
+
+def _encoded(value: str) -> str:
+    """A value as an HTTP header can carry it: spaces at either end escaped, which a header
+    would lose; those inside kept as they are (they count against S3's 2 KB)."""
+    text = urllib.parse.quote(value, safe=_METADATA_SAFE)
+    inside = text.strip(" ")
+    if not inside:
+        return "%20" * len(text)
+    leading = len(text) - len(text.lstrip(" "))
+    trailing = len(text) - len(text.rstrip(" "))
+    return "%20" * leading + inside + "%20" * trailing
 
 
 def decode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
