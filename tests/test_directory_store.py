@@ -3,6 +3,8 @@ import hashlib
 import json
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -634,3 +636,17 @@ def test_a_store_that_does_not_fsync_is_still_atomic_and_complete(tmp_path: Path
         assert list(store.scan()) == []
     with pytest.raises(InvalidArgumentType):
         DirectoryStore(tmp_path / "x", durable="no")  # type: ignore[arg-type]
+
+
+def test_pipes_and_sockets_are_no_items_and_never_replaced(root: Path) -> None:
+    store = DirectoryStore(root)
+    os.mkfifo(root / "pipe")
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(root / "sock"))
+        for name in ("pipe", "sock"):
+            assert store.get(name) is None
+            with pytest.raises(Unsupported, match="pipe, socket or device"):
+                store.put(name, b"over another program's")
+        assert stat.S_ISFIFO((root / "pipe").lstat().st_mode)
+        assert stat.S_ISSOCK((root / "sock").lstat().st_mode)
+        assert [entry.key for entry in store.scan()] == []

@@ -213,6 +213,8 @@ class DirectoryDriver(Driver):
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
+            if exc.errno == errno.ENXIO:  # a socket: no item
+                return None
             if exc.errno != errno.ELOOP:
                 raise
             linked = True
@@ -263,6 +265,14 @@ class DirectoryDriver(Driver):
         except (FileNotFoundError, NotADirectoryError):
             yield None
             return
+        if (
+            stat.S_ISFIFO(link.st_mode)
+            or stat.S_ISSOCK(link.st_mode)
+            or stat.S_ISCHR(link.st_mode)
+            or stat.S_ISBLK(link.st_mode)
+        ):
+            # Another program's pipe or socket: no item, and not this store's to replace.
+            raise Unsupported(f"{shown!r} is a pipe, socket or device", store=self.name)
         opened = self.open_file(folder, name, shown)
         if opened is None:
             yield None
