@@ -247,10 +247,12 @@ def test_a_server_that_refuses_at_open_is_transient(backend: str) -> None:
         ("mariadb", {"password": "wrong password"}, PermissionDenied, "Access denied"),
         ("mariadb", {"username": "no_such_user"}, PermissionDenied, "no_such_user"),
         ("mariadb", {"database": "no_such_database"}, NotFound, "no_such_database"),
+        ("postgresql", {"query": {"sslmode": "bogus"}}, InvalidArgument, "sslmode"),
+        ("postgresql", {"query": {"no_such_option": "1"}}, InvalidArgument, "no_such_option"),
     ],
 )
 def test_permanent_failures_are_not_transient(
-    backend: str, change: dict[str, str], error: type[BlobError], named: str
+    backend: str, change: dict[str, object], error: type[BlobError], named: str
 ) -> None:
     url = sa.make_url(server_url(backend)).set(**change).render_as_string(False)  # type: ignore[arg-type]
     with pytest.raises(error, match=named) as raised:

@@ -12,6 +12,7 @@ their errors carry: SQLite (and SQLCipher) an ``sqlite_errorcode``, PostgreSQL a
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 import sqlalchemy as sa
@@ -60,6 +61,9 @@ _POSTGRES_LOGIN = (
     ('role "', PermissionDenied),  # role "x" does not exist
     ('database "', NotFound),  # database "x" does not exist
 )
+
+# libpq's refusals of the connection settings themselves, before any connection is tried.
+_LIBPQ_SETTINGS = re.compile(r'invalid connection option|invalid URI|invalid \w+ value: "')
 
 _MYSQL = {
     1021: QuotaExceeded,  # disk full
@@ -118,6 +122,8 @@ def _kind(error: BaseException) -> type[BlobError]:
             return _POSTGRES[sqlstate]
         return TransientError if sqlstate.startswith(_POSTGRES_TRANSIENT_CLASSES) else BlobError
     text = str(original)
+    if _LIBPQ_SETTINGS.search(text):
+        return InvalidArgument  # the URL's own settings: no retry changes them
     if "FATAL:" in text:
         fatal = text.split("FATAL:", 1)[1]
         return next((kind for marker, kind in _POSTGRES_LOGIN if marker in fatal), TransientError)
