@@ -173,6 +173,9 @@ def test_exit_statuses_and_errors(shell: Shell) -> None:
     assert not typo.exists()
     assert not Path(f"{typo}.db").exists()
     assert "the same store" in shell.error("sync", "d:", "d:", status=2)
+    assert "URL scheme 'foo'" in shell.error("ls", "foo://x", status=2)
+    shell("put", "-", "-n", "alice", "d:a.txt", stdin=b"a")
+    assert shell.text("ls", "--namespaces", "d:") == "''\nalice\n"
     assert shell.error("cat", "d:missing", status=3).startswith("persisty-blobs: NotFound")
     assert "missing" in shell.error("cat", "d:missing", status=3)
     assert "no remote named 'nope'" in shell.error("ls", "nope:", status=3)

@@ -129,8 +129,7 @@ def open_location(location: Location, namespace: str = "", *, existing: bool = F
     """The store ``location`` names (its ``namespace`` view), closed with the command.
     ``existing``: a command that only reads or deletes refuses a folder or database file that
     is not there (opening it would make an empty store of a typo)."""
-    if not location.is_store:
-        raise click.UsageError(f"{location.text!r} is a local file, not a store")
+    check_location(location)
     place = local_place(location)
     if existing and place is not None and not place.exists():
         raise CliNotFound(f"no store at {location.text!r}: {place} does not exist")

@@ -59,7 +59,7 @@ def ls(
             if as_json:
                 echo_json({"namespace": name})
             else:
-                click.echo(name)
+                click.echo(name or "''")  # the default namespace, as -n takes it
         return
     for item in store.list(location.path, flag=flag):
         click.echo(item_line(item, long=long, as_json=as_json))
@@ -172,7 +172,10 @@ def rm(where: tuple[str, ...], prefix: bool, yes: bool, namespace: str) -> None:
                     f"--prefix would delete {len(keys)} items: add --yes to confirm"
                 )
             click.confirm(
-                f"Delete {len(keys)} items under {location.text!r}?", abort=True, err=True
+                f"Delete {len(keys)} items under the prefix {location.path!r} of "
+                f"{location.text.removesuffix(location.path)!r}?",
+                abort=True,
+                err=True,
             )
         with Meter(f"rm {location.text}", total=0, items=len(keys)) as meter:
             for key in keys:

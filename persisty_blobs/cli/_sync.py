@@ -96,11 +96,7 @@ def _state_path(source: Location, target: Location) -> str:
     return str(folder / f"{digest[:24]}.db")
 
 
-encrypt_option = click.option(
-    "--encrypt",
-    metavar="KEYRING",
-    help="Keep DST as ciphertext under this keyring file (persisty-blobs keys generate).",
-)
+_KEYRING = "this keyring file (persisty-blobs keys generate)"
 namespaces_option = click.option(
     "--namespace",
     "-n",
@@ -148,7 +144,7 @@ namespaces_option = click.option(
     help="Forget what the two sides last agreed on and start afresh: equal items are adopted, "
     "an item on one side is copied, one that differs is kept both ways; nothing is deleted.",
 )
-@encrypt_option
+@click.option("--encrypt", metavar="KEYRING", help=f"Keep DST as ciphertext under {_KEYRING}.")
 @namespaces_option
 @json_option
 def sync(
@@ -234,7 +230,10 @@ def sync(
         where = f"{namespace}:" if namespace else ""
         click.echo(f"persisty-blobs: {kind.value} {where}{key} failed: {error}", err=True)
     if report.failures:
-        raise CliFailure(f"{len(report.failures)} items failed; the next sync retries them")
+        hint = "the next sync tries them again"
+        if any(error.startswith("DecryptionError") for *_, error in report.failures):
+            hint = "the keyring lacks some of their keys: a wrong --encrypt keyring?"
+        raise CliFailure(f"{len(report.failures)} items failed; {hint}")
 
 
 def _for_the_command(refused: BlobError) -> str:
@@ -288,7 +287,9 @@ def _print_plan(actions: list[Any], as_json: bool) -> None:
     " | jq .key"
 )
 @click.argument("arguments", nargs=-1, required=True)
-@encrypt_option
+@click.option(
+    "--encrypt", metavar="KEYRING", help=f"DST is ciphertext under {_KEYRING}: compare plaintext."
+)
 @namespaces_option
 @json_option
 def check(
