@@ -796,3 +796,14 @@ def test_the_server_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> No
         assert done.returncode == 2
         assert done.stderr.startswith("python -m persisty_blobs.server: InvalidArgument: ")
         assert len(done.stderr.splitlines()) == 1
+
+
+def test_a_path_or_method_no_route_takes_answers_like_every_error(
+    server: tuple[str, Path],
+) -> None:
+    url, _ = server
+    missing = httpx.get(f"{url}/v1/nothing")
+    assert (missing.status_code, missing.json()["error"]) == (404, "NotFound")
+    refused = httpx.request("PATCH", f"{url}/v1/items/k")
+    assert (refused.status_code, refused.json()["error"]) == (405, "Unsupported")
+    assert "PUT" in refused.headers["allow"]

@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -331,4 +332,20 @@ def create_app(
                 max_age=600,
             )
         )
-    return Starlette(routes=routes, middleware=middleware)
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={HTTPException: _routing_error},
+    )
+
+
+async def _routing_error(request: Request, error: Exception) -> Response:
+    """A path or method no route takes: its status, with the JSON body every error has."""
+    assert isinstance(error, HTTPException)
+    body = {
+        "version": http_wire.WIRE_VERSION,
+        "error": "NotFound" if error.status_code == 404 else "Unsupported",
+        "message": error.detail,
+        "key": None,
+    }
+    return JSONResponse(body, error.status_code, headers=error.headers)
