@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from persisty_blobs.stores.http import HttpStore
 from tests.conftest import server_url
 from tests.test_cli import Shell, s3_env
 
@@ -207,6 +208,10 @@ def test_serve_presign_and_secrets_kept_secret(shell: Shell) -> None:
         shell("remote", "add", "hosted", base, "--secret", "token=file:token")
         shell("put", "-", "hosted:hello.txt", stdin=b"hello, hosted")
         assert shell.text("ls", "-n", "alice", "vault:") == "hello.txt\n"
+        with HttpStore(base, token=token) as hosted:  # the server's namespace is its own
+            items = [*hosted.list(), hosted.copy("hello.txt", "copy.txt")]
+            assert {item.namespace for item in items} == {""}
+            hosted.delete("copy.txt")
         url = shell.text(
             "presign",
             "--base-url",

@@ -8,6 +8,7 @@ connections it must not share. Needs the ``http`` extra (httpx).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import os
@@ -326,7 +327,7 @@ class HttpDriver(Driver):
             ),
         )
         items = http_wire.page_from_json(page, "items", limit)
-        return [http_wire.item_from_json(item) for item in items]
+        return [_seen_from(namespace, http_wire.item_from_json(item)) for item in items]
 
     def scan_page(self, namespace: str, prefix: str, after: str | None, limit: int) -> list[Entry]:
         page = self._json(
@@ -370,10 +371,16 @@ class HttpDriver(Driver):
             body={"from": src_key, "to": dst_key},
             retry=False,
         )
-        return http_wire.item_from_json(answer)
+        return _seen_from(namespace, http_wire.item_from_json(answer))
 
     def close(self) -> None:
         with self._lock:
             if self._client is not None and self._pid == os.getpid():
                 self._client.close()
             self._client = None
+
+
+def _seen_from(namespace: str, item: DataItem) -> DataItem:
+    """``item`` in this client's namespace: the server names its own (a caller's store is
+    often a namespace of the server's), which no call of this client takes."""
+    return item if item.namespace == namespace else dataclasses.replace(item, namespace=namespace)
