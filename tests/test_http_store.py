@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from persisty_blobs import DataStore, EncryptedStore, Keyring
+from persisty_blobs import DataStore, EncryptedStore, InvalidArgument, Keyring
 from persisty_blobs.stores.http import HttpStore
 from persisty_blobs.testing import StoreConformance
 
@@ -49,3 +49,5 @@ def test_open_store_takes_http_urls(directory_server: str, tmp_path: Path) -> No
     with open_store(directory_server, token=token()) as store:
         store.put("x", b"over http")
         assert store.read_bytes("x") == b"over http"
+    with pytest.raises(InvalidArgument, match="closed"):  # a new pool would leak its sockets
+        store.get("x")

@@ -20,7 +20,7 @@ from typing import Any
 from ... import http_wire
 from ..._urls import without_password
 from ...driver import Capabilities, Driver, DriverWriter, ItemHeader, clip_range
-from ...errors import IntegrityError, NotFound, TransientError
+from ...errors import IntegrityError, InvalidArgument, NotFound, TransientError
 from ...item import DataItem, Entry, Flag
 from ...streams import BytesRangeRaw
 from ._client import CHUNK, httpx
@@ -64,6 +64,7 @@ class HttpDriver(Driver):
         self._retries = retries
         self._pid = -1
         self._client: Any = None
+        self._closed = False
         self._lock = threading.Lock()
         try:
             info = self._json("GET", "/v1/info", {})  # a wrong URL or token fails here, loudly
@@ -88,6 +89,8 @@ class HttpDriver(Driver):
     @property
     def client(self) -> Any:
         with self._lock:
+            if self._closed:  # a new pool now would be one nobody closes
+                raise InvalidArgument("the store is closed", store=self.name)
             if self._client is None or self._pid != os.getpid():
                 # A forked child must not use its parent's sockets: a new pool for it.
                 self._client = httpx.Client(
@@ -378,6 +381,7 @@ class HttpDriver(Driver):
             if self._client is not None and self._pid == os.getpid():
                 self._client.close()
             self._client = None
+            self._closed = True
 
 
 def _seen_from(namespace: str, item: DataItem) -> DataItem:
