@@ -68,6 +68,11 @@ _LAZY = {"EncryptedStore": ".crypto", "Keyring": ".crypto"}
 _SUBPACKAGES = {"stores", "sync", "testing"}
 
 
+def __dir__() -> list[str]:
+    # help() and completion list the lazy names too.
+    return sorted({*globals(), *_LAZY, *_SUBPACKAGES})
+
+
 def __getattr__(name: str) -> Any:
     if name in _SUBPACKAGES:
         return importlib.import_module(f".{name}", __name__)

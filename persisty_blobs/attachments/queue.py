@@ -32,7 +32,15 @@ _STOP_SECONDS = 0.45
 
 
 class AttachmentQueue:
-    """See the module docstring. ``namespace``: where the attachments live on both sides."""
+    """Attachments over ``manager``'s two stores, in ``namespace`` on both sides.
+
+    ``save(content)`` stores it locally and queues its upload in one step, returning its id;
+    ``watch(ids)`` takes the ids the app's documents reference: it queues the missing ones
+    for download, archives the unreferenced ones (uploading them first if they never went
+    up) and lets the oldest archived ones be evicted locally; ``open(id)`` reads one;
+    ``delete(id)`` removes it locally and queues the remote delete. ``start()`` runs the
+    transfers on a background thread (``sync_now()`` runs one pass); ``close()`` stops it.
+    """
 
     def __init__(
         self,

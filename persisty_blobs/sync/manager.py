@@ -27,6 +27,12 @@ _ORDERS = {None: None, "date": False, "+date": False, "-date": True}
 
 
 class BlobManager:
+    """Blobs kept in ``local`` and replicated to ``remote`` (under ``keyring``'s encryption
+    when one is given) by a ``Replicator`` of ``concurrency`` transfers. ``state`` is where
+    what both sides agreed on is kept: give a ``SyncState`` on a file, or the default one
+    lives in memory and is lost with the process (a restart then syncs from scratch:
+    adopted where equal, and deletes made meanwhile not carried over)."""
+
     def __init__(
         self,
         local: DataStore,
@@ -214,6 +220,8 @@ class BlobManager:
         self.state.set_priority(self.pair, namespace, key, Priority.of(priority))
 
     def sync(self, *, namespace: str | None = None) -> SyncReport:
+        """Replicate now (every namespace, or one): queued uploads and deletes are carried
+        out, and what changed on the remote comes down."""
         return self.replicator(None if namespace is None else [namespace]).run()
 
     def sync_progress(self) -> dict[str, int]:

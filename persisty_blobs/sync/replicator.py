@@ -43,7 +43,19 @@ _NAMESPACE_GUARD = 4
 
 
 class Replicator:
-    """Replicates between ``a`` (local) and ``b`` (remote). See ``../shared/DESIGN.md``."""
+    """Replicates between ``a`` (local) and ``b`` (remote), any two stores, keeping what
+    both last agreed on in ``state``.
+
+    ``run()`` lists both sides, diffs each against that base (new, changed, deleted on each
+    side), records the plan, checks the guards (``max_delete`` of the base per side, an empty
+    side; ``force=True`` skips them) and then copies, deletes and sets flags, ``concurrency``
+    at once, highest priority first, each write conditional on the version the plan saw.
+    ``direction`` "push" or "pull" writes one side only; ``conflict`` is "keep-both",
+    "prefer-a", "prefer-b", "newer" or "manual" (left for ``resolve``); ``trash`` keeps what
+    a run deletes or overwrites in that namespace; ``namespaces``, ``prefix`` and ``flag``
+    narrow the run. ``plan()`` says what a run would do. A run killed at any point is
+    finished by the next one.
+    """
 
     def __init__(
         self,
