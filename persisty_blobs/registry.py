@@ -4,11 +4,12 @@ so ``import persisty_blobs`` never imports an optional dependency."""
 from __future__ import annotations
 
 import importlib
+import os
 import urllib.parse
 from types import ModuleType
 from typing import Any
 
-from .errors import Unsupported
+from .errors import InvalidArgumentType, Unsupported
 from .store import DataStore
 
 __all__ = ["open_store", "require"]
@@ -33,11 +34,14 @@ _SCHEMES: dict[str, str] = {
 
 def store_class_path(url: str) -> str:
     """``module:Class`` of the store a URL names; ``Unsupported`` for an unknown scheme."""
+    if not isinstance(url, str):
+        raise InvalidArgumentType(f"a store URL is a str, not {type(url).__name__}")
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     target = _SCHEMES.get(scheme)
     if target is None:
         known = ", ".join(f"{name}://" for name in sorted(_SCHEMES))
-        raise Unsupported(f"no store for the URL scheme {scheme!r} (known: {known})")
+        hint = f"; a folder is file://{os.path.abspath(url)}" if "://" not in url else ""
+        raise Unsupported(f"no store for the URL scheme {scheme!r} (known: {known}){hint}")
     return target
 
 

@@ -28,6 +28,8 @@ def test_open_store_takes_the_stores_options() -> None:
         pb.open_store("memory://", chunk_size="big")
     with pytest.raises(pb.InvalidArgument, match="chunk_size"):
         MemoryStore(chunk_size=0)
+    with pytest.raises(pb.Unsupported, match="a folder is file:///srv/blobs"):
+        pb.open_store("/srv/blobs")
     for said_more in ("memory://?chunk_size=1", "memory://elsewhere"):
         with pytest.raises(pb.InvalidArgument, match="memory:// alone"):
             pb.open_store(said_more)

@@ -717,6 +717,14 @@ def test_a_state_of_schema_2_is_upgraded_in_place(tmp_path: Path) -> None:
     assert contents(b) == contents(a)
 
 
+def test_a_state_url_that_names_no_database_says_so(tmp_path: Path) -> None:
+    for url in ("foo://bar", "postgresql+nodriver://x/y"):
+        with pytest.raises(InvalidArgument, match="not a state database URL"):
+            SyncState(url)
+    with pytest.raises(NotFound, match="does not exist"):
+        SyncState(tmp_path / "missing" / "state.db")
+
+
 def test_rows_edited_by_hand_are_read_as_far_as_they_make_sense(state: SyncState) -> None:
     a, b = filled(3), MemoryStore()
     replicator = Replicator(a, b, state)

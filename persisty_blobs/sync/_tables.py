@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex
 
 from .._urls import shown_url
-from ..errors import BlobError, InvalidArgument, TransientError, Unsupported
+from ..errors import BlobError, InvalidArgument, NotFound, TransientError, Unsupported
 
 __all__ = ["SCHEMA_VERSION", "Tables", "connect", "lock_for_writing"]
 
@@ -105,7 +106,16 @@ def connect(url: str, prefix: str) -> tuple[sa.Engine, Tables]:
             options["poolclass"] = sa.pool.StaticPool
     elif url.startswith("postgresql"):
         options["connect_args"] = {"connect_timeout": 10}
-    engine = sa.create_engine(url, **options)
+    try:
+        engine = sa.create_engine(url, **options)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as error:
+        raise InvalidArgument(f"not a state database URL {shown_url(url)!r}: {error}") from None
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
+        folder = os.path.dirname(os.path.abspath(database))
+        if not os.path.isdir(folder):
+            engine.dispose()
+            raise NotFound(f"the sync state's folder {folder!r} does not exist")
     sa.event.listen(engine, "handle_error", _as_blob_error)
     if engine.dialect.name == "sqlite":
 
