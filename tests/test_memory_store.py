@@ -1,7 +1,5 @@
 import os
-import signal
 import threading
-import time
 import warnings
 from collections.abc import Iterator
 
@@ -10,6 +8,7 @@ import pytest
 import persisty_blobs as pb
 from persisty_blobs.stores import MemoryStore
 from persisty_blobs.testing import StoreConformance
+from persisty_blobs.testing._processes import wait_for_child
 from persisty_blobs.testing._support import Workers
 
 
@@ -105,16 +104,7 @@ def test_a_child_forked_while_threads_use_the_store_gets_a_copy_it_can_use() -> 
                     status = 0 if store.read_bytes("child") == b"c" else 1
                 finally:
                     os._exit(status)
-            for _ in range(200):  # 10 s
-                done, code = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    break
-                time.sleep(0.05)
-            else:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                pytest.fail("the child hung on the store's lock")
-            assert os.waitstatus_to_exitcode(code) == 0
+            assert wait_for_child(pid) == 0
     finally:
         stop.set()
         busy.join()

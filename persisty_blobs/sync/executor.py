@@ -323,18 +323,18 @@ class Executor:
         attempts = self._attempts.get(slot, 0) + 1
         self._attempts[slot] = attempts
         message = f"{type(error).__name__}: {error}"
+        # A failed attempt's event takes back the bytes it said it moved.
+        said = functools.partial(
+            ProgressEvent,
+            namespace=claim.namespace,
+            key=claim.key,
+            action=kind,
+            bytes=result.moved,
+            error=message,
+        )
         if attempts < retry_limit(error, kind, self.max_attempts):
-            if result.moved:  # what the attempt said it moved is taken back
-                events.append(
-                    ProgressEvent(
-                        kind="retry",
-                        namespace=claim.namespace,
-                        key=claim.key,
-                        action=kind,
-                        bytes=result.moved,
-                        error=message,
-                    )
-                )
+            if result.moved:
+                events.append(said(kind="retry"))
             return time.monotonic() + backoff(self.retry_delay, attempts)
         if isinstance(error, TransientError):
             self._transient_failures += 1
@@ -348,16 +348,7 @@ class Executor:
             )
         )
         self.report.failures.append((claim.namespace, claim.key, kind, message))
-        events.append(
-            ProgressEvent(
-                kind="failed",
-                namespace=claim.namespace,
-                key=claim.key,
-                action=kind,
-                bytes=result.moved,
-                error=message,
-            )
-        )
+        events.append(said(kind="failed"))
         return None
 
     def _release(self, claims: list[Claim]) -> None:

@@ -112,12 +112,12 @@ def _fork_beside(store: DataStore, round_: int) -> None:
         parent.join()
     finally:
         os.close(child_waits)
-        code = _wait_for_child(pid)
+        code = wait_for_child(pid)
     assert code == 0, f"the child forked in round {round_} exited with {code}"
     assert store.read_bytes(f"child/{round_}") == b"the child's"
 
 
-def _wait_for_child(pid: int) -> int:
+def wait_for_child(pid: int) -> int:
     """The child's exit status; a child still running after ``WORKER_TIMEOUT`` is killed and
     fails the test."""
     deadline = time.monotonic() + WORKER_TIMEOUT
@@ -192,7 +192,7 @@ class ProcessTests:
         try:
             parent.join()
         finally:
-            code = _wait_for_child(pid)
+            code = wait_for_child(pid)
             with contextlib.closing(os.fdopen(receive, "rb")) as report:
                 child_problem = report.read().decode(errors="replace")
         assert problems == [None], f"parent: {problems}"
