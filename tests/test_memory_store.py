@@ -1,6 +1,5 @@
 import os
 import threading
-import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -8,7 +7,7 @@ import pytest
 import persisty_blobs as pb
 from persisty_blobs.stores import MemoryStore
 from persisty_blobs.testing import StoreConformance
-from persisty_blobs.testing._processes import wait_for_child
+from persisty_blobs.testing._processes import fork, wait_for_child
 from persisty_blobs.testing._support import Workers
 
 
@@ -94,9 +93,7 @@ def test_a_child_forked_while_threads_use_the_store_gets_a_copy_it_can_use() -> 
         busy.start(keep_busy)
     try:
         for _ in range(10):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
-                pid = os.fork()
+            pid = fork()
             if pid == 0:  # the child: never return into pytest
                 status = 1
                 try:

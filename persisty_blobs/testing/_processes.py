@@ -92,9 +92,7 @@ def _fork_beside(store: DataStore, round_: int) -> None:
     """Fork; the child writes and reads, then lives on until the parent has written too, so
     that neither can be waiting for a lock only the other process's copy of it holds."""
     parent_done, child_waits = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
-        pid = os.fork()
+    pid = fork()
     if pid == 0:  # the child: never return into pytest
         status = 1
         try:
@@ -115,6 +113,14 @@ def _fork_beside(store: DataStore, round_: int) -> None:
         code = wait_for_child(pid)
     assert code == 0, f"the child forked in round {round_} exited with {code}"
     assert store.read_bytes(f"child/{round_}") == b"the child's"
+
+
+def fork() -> int:
+    """``os.fork()``, without the warning Python 3.12+ gives a process with threads: the
+    child uses none it inherits."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
 
 
 def wait_for_child(pid: int) -> int:
@@ -170,10 +176,7 @@ class ProcessTests:
             store.put(name, content)
             assert store.read_bytes(name) == content  # pools and connections now in use
         receive, send = os.pipe()
-        with warnings.catch_warnings():
-            # Python 3.12+ warns about fork with threads; the child uses none it inherits.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        pid = fork()
         if pid == 0:  # the child: never return into pytest
             status = 2
             try:
