@@ -173,6 +173,11 @@ def test_exit_statuses_and_errors(shell: Shell) -> None:
     assert not typo.exists()
     assert not Path(f"{typo}.db").exists()
     assert "the same store" in shell.error("sync", "d:", "d:", status=2)
+    assert "lies inside" in shell.error("sync", f"file://{shell.cwd}", "memory://", status=2)
+    assert "does not exist" in shell.error(
+        "rm", "d:k3", f"file://{shell.cwd / 'nope'}", "k", status=3
+    )
+    assert shell.text("ls", "d:k3") == "k3\n"  # nothing deleted before the refusal
     assert "URL scheme 'foo'" in shell.error("ls", "foo://x", status=2)
     shell("put", "-", "-n", "alice", "d:a.txt", stdin=b"a")
     assert shell.text("ls", "--namespaces", "d:") == "''\nalice\n"
@@ -208,6 +213,12 @@ def test_exit_statuses_and_errors(shell: Shell) -> None:
     assert "1 conflicts wait for a choice" in manual
     shell("sync", "--conflict", "prefer-a", source, target)
     assert (shell.cwd / "dst" / "doc.txt").read_bytes() == b"mine"
+    shared = f"sqlite:///{shell.cwd / 'shared.db'}"  # one file, two stores in it
+    shell("remote", "add", "one", shared, "-o", "table_prefix=one")
+    shell("remote", "add", "two", shared, "-o", "table_prefix=two")
+    shell("put", "-", "one:k", stdin=b"k")
+    assert "upload 1" in shell.text("sync", "one:", "two:")
+    assert shell.text("ls", "two:") == "k\n"
     # A dry run says when the real run would stop at a guard, in this command's terms.
     (shell.cwd / "src" / "doc.txt").unlink()
     refused = shell.error("sync", "--dry-run", source, target, status=1)

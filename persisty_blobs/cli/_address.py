@@ -28,7 +28,7 @@ from ..store import DataStore
 from . import _config
 from ._errors import CliNotFound, hide_secret
 
-__all__ = ["Location", "local_place", "open_location", "split_locations"]
+__all__ = ["Location", "check_exists", "local_place", "open_location", "split_locations"]
 
 _REMOTE_PATH = re.compile(r"([A-Za-z0-9][A-Za-z0-9_-]{0,63}):(.*)", re.DOTALL)
 
@@ -130,15 +130,21 @@ def open_location(location: Location, namespace: str = "", *, existing: bool = F
     ``existing``: a command that only reads or deletes refuses a folder or database file that
     is not there (opening it would make an empty store of a typo)."""
     check_location(location)
-    place = local_place(location)
-    if existing and place is not None and not place.exists():
-        raise CliNotFound(f"no store at {location.text!r}: {place} does not exist")
+    if existing:
+        check_exists(location)
     url, options = _options(location)
     store = open_store(url, **options)
     context = click.get_current_context(silent=True)
     if context is not None:
         context.call_on_close(store.close)
     return store.namespace(namespace) if namespace else store
+
+
+def check_exists(location: Location) -> None:
+    """Refuse a store on this machine whose folder or database file is not there."""
+    place = local_place(location)
+    if place is not None and not place.exists():
+        raise CliNotFound(f"no store at {location.text!r}: {place} does not exist")
 
 
 def local_place(location: Location) -> Path | None:

@@ -9,7 +9,7 @@ import click
 
 from ..errors import NotFound
 from ..item import Flag
-from ._address import Location, open_location, split_locations
+from ._address import Location, check_exists, check_location, open_location, split_locations
 from ._errors import CliNotFound
 from ._output import echo_json, item_line, json_option, namespace_option
 from ._progress import Meter
@@ -156,6 +156,8 @@ def rm(where: tuple[str, ...], prefix: bool, yes: bool, namespace: str) -> None:
             raise click.UsageError(f"{location.text!r} is not a store location")
         if not prefix:
             _key(location)
+        check_location(location)
+        check_exists(location)
     missing: list[NotFound] = []
     for location in locations:
         store = open_location(location, namespace, existing=True)

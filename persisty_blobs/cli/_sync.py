@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -63,37 +64,50 @@ def _pair(
     check_location(source)
     check_location(target)
     _refuse_nested_folders(source, target)
+    state = _state_path(source, target)
+    for side in (source, target):
+        place = local_place(side)
+        if place is not None and place in Path(state).parents:
+            raise click.UsageError(
+                f"the sync state {state!r} lies inside {side.text!r}, so each run would copy "
+                "it: set PERSISTY_BLOBS_STATE_DIR to a folder outside"
+            )
     keyring = None if encrypt is None else load_keyring(encrypt)
+    Path(state).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     a = open_location(source, existing=existing)
     b = open_location(target, existing=existing)
     if keyring is not None:
         from ..crypto import EncryptedStore
 
         b = EncryptedStore(b, keyring)
-    return _state_path(source, target), a, b, source.path
+    return state, a, b, source.path
 
 
 def _refuse_nested_folders(source: Location, target: Location) -> None:
     """Two folders one of which holds the other would copy each into itself at every sync
     (rclone refuses such "overlapping remotes" too), as would a folder holding the other
     side's database file."""
-    if source.url == target.url:
+    if _settings(source) == _settings(target):
         raise click.UsageError(f"{source.text!r} and {target.text!r} are the same store")
     first, second = local_place(source), local_place(target)
     if first is None or second is None:
         return
-    if first == second or first in second.parents or second in first.parents:
+    # One file or folder under other options (a table prefix, a token) is another store.
+    if first in second.parents or second in first.parents:
         raise click.UsageError(
             f"{source.text!r} and {target.text!r} overlap: one holds the other, "
             "so each run would copy the tree into itself again"
         )
 
 
+def _settings(location: Location) -> tuple[str | None, dict[str, Any] | None]:
+    """What opens the store: its URL, and a saved remote's options and secrets' sources."""
+    return location.url, None if location.remote is None else location.remote.to_json()
+
+
 def _state_path(source: Location, target: Location) -> str:
     digest = hashlib.sha256(f"{source.identity}\n\n{target.identity}".encode()).hexdigest()
-    folder = state_dir() / "sync"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return str(folder / f"{digest[:24]}.db")
+    return str((state_dir() / "sync" / f"{digest[:24]}.db").resolve())
 
 
 _KEYRING = "this keyring file (persisty-blobs keys generate)"
