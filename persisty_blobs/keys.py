@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from .errors import BlobError, InvalidFlags, InvalidKey, InvalidMetadata
 from .item import Flag
@@ -19,6 +19,8 @@ __all__ = [
     "MAX_KEY_BYTES",
     "MAX_METADATA_BYTES",
     "guess_content_type",
+    "is_key",
+    "is_namespace",
     "validate_content_type",
     "validate_flags",
     "validate_key",
@@ -156,3 +158,21 @@ def _utf8_size(text: str, what: str, error: type[BlobError] = InvalidKey) -> int
         return len(text.encode("utf-8"))
     except UnicodeEncodeError:
         raise error(f"a {what} must be encodable as UTF-8 (no lone surrogates)") from None
+
+
+def is_key(key: str) -> bool:
+    """Whether ``key`` is one (a name found in a backend that is not is never listed)."""
+    return _valid(validate_key, key)
+
+
+def is_namespace(name: str) -> bool:
+    """Whether ``name`` is a namespace's (a name found in a backend that is not is left out)."""
+    return _valid(validate_namespace, name)
+
+
+def _valid(validate: Callable[[object], str], name: str) -> bool:
+    try:
+        validate(name)
+    except InvalidKey:
+        return False
+    return True

@@ -25,10 +25,11 @@ from .driver import (
     WriteSpec,
     check_precondition,
 )
-from .errors import IntegrityError, InvalidArgument, InvalidArgumentType, InvalidKey, NotFound
+from .errors import IntegrityError, InvalidArgument, InvalidArgumentType, NotFound
 from .item import DataItem, Entry, Flag
 from .keys import (
     guess_content_type,
+    is_namespace,
     validate_content_type,
     validate_flags,
     validate_key,
@@ -385,7 +386,7 @@ class DataStore:
     def namespaces(self) -> builtins.list[str]:
         # A name the backend holds that no namespace could have (an object another program
         # put under the namespaces' prefix, a folder made by hand) is left out, as keys are.
-        return [name for name in self._driver.namespaces() if _is_namespace(name)]
+        return [name for name in self._driver.namespaces() if is_namespace(name)]
 
     def close(self) -> None:
         """Release the store's resources; a namespace view leaves them to its store."""
@@ -402,11 +403,3 @@ class DataStore:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _is_namespace(name: str) -> bool:
-    try:
-        validate_namespace(name)
-    except InvalidKey:
-        return False
-    return True

@@ -143,6 +143,7 @@ def test_encrypted_sync_with_keyring_files(shell: Shell, tmp_path: Path) -> None
     assert b"dear diary" not in (tmp_path / "cipher" / "diary.txt").read_bytes()
     # Without --encrypt, DST is another store to this pair: refused, with the way out.
     assert "--resync" in shell.error("sync", plain, cipher, status=1)
+    assert "--resync" in shell.error("sync", "--dry-run", plain, cipher, status=1)  # says so too
     resynced = shell.text("sync", "--resync", "--encrypt", "ring.json", plain, cipher)
     assert "adopt 1" in resynced  # equal content: adopted, nothing copied or deleted
     shell("check", "--encrypt", "ring.json", plain, cipher)

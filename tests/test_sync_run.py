@@ -318,6 +318,25 @@ def test_a_run_whose_planner_went_silent_is_planned_again(state: SyncState) -> N
     assert contents(a) == contents(b)
 
 
+def test_pairs_recorded_by_the_previous_version_stay_the_same_pairs(
+    state: SyncState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    remote = repr(MemoryStore())
+    now_and_then = {  # what a store is named now, and was named by the previous version
+        repr(DirectoryStore("data")): "DirectoryStore('data')",
+        repr(DirectoryStore(f"{tmp_path}/slash/")): f"DirectoryStore('{tmp_path}/slash/')",
+        repr(SqlStore("sqlite:///t.db")): "SqlStore('sqlite:///t.db')",
+        repr(SqlStore(f"sqlite:///{tmp_path}/p.db", table_prefix="other")): (
+            f"SqlStore('sqlite:///{tmp_path}/p.db')"
+        ),
+    }
+    for number, (now, then) in enumerate(now_and_then.items()):
+        pair = f"pair-{number}"
+        _runs.end_run(state, pair, _runs.begin_run(state, pair, f"{then} <-> {remote}")[0])
+        _runs.begin_run(state, pair, f"{now} <-> {remote}")  # not refused
+
+
 def test_a_live_run_is_joined_only_with_the_options_it_is_planned_with(state: SyncState) -> None:
     a, b = filled(3), MemoryStore()
     planned = Replicator(a, b, state, trash="kept")  # another process's run, being planned

@@ -9,6 +9,7 @@ process plans again from the two listings and the base, so nothing needs a resyn
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import secrets
 import threading
@@ -27,6 +28,7 @@ from .state import SyncState
 __all__ = [
     "LEASE_SECONDS",
     "begin_run",
+    "check_sides",
     "end_run",
     "forget_pair",
     "held",
@@ -39,7 +41,14 @@ __all__ = [
 LEASE_SECONDS = 30.0
 #: What a store's name gained after states recorded it: an HttpStore's store id, an S3Store's
 #: endpoint other than AWS's.
-_GAINED = (re.compile(r", store [0-9a-f]+\)"), re.compile(r", endpoint '[^']*'\)"))
+_GAINED = (
+    re.compile(r", store [0-9a-f]+\)"),
+    re.compile(r", endpoint '[^']*'\)"),
+    re.compile(r", table_prefix='[^']*'\)"),
+)
+#: Names that once gave a folder or SQLite file as it was given (relative, a trailing slash).
+_FOLDER = re.compile(r"DirectoryStore\('([^']*)'\)")
+_SQLITE_FILE = re.compile(r"SqlStore\('sqlite:///([^/'][^']*)'")
 #: The password an HttpStore's name showed before names left it out (``user:password@``).
 _PASSWORD = re.compile(r"(HttpStore\('[a-z+]+://[^/@':]*):[^/@']*@")
 
@@ -66,16 +75,10 @@ def begin_run(state: SyncState, pair: str, sides: str, options: str = "") -> tup
         if state.dialect == "postgresql":
             query = query.with_for_update()
         row = connection.execute(query).mappings().one()
-        # A state from before the stores were recorded, or before their names gained what
-        # they show now, or an HttpStore's left its URL's password out: taken as these
-        # stores, recorded so.
-        recorded = _PASSWORD.sub(r"\1@", row["sides"] or "")
         if row["sides"] != sides:
-            if recorded and recorded not in _former_names(sides):
-                raise SyncAborted(
-                    f"the state's pair {pair!r} syncs {recorded}, not {sides}: give this pair "
-                    "another name (or another state), or its base would turn into deletes"
-                )
+            refused = _other_stores(pair, row["sides"], sides)
+            if refused is not None:
+                raise refused
             # Rewritten: a password the old name showed goes with it.
             connection.execute(sa.update(runs).where(runs.c.pair == pair).values(sides=sides))
         live = row["phase"] in ("planning", "executing") and _leased(row, now)
@@ -100,6 +103,41 @@ def begin_run(state: SyncState, pair: str, sides: str, options: str = "") -> tup
             )
         )
     return run_id, True
+
+
+def check_sides(state: SyncState, pair: str, sides: str) -> SyncAborted | None:
+    """Why a run of ``pair`` between ``sides`` would be refused as another pair's stores
+    (None: it would not), changing nothing."""
+    runs = state.tables.runs
+    with state.engine.connect() as connection:
+        recorded = connection.execute(sa.select(runs.c.sides).where(runs.c.pair == pair)).scalar()
+    return None if recorded in (None, sides) else _other_stores(pair, recorded, sides)
+
+
+def _other_stores(pair: str, recorded: str, sides: str) -> SyncAborted | None:
+    """The refusal of ``sides`` for a pair recorded as syncing ``recorded``. A state from
+    before the stores were recorded (""), or before their names gained what they show now,
+    or an HttpStore's left its URL's password out, is taken as these stores."""
+    recorded = _PASSWORD.sub(r"\1@", recorded)
+    if not recorded or _as_named_now(recorded) in _former_names(sides):
+        return None
+    return SyncAborted(
+        f"the state's pair {pair!r} syncs {recorded}, not {sides}: give this pair "
+        "another name (or another state), or its base would turn into deletes"
+    )
+
+
+def _as_named_now(recorded: str) -> str:
+    """A state's record of its stores, with paths as names give them now: absolute, from the
+    working folder (where the process that recorded them most likely ran too)."""
+
+    def folder(found: re.Match[str]) -> str:
+        return f"DirectoryStore({os.path.abspath(found[1])!r})"
+
+    def sqlite_file(found: re.Match[str]) -> str:
+        return f"SqlStore('sqlite:///{os.path.abspath(found[1])}'"
+
+    return _SQLITE_FILE.sub(sqlite_file, _FOLDER.sub(folder, recorded))
 
 
 def _former_names(sides: str) -> set[str]:

@@ -15,16 +15,16 @@ from collections.abc import Iterator
 from typing import Literal
 
 from ..errors import InvalidArgument, InvalidArgumentType
-from ..item import Entry, Flag
+from ..item import Flag
 from ..keys import validate_flags, validate_key, validate_namespace, validate_prefix
 from ..store import DataStore
 from . import _runs
+from ._tally import Counts, Tally
 from ._transfer import Trash
 from .diff import DIRECTIONS, POLICIES, Differ, Direction, Policy, merge
 from .executor import Executor
 from .model import (
     Action,
-    ActionKind,
     ItemState,
     Priority,
     ProgressCallback,
@@ -33,7 +33,7 @@ from .model import (
     SyncAborted,
     SyncReport,
 )
-from .state import BaseRow, SyncState
+from .state import SyncState
 
 __all__ = ["Replicator"]
 
@@ -128,7 +128,7 @@ class Replicator:
     def _views(self, namespace: str) -> tuple[DataStore, DataStore]:
         return self.a.namespace(namespace), self.b.namespace(namespace)
 
-    def _actions(self, tally: _Tally) -> Iterator[Action]:
+    def _actions(self, tally: Tally) -> Iterator[Action]:
         for namespace in self._namespaces():
             a, b = self._views(namespace)
             differ = Differ(
@@ -161,12 +161,15 @@ class Replicator:
 
     def _planned(self) -> tuple[list[Action], SyncAborted | None]:
         """The plan, and why a run would stop before acting on it (None: it would act)."""
-        tally = _Tally()
+        tally = Tally()
         actions = list(self._actions(tally))
+        refused = _runs.check_sides(self.state, self.pair, f"{self.a!r} <-> {self.b!r}")
+        if refused is not None:
+            return actions, refused
         try:
             self._check(tally)
-        except SyncAborted as refused:
-            return actions, refused
+        except SyncAborted as stopped:
+            return actions, stopped
         return actions, None
 
     # Running ------------------------------------------------------------------------------
@@ -218,8 +221,8 @@ class Replicator:
         report.seconds = time.monotonic() - started
         return report
 
-    def _record(self, run_id: str, progress: ProgressCallback | None) -> _Tally:
-        tally = _Tally()
+    def _record(self, run_id: str, progress: ProgressCallback | None) -> Tally:
+        tally = Tally()
         try:
             with _runs.held(self.state, self.pair, run_id):
                 batch: list[Action] = []
@@ -247,20 +250,20 @@ class Replicator:
             progress(ProgressEvent(kind="planned", items=tally.items, bytes=tally.bytes))
         return tally
 
-    def _check(self, tally: _Tally) -> None:
+    def _check(self, tally: Tally) -> None:
         """The guards, over the whole run and per namespace (one of at least
         ``_NAMESPACE_GUARD`` items), so a namespace gone from one side stops the run even when
         the others make it a small share of the base."""
         if self.force:
             return
-        total = _Counts()
+        total = Counts()
         for namespace, counts in tally.namespaces.items():
             total.add(counts)
             if counts.base >= _NAMESPACE_GUARD:
                 self._guard(counts, f" in namespace {namespace!r}" if namespace else "")
         self._guard(total, "")
 
-    def _guard(self, counts: _Counts, where: str) -> None:
+    def _guard(self, counts: Counts, where: str) -> None:
         for side in ("a", "b"):
             store = repr(self.a if side == "a" else self.b)
             # One item deleted on one side also lists it empty: only a store that had more
@@ -331,58 +334,6 @@ class Replicator:
 
     def progress(self) -> dict[Status, int]:
         return self.state.progress(self.pair)
-
-
-class _Counts:
-    """One namespace's share of a plan."""
-
-    def __init__(self) -> None:
-        self.base = 0
-        self.requested = 0
-        self.listed = {"a": 0, "b": 0}
-        self.deletes = {"a": 0, "b": 0}
-
-    def add(self, other: _Counts) -> None:
-        self.base += other.base
-        self.requested += other.requested
-        for side in ("a", "b"):
-            self.listed[side] += other.listed[side]
-            self.deletes[side] += other.deletes[side]
-
-
-class _Tally:
-    """What a plan adds up to, for the guards and the progress totals."""
-
-    def __init__(self) -> None:
-        self.items = 0
-        self.bytes = 0
-        self.largest = 0
-        self.conflicts = 0
-        self.namespaces: dict[str, _Counts] = {}
-
-    def begin(self, namespace: str) -> _Counts:
-        return self.namespaces.setdefault(namespace, _Counts())
-
-    def count(self, counts: _Counts, side: str, entries: Iterator[Entry]) -> Iterator[Entry]:
-        for entry in entries:
-            counts.listed[side] += 1
-            yield entry
-
-    def add(self, counts: _Counts, action: Action, row: BaseRow | None) -> None:
-        if action.kind is not ActionKind.CONFLICT:  # left for the caller, never carried out
-            self.items += 1
-            self.bytes += action.size
-            self.largest = max(self.largest, action.size)
-        if row is not None and row.status is Status.PENDING_DELETE and row.requested:
-            # A delete the caller asked for (BlobManager.delete). One a plan queued and a run
-            # held back or dropped is weighed again, with what was deleted since.
-            counts.requested += 1
-        elif action.kind is ActionKind.DELETE_A:
-            counts.deletes["a"] += 1
-        elif action.kind is ActionKind.DELETE_B:
-            counts.deletes["b"] += 1
-        elif action.kind is ActionKind.CONFLICT:
-            self.conflicts += 1
 
 
 def _check_types(**given: object) -> None:

@@ -11,15 +11,11 @@ import itertools
 import os
 import secrets
 
-from ...errors import InvalidKey
-from ...keys import validate_key
-
 __all__ = [
     "RESERVED",
     "TEMP_PREFIX",
     "decode_name",
     "encode_segment",
-    "is_key",
     "temp_name",
     "unique_token",
 ]
@@ -67,12 +63,3 @@ def unique_token() -> str:
 def temp_name() -> str:
     """A new temp file's name: the store's own, so it is never listed."""
     return TEMP_PREFIX + unique_token()
-
-
-def is_key(key: str) -> bool:
-    """Whether a path found on disk is a valid key (files named otherwise are not items)."""
-    try:
-        validate_key(key)
-    except InvalidKey:
-        return False
-    return True

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ...errors import BlobError
+from ...keys import is_key
 from ._folders import check_inside, open_folders
-from ._names import decode_name, encode_segment, is_key
+from ._names import decode_name, encode_segment
 
 __all__ = ["Found", "walk"]
 
