@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -229,6 +230,25 @@ def test_a_resolution_holds_for_the_two_versions_it_was_made_for(
         state.close()
         if database == "postgresql":
             drop_tables(url, table_prefix)
+
+
+def test_a_conflict_whose_plan_a_stopped_run_discarded_can_still_be_resolved(
+    state: SyncState,
+) -> None:
+    a, b = MemoryStore(), MemoryStore()
+    for index in range(10):
+        a.put(f"item-{index}", b"x")
+    replicator = synced(a, b, state, conflict="manual", max_delete=Fraction(1, 2))
+    a.put("doc", b"a's")
+    b.put("doc", b"b's")
+    assert replicator.run().conflicts == 1
+    for index in range(8):
+        a.delete(f"item-{index}")
+    with pytest.raises(SyncAborted, match="max_delete"):
+        replicator.run()  # its plan, the conflict's with it, is discarded
+    replicator.resolve("doc", "a")
+    assert Replicator(a, b, state, conflict="manual", force=True).run().ok
+    assert b.read_bytes("doc") == b"a's"
 
 
 def test_change_against_delete_the_change_wins(state: SyncState) -> None:

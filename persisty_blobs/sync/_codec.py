@@ -117,5 +117,9 @@ def resolution_choice(resolution: str | None, etag_a: str | None, etag_b: str | 
     (None for absent); a plain "a" or "b" is a resolution from before they were kept."""
     if resolution is None or resolution in ("a", "b"):
         return resolution
-    data = loads(resolution)
-    return str(data["keep"]) if (data["a"], data["b"]) == (etag_a, etag_b) else None
+    try:
+        data = loads(resolution)
+        kept = (data["keep"], data["a"], data["b"])
+    except (ValueError, KeyError, TypeError):  # edited by hand: no choice
+        return None
+    return str(kept[0]) if kept[1:] == (etag_a, etag_b) else None

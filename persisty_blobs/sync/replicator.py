@@ -288,10 +288,10 @@ class Replicator:
         join (how many transfers each runs, and their retries, are each one's own)."""
         chosen = {
             "direction": self.direction,
-            "namespaces": self.namespaces,
+            "namespaces": None if self.namespaces is None else sorted(set(self.namespaces)),
             "prefix": self.prefix,
             "conflict": self.conflict,
-            "max_delete": self.max_delete,
+            "max_delete": float(self.max_delete),
             "force": self.force,
             "trash": None if self.trash is None else self.trash.name,
             "flag": self.flag,

@@ -241,10 +241,12 @@ class SyncState(QueueOperations):
         with self._lock, self._engine.begin() as connection:
             found = connection.execute(sa.select(items.c.status, items.c.plan).where(*where))
             row = found.first()
-            if row is None or row.status != Status.CONFLICT.value or row.plan is None:
+            if row is None or row.status != Status.CONFLICT.value:
                 raise InvalidArgument(f"{key!r} is not in conflict", key=key)
             status = Status.PENDING_UPLOAD if keep == "a" else Status.PENDING_DOWNLOAD
-            resolution = _codec.encode_resolution(keep, row.plan)
+            # A conflict whose plan a stopped run discarded: its versions are not known, and
+            # the choice holds for whatever the next run finds.
+            resolution = keep if row.plan is None else _codec.encode_resolution(keep, row.plan)
             connection.execute(
                 sa.update(items).where(*where).values(status=status.value, resolution=resolution)
             )
