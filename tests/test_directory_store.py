@@ -19,6 +19,7 @@ from persisty_blobs import (
     InvalidArgument,
     InvalidArgumentType,
     InvalidKey,
+    NotFound,
     PermissionDenied,
     Unsupported,
     open_store,
@@ -643,8 +644,13 @@ def test_pipes_and_sockets_are_no_items_and_never_replaced(root: Path) -> None:
     os.mkfifo(root / "pipe")
     with socket.socket(socket.AF_UNIX) as listening:
         listening.bind(str(root / "sock"))
+        (root / "to-sock").symlink_to(root / "sock")
+        assert store.get("to-sock") is None
         for name in ("pipe", "sock"):
             assert store.get(name) is None
+            assert not store.delete(name)
+            with pytest.raises(NotFound):
+                store.set_flags(name, [])
             with pytest.raises(Unsupported, match="pipe, socket or device"):
                 store.put(name, b"over another program's")
         assert stat.S_ISFIFO((root / "pipe").lstat().st_mode)

@@ -222,6 +222,10 @@ class DirectoryDriver(Driver):
                 fd = os.open(name, flags, dir_fd=folder)
             except (FileNotFoundError, NotADirectoryError):
                 return None
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # a link to a socket: no item
+                    return None
+                raise
         try:
             file_stat = os.fstat(fd)
             if not stat.S_ISREG(file_stat.st_mode):
@@ -265,14 +269,6 @@ class DirectoryDriver(Driver):
         except (FileNotFoundError, NotADirectoryError):
             yield None
             return
-        if (
-            stat.S_ISFIFO(link.st_mode)
-            or stat.S_ISSOCK(link.st_mode)
-            or stat.S_ISCHR(link.st_mode)
-            or stat.S_ISBLK(link.st_mode)
-        ):
-            # Another program's pipe or socket: no item, and not this store's to replace.
-            raise Unsupported(f"{shown!r} is a pipe, socket or device", store=self.name)
         opened = self.open_file(folder, name, shown)
         if opened is None:
             yield None
