@@ -28,7 +28,7 @@ from persisty_blobs.crypto.streaming import HEADER_SIZE, Geometry, SegmentEncryp
 from persisty_blobs.stores import DirectoryStore, MemoryStore, S3Store
 from persisty_blobs.stores.s3 import S3DataStoreFactory
 from persisty_blobs.testing import StoreConformance
-from persisty_blobs.testing._support import pieces
+from persisty_blobs.testing._support import Workers, pieces
 from persisty_blobs.testing.moto import moto_client
 
 from .sync_support import Faulty
@@ -541,14 +541,13 @@ def test_a_store_slow_to_list_holds_up_no_other_encrypted_store() -> None:
     slow, other = (
         EncryptedStore(inner, os.urandom(32)) for inner in (Faulty(fault=slow_list), MemoryStore())
     )
-    writing = threading.Thread(target=slow.put, args=("folder/a", b"a"))
-    writing.start()
+    writing = Workers()
+    writing.start(slow.put, "folder/a", b"a")
     try:
         assert listing.wait(5)
-        quick = threading.Thread(target=other.put, args=("folder/b", b"b"))
-        quick.start()
-        quick.join(5)
-        assert not quick.is_alive(), "it waited for another store's listing"
+        quick = Workers()
+        quick.start(other.put, "folder/b", b"b")
+        quick.join(timeout=5)  # fails the test if it waited for another store's listing
     finally:
         release.set()
         writing.join()

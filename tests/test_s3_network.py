@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Iterator
 from datetime import timedelta
@@ -303,4 +304,5 @@ def test_a_password_in_the_endpoint_never_reaches_a_message(
     ):
         store.get("k")
     assert "s3cret" not in str(failed.value)
+    assert "s3cret" not in "".join(traceback.format_exception(failed.value))
     assert "s3cret" not in repr(store)

@@ -21,7 +21,10 @@ class ProgressBar:
             self.total_items, self.total_bytes = event.items, event.bytes
         elif event.kind == "bytes":
             self.bytes += event.bytes
+        elif event.kind == "retry":  # the failed attempt's bytes are moved again
+            self.bytes -= event.bytes
         elif event.kind in ("done", "failed"):
+            self.bytes -= event.bytes  # a failure's last attempt's; none for a done one
             self.items += 1
         if not self.total_items:
             return

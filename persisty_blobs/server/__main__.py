@@ -76,8 +76,12 @@ def main(argv: list[str] | None = None) -> None:
                       options.cors_origin)  # fmt: skip
     except BlobError as error:  # a mistake in the command line or its files: one line
         parser.exit(2, f"{parser.prog}: {type(error).__name__}: {error}\n")
-    # No access log: a signed URL's query is a credential until it expires.
-    uvicorn.run(app, host=options.host, port=options.port, access_log=False)
+    try:
+        # No access log: a signed URL's query is a credential until it expires.
+        uvicorn.run(app, host=options.host, port=options.port, access_log=False)
+    except SystemExit as stopped:  # uvicorn's status for a failed start (3), said plainly
+        if stopped.code:
+            parser.exit(1, f"{parser.prog}: could not serve on {options.host}:{options.port}\n")
 
 
 def app_for(

@@ -123,6 +123,9 @@ def s3_errors(store: str, key: str | None = None, *, create_only: bool = False) 
         if create_only and isinstance(mapped, PreconditionFailed):
             message = "the item exists and if_none_match='*' was given"
             mapped = AlreadyExists(message, key=key, store=store)
+        if without_passwords_in(str(error)) != str(error):
+            # botocore's error quotes the password: a traceback would print it.
+            raise mapped from None
         raise mapped from error
 
 
