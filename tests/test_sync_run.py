@@ -74,6 +74,14 @@ def test_content_to_hash_on_a_side_that_times_out_now_and_then_is_hashed_all_the
     assert failed
 
 
+def recorded_before(state: SyncState, pair: str, sides: str) -> None:
+    """A pair's stores as the previous version recorded them (names as they were then)."""
+    _runs.end_run(state, pair, _runs.begin_run(state, pair, sides)[0])
+    runs = state.tables.runs
+    with state.engine.begin() as connection:
+        connection.execute(runs.update().where(runs.c.pair == pair).values(sides=sides))
+
+
 def test_one_failing_item_blocks_nothing_and_a_later_run_retries_it(state: SyncState) -> None:
     broken = {"item-0003"}
     remote = Faulty(fault=lambda op, key: PermissionDenied("no") if key in broken else None)
@@ -333,8 +341,16 @@ def test_pairs_recorded_by_the_previous_version_stay_the_same_pairs(
     }
     for number, (now, then) in enumerate(now_and_then.items()):
         pair = f"pair-{number}"
-        _runs.end_run(state, pair, _runs.begin_run(state, pair, f"{then} <-> {remote}")[0])
+        recorded_before(state, pair, f"{then} <-> {remote}")
         _runs.begin_run(state, pair, f"{now} <-> {remote}")  # not refused
+    # Recorded by this version, a name is compared as it is: another table prefix is another.
+    default, photos = (
+        repr(SqlStore(f"sqlite:///{tmp_path}/q.db", table_prefix=prefix))
+        for prefix in ("blobs", "photos")
+    )
+    _runs.end_run(state, "now", _runs.begin_run(state, "now", f"{default} <-> {remote}")[0])
+    with pytest.raises(SyncAborted):
+        _runs.begin_run(state, "now", f"{photos} <-> {remote}")
 
 
 def test_a_live_run_is_joined_only_with_the_options_it_is_planned_with(state: SyncState) -> None:
@@ -354,11 +370,11 @@ def test_a_live_run_is_joined_only_with_the_options_it_is_planned_with(state: Sy
 def test_a_pair_recorded_with_a_password_in_a_url_is_the_same_pair(state: SyncState) -> None:
     # Names of HttpStores once showed their URL's password; they leave it out now.
     shown = "MemoryStore() <-> HttpStore('http://me@host:1', store ab12)"
-    _runs.begin_run(state, "phone", shown.replace("me@", "me:s3cret@"))
+    recorded_before(state, "phone", shown.replace("me@", "me:s3cret@"))
     _runs.begin_run(state, "phone", shown)  # not refused
     with state.engine.connect() as connection:
         recorded = connection.execute(state.tables.runs.select()).mappings().one()["sides"]
-    assert recorded == shown  # the password is gone from the state too
+    assert "s3cret" not in recorded  # the password is gone from the state too
     with pytest.raises(SyncAborted) as other:
         _runs.begin_run(state, "phone", shown.replace("host:1", "elsewhere:1"))
     assert "s3cret" not in str(other.value)
@@ -394,8 +410,11 @@ def test_a_pair_tells_its_stores_apart_by_where_they_are(
 
     on_aws, here = bucket("https://s3.us-east-1.amazonaws.com"), bucket("http://127.0.0.1:9")
     assert repr(on_aws) == "S3Store('photos', '')"  # a bucket's name is unique on AWS
-    _runs.begin_run(state, "s3", f"{remote!r} <-> {on_aws!r}")  # as recorded before
+    recorded_before(state, "s3", f"{remote!r} <-> {on_aws!r}")  # no endpoint named then
     _runs.begin_run(state, "s3", f"{remote!r} <-> {here!r}")  # the endpoint is added
+    _runs.end_run(state, "aws", _runs.begin_run(state, "aws", f"{remote!r} <-> {on_aws!r}")[0])
+    with pytest.raises(SyncAborted):  # recorded now: the same bucket elsewhere is another
+        _runs.begin_run(state, "aws", f"{remote!r} <-> {here!r}")
     with pytest.raises(SyncAborted, match=r"127\.0\.0\.1:9"):
         _runs.begin_run(state, "s3", f"{remote!r} <-> {bucket('http://127.0.0.1:8')!r}")
 

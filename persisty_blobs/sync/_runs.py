@@ -46,6 +46,9 @@ _GAINED = (
     re.compile(r", endpoint '[^']*'\)"),
     re.compile(r", table_prefix='[^']*'\)"),
 )
+#: Before the stores' names as this version records them: records without it are older, and
+#: are read as names were then.
+_NAMED = "names-2: "
 #: Names that once gave a folder or SQLite file as it was given (relative, a trailing slash).
 _FOLDER = re.compile(r"DirectoryStore\('([^']*)'\)")
 _SQLITE_FILE = re.compile(r"SqlStore\('sqlite:///([^/'][^']*)'")
@@ -65,7 +68,7 @@ def begin_run(state: SyncState, pair: str, sides: str, options: str = "") -> tup
         # on inserting it.
         connection.execute(
             _insert_once(state).values(
-                pair=pair, run_id="", owner="", phase="done", lease_until=0.0, sides=sides
+                pair=pair, run_id="", owner="", phase="done", lease_until=0.0, sides=_NAMED + sides
             )
         )
     with state.engine.begin() as connection:
@@ -75,12 +78,14 @@ def begin_run(state: SyncState, pair: str, sides: str, options: str = "") -> tup
         if state.dialect == "postgresql":
             query = query.with_for_update()
         row = connection.execute(query).mappings().one()
-        if row["sides"] != sides:
+        if row["sides"] != _NAMED + sides:
             refused = _other_stores(pair, row["sides"], sides)
             if refused is not None:
                 raise refused
-            # Rewritten: a password the old name showed goes with it.
-            connection.execute(sa.update(runs).where(runs.c.pair == pair).values(sides=sides))
+            # Rewritten as named now: a password an old name showed goes with it.
+            connection.execute(
+                sa.update(runs).where(runs.c.pair == pair).values(sides=_NAMED + sides)
+            )
         live = row["phase"] in ("planning", "executing") and _leased(row, now)
         if live:
             if row["options"] != options:
@@ -111,16 +116,22 @@ def check_sides(state: SyncState, pair: str, sides: str) -> SyncAborted | None:
     runs = state.tables.runs
     with state.engine.connect() as connection:
         recorded = connection.execute(sa.select(runs.c.sides).where(runs.c.pair == pair)).scalar()
-    return None if recorded in (None, sides) else _other_stores(pair, recorded, sides)
+    return None if recorded is None else _other_stores(pair, recorded, sides)
 
 
 def _other_stores(pair: str, recorded: str, sides: str) -> SyncAborted | None:
-    """The refusal of ``sides`` for a pair recorded as syncing ``recorded``. A state from
-    before the stores were recorded (""), or before their names gained what they show now,
-    or an HttpStore's left its URL's password out, is taken as these stores."""
-    recorded = _PASSWORD.sub(r"\1@", recorded)
-    if not recorded or _as_named_now(recorded) in _former_names(sides):
-        return None
+    """The refusal of ``sides`` for a pair recorded as syncing ``recorded``. A record this
+    version made is compared as it is. One from before the stores were recorded (""), or
+    from before their names gained what they show now, or an HttpStore's left its URL's
+    password out, is taken as these stores where it names them as they were named then."""
+    if recorded.startswith(_NAMED):
+        recorded = recorded.removeprefix(_NAMED)
+        if recorded == sides:
+            return None
+    else:
+        recorded = _PASSWORD.sub(r"\1@", recorded)
+        if not recorded or _as_named_now(recorded) in _former_names(sides):
+            return None
     return SyncAborted(
         f"the state's pair {pair!r} syncs {recorded}, not {sides}: give this pair "
         "another name (or another state), or its base would turn into deletes"
