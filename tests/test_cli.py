@@ -199,6 +199,9 @@ def test_exit_statuses_and_errors(shell: Shell) -> None:
     assert "keyring" in shell.error("sync", "--encrypt", "absent.json", source, target, status=3)
     nested = f"{source}/backup"
     assert "overlap" in shell.error("sync", source, nested, status=2)
+    (shell.cwd / "alias").symlink_to(shell.cwd / "src")
+    for same in (f"{source}/", f"file://{shell.cwd / 'alias'}"):  # one folder, spelled twice
+        assert "overlap" in shell.error("sync", source, same, status=2)
     database = f"sqlite:///{shell.cwd / 'src' / 'backup.db'}"  # would hold its own copies
     assert "overlap" in shell.error("sync", source, database, status=2)
     assert "the same prefix" in shell.error("sync", source, "d:notes/", status=2)

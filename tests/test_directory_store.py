@@ -29,6 +29,7 @@ from persisty_blobs.stores import DirectoryStore
 from persisty_blobs.stores.directory import _adoption as adoption_module
 from persisty_blobs.stores.directory import _fileio as fileio_module
 from persisty_blobs.stores.directory import _recovery as recovery_module
+from persisty_blobs.stores.directory._names import encode_segment
 from persisty_blobs.testing import StoreConformance
 
 
@@ -347,6 +348,10 @@ def test_a_symlink_never_leads_from_one_namespace_into_another(root: Path) -> No
             attempt()
     assert bob.read_bytes("private.txt") == b"bob's"
     assert [entry.key for entry in store.scan()] == []
+    store.put("data/private", b"the default namespace's")
+    (state / "ns" / encode_segment("eve")).symlink_to(root / "data", target_is_directory=True)
+    with pytest.raises(PermissionDenied, match="another namespace"):  # a namespace's own folder
+        store.namespace("eve").read_bytes("private")
 
 
 def test_a_writer_in_another_pid_namespace_keeps_its_temp_file(

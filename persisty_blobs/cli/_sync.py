@@ -92,12 +92,22 @@ def _refuse_nested_folders(source: Location, target: Location) -> None:
     first, second = local_place(source), local_place(target)
     if first is None or second is None:
         return
-    # One file or folder under other options (a table prefix, a token) is another store.
-    if first in second.parents or second in first.parents:
+    # One database file under other options (a table prefix) holds another store; one
+    # folder, however spelled, is one store.
+    other_options = _options_of(source) != _options_of(target)
+    if (
+        (first == second and not other_options)
+        or first in second.parents
+        or (second in first.parents)
+    ):
         raise click.UsageError(
             f"{source.text!r} and {target.text!r} overlap: one holds the other, "
             "so each run would copy the tree into itself again"
         )
+
+
+def _options_of(location: Location) -> dict[str, Any]:
+    return {} if location.remote is None else dict(location.remote.options)
 
 
 def _settings(location: Location) -> tuple[str | None, dict[str, Any] | None]:

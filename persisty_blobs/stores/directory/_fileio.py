@@ -18,7 +18,8 @@ _HASH_BUFFER = 1024 * 1024
 #: opened, registered, and closed under ``_held_lock``, which a fork waits for: a child never
 #: gets a lock's descriptor that it does not know of.
 _held: set[int] = set()
-_held_lock = threading.Lock()
+# Reentrant: a signal handler that forks may interrupt this thread while it holds the lock.
+_held_lock = threading.RLock()
 
 
 def _drop_inherited_locks() -> None:
@@ -30,7 +31,7 @@ def _drop_inherited_locks() -> None:
         with contextlib.suppress(OSError):
             os.close(fd)
     _held.clear()
-    _held_lock = threading.Lock()
+    _held_lock = threading.RLock()
 
 
 os.register_at_fork(

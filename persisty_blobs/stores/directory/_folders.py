@@ -35,8 +35,10 @@ def check_inside(fd: int, real_root: str, shown_path: str, store: str) -> None:
         raise PermissionDenied(f"{shown_path!r} resolves outside the store's root", store=store)
     named = os.path.relpath(shown_path, real_root).split(os.sep)
     reserved = os.path.join(real_root, RESERVED)
-    if named[:2] == [RESERVED, "ns"] and len(named) > 3:
+    if named[:2] == [RESERVED, "ns"] and len(named) >= 3:
         allowed = _within(real, os.path.join(reserved, "ns", named[2]))
+    elif named[0] == RESERVED:  # the store's folder itself, or its namespaces' folder
+        allowed = real == os.path.join(real_root, *named)
     else:
         allowed = not _within(real, reserved)
     if not allowed:
