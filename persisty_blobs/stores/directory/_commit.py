@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from typing import TYPE_CHECKING
 
 from ...driver import WriteSpec, check_precondition
-from ...errors import PermissionDenied, Unsupported
+from ...errors import PermissionDenied
 from ...item import DataItem
 from ._fileio import file_lock, unlink_in_background
 from ._recovery import owned_name
@@ -63,10 +62,8 @@ def commit(
         with (
             driver.os_errors(key),
             file_lock(driver.lock_path, exclusive=True),
-            driver.current(folder, name, shown) as current,
+            driver.current(folder, name, shown, replacing=True) as current,
         ):
-            if current is None:
-                _refuse_to_replace_a_special_file(driver, folder, name, shown)
             current_item = None if current is None else driver.item_of(namespace, key, current)
             check_precondition(current_item, key, driver.name, spec.if_match, spec.if_none_match)
             if current is not None and current.stat.st_mtime_ns > written.st_mtime_ns:
@@ -129,16 +126,3 @@ def _keep_for_later_release(
     except OSError:  # another file system (a mount inside the root), or no hard links
         return None
     return keeper
-
-
-def _refuse_to_replace_a_special_file(
-    driver: DirectoryDriver, folder: int, name: str, shown: str
-) -> None:
-    """Another program's pipe, socket or device where the item would go is no item, and not
-    this store's to replace."""
-    try:
-        mode = os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
-        raise Unsupported(f"{shown!r} is a pipe, socket or device", store=driver.name)

@@ -259,16 +259,23 @@ class DirectoryDriver(Driver):
         return DirectoryWriter(self, namespace, key, replacing=not header.if_none_match)
 
     @contextlib.contextmanager
-    def current(self, folder: int, name: str, shown: str) -> Iterator[Current | None]:
+    def current(
+        self, folder: int, name: str, shown: str, *, replacing: bool = False
+    ) -> Iterator[Current | None]:
         """The file ``name`` in ``folder``, under the exclusive lock (never hashed: its etag
         comes from its sidecar or, for another program's file, from its identity). It is held
         open until the block ends: its inode cannot be reused meanwhile, so a sidecar file
-        removed for it (``forget``) is never a new file's that was given the same inode."""
+        removed for it (``forget``) is never a new file's that was given the same inode.
+        ``replacing``: a write will replace the name, which another program's pipe, socket or
+        device refuses (it is no item, and not this store's to replace)."""
         try:
             link = os.stat(name, dir_fd=folder, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             yield None
             return
+        mode = link.st_mode
+        if replacing and not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
+            raise Unsupported(f"{shown!r} is a pipe, socket or device", store=self.name)
         opened = self.open_file(folder, name, shown)
         if opened is None:
             yield None
