@@ -19,8 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the command line and exit with its status; without the ``cli`` extra, say how to
     install it in one line."""
     try:
-        require("click", extra="cli")
-        require("rich", extra="cli")
+        _require_cli()
     except Unsupported as error:
         sys.stderr.write(f"persisty-blobs: {error}\n")
         raise SystemExit(1) from None
@@ -31,12 +30,16 @@ def main(argv: list[str] | None = None) -> None:
 
 def __getattr__(name: str) -> Any:
     if name == "cli":
-        require("click", extra="cli")
-        require("rich", extra="cli")
+        _require_cli()
         from ._app import cli
 
         return cli
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _require_cli() -> None:
+    require("click", extra="cli")
+    require("rich", extra="cli")
 
 
 if TYPE_CHECKING:

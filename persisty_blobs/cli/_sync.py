@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import BlobError, DecryptionError, IntegrityError, InvalidKey, PermissionDenied
+from ..errors import BlobError, InvalidKey
 from ..item import Entry
 from ..keys import validate_namespace
 from ..store import DataStore
@@ -353,10 +353,12 @@ def _verdict(differ: Differ, entry_a: Entry | None, entry_b: Entry | None) -> st
         return "only in SRC"
     if entry_a.size != entry_b.size:
         return "differs"
+    from ..sync.diff import UNREADABLE
+
     sides = []
     for side, entry in (("a", entry_a), ("b", entry_b)):
         try:
             sides.append(differ.checksum(side, entry))
-        except (IntegrityError, DecryptionError, PermissionDenied) as error:
+        except UNREADABLE as error:
             return f"unreadable in {'SRC' if side == 'a' else 'DST'} ({type(error).__name__})"
     return None if sides[0] == sides[1] else "differs"

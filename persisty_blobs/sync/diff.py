@@ -32,7 +32,7 @@ from ._transfer import checksum_of
 from .model import Action, ActionKind, Priority, Status, Version
 from .state import BaseRow
 
-__all__ = ["Differ", "is_racy", "merge"]
+__all__ = ["UNREADABLE", "Differ", "is_racy", "merge"]
 
 Policy = Literal["keep-both", "prefer-a", "prefer-b", "newer", "manual"]
 Direction = Literal["both", "push", "pull"]
@@ -43,7 +43,7 @@ _Triple = tuple[str, Entry | None, Entry | None, BaseRow | None]
 _QUIET = ("unchanged", "flags")
 #: A side whose content cannot be read to compare it: the version is copied from it, and that
 #: copy fails alone while the rest of the run goes on.
-_UNREADABLE = (IntegrityError, DecryptionError, PermissionDenied)
+UNREADABLE = (IntegrityError, DecryptionError, PermissionDenied)
 _SETTLED = (None, Status.SYNCED)
 #: Longer than any file system clock's tick (FAT's is 2 s): a version listed this long after
 #: its last change cannot change again without a new mtime.
@@ -238,7 +238,7 @@ class Differ:
     def _holds_base(self, side: str, entry: Entry, row: BaseRow) -> bool:
         try:
             return _equal(self.checksum(side, entry), row.checksum)
-        except _UNREADABLE:
+        except UNREADABLE:
             return False
 
     def _rule(
@@ -309,11 +309,11 @@ class Differ:
             # the run goes on) and the readable side is never written.
             try:
                 checksum_a = self.checksum("a", a)
-            except _UNREADABLE as error:
+            except UNREADABLE as error:
                 return ActionKind.UPLOAD, f"{reason}, a unreadable: {type(error).__name__}"
             try:
                 checksum_b = self.checksum("b", b)
-            except _UNREADABLE as error:
+            except UNREADABLE as error:
                 return ActionKind.DOWNLOAD, f"{reason}, b unreadable: {type(error).__name__}"
             same = _equal(checksum_a, checksum_b)
         if same:
